@@ -1,0 +1,44 @@
+# Two entry points for a newcomer: `make demo` and `make test`.
+# Both create .venv if needed and install everything, offline models included
+# (none are downloaded: the demo and the tests build their own tiny models).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.m3curate-installed
+DEMO_OUT ?= demo-out
+# fairseq-fixed's real dependencies (its metadata also pins torchaudio, which
+# would drag in a second torch build; m3curate needs no audio).
+FAIRSEQ_DEPS := cffi "hydra-core==1.3.2" "omegaconf==2.3.0" regex "sacrebleu>=1.4.12" tqdm bitarray scikit-learn packaging
+
+.PHONY: demo test install lint bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip "setuptools>=68" wheel
+
+# torch==2.13.0 first: a looser range pulls a multi-GB CUDA build on this kind
+# of machine. GPU users install CUDA torch from PyPI before running make.
+$(STAMP): $(BIN)/python pyproject.toml Makefile
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install torch==2.13.0
+	$(BIN)/pip install -e ".[dev]"
+	$(BIN)/pip install cython $(FAIRSEQ_DEPS)
+	$(BIN)/python -c "import fairseq" 2>/dev/null || \
+		$(BIN)/pip install --no-deps --no-build-isolation fairseq-fixed==0.12.3.1
+	touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/m3curate demo --out $(DEMO_OUT) --overwrite
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_spine.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info

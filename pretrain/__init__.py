@@ -1,0 +1,1 @@
+"""m3curate: pretrain."""

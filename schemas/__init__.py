@@ -1,0 +1,18 @@
+"""m3curate's data contract: versioned Arrow schemas and the validator both sides call."""
+
+from schemas.arrow import PAIRS, PARALLEL, REJECTS, SCHEMA_VERSION, SCHEMAS, TEXT_KINDS, UNDETERMINED
+from schemas.validate import SchemaError, check_version, validate_rows, validate_table
+
+__all__ = [
+    "PAIRS",
+    "PARALLEL",
+    "REJECTS",
+    "SCHEMAS",
+    "SCHEMA_VERSION",
+    "TEXT_KINDS",
+    "UNDETERMINED",
+    "SchemaError",
+    "check_version",
+    "validate_rows",
+    "validate_table",
+]
