@@ -49,6 +49,7 @@ class RawRecord:
     image: bytes | None = None
     image_path: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    image_info: dict[str, Any] | None = None  # the schema's ``image`` struct, set by ValidateImages
 
     @property
     def id(self) -> str:
@@ -85,6 +86,8 @@ def raw_view(record: RawRecord) -> dict[str, Any]:
         view["image"] = record.image
     if record.image_path is not None:
         view["image_path"] = record.image_path
+    if record.image_info is not None:
+        view["image_info"] = {k: v for k, v in record.image_info.items() if k != "bytes"}
     return view
 
 

@@ -1,0 +1,108 @@
+"""The ``m3curate`` command line: parse, load a typed config, call the command's run().
+
+Heavy imports (Beam, Pillow, torch, fastText) happen inside the command that needs them,
+so ``m3curate --help`` starts fast. Every failure exits non-zero with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+BUILD_EXAMPLE = """example:
+  m3curate build --config curation/example_build.toml --out out/ds
+  m3curate build --config build.toml --out out/ds --overwrite --direct_num_workers 2 \\
+      --direct_running_mode multi_processing
+  m3curate build --config build.toml --out gs://bucket/ds --runner DataflowRunner \\
+      --project P --region us-central1 --temp_location gs://bucket/tmp
+
+Options after --config/--out/--overwrite go to Apache Beam unchanged. Without --runner
+the build runs locally on FnApiRunner (offline)."""
+
+DEMO_EXAMPLE = """example:
+  m3curate demo --out demo-out
+  m3curate demo --out /tmp/d --samples 200 --seed 1 --overwrite"""
+
+
+def _build(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from curation.config import load_config
+    from curation.pipeline import run_build
+    from curation.summary import print_summary
+
+    cfg = load_config(args.config)
+    manifest = run_build(cfg, args.out, beam_args, overwrite=args.overwrite)
+    print_summary(manifest, args.out)
+    return 0
+
+
+def _demo(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from curation.demo import run_demo
+
+    run_demo(args.out, samples=args.samples, seed=args.seed, overwrite=args.overwrite, beam_args=beam_args)
+    return 0
+
+
+def _validate(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from curation.summary import validate_dataset
+
+    validate_dataset(args.dir)
+    print(f"{args.dir}: valid m3curate dataset")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="m3curate",
+        description="Curate multilingual vision-language pre-training data with Apache Beam, and train on it.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    build = sub.add_parser("build", help="run the curation pipeline", epilog=BUILD_EXAMPLE, formatter_class=fmt,
+                           description="Read the inputs a TOML config lists, validate and dedup them, and write "
+                           "Parquet pairs/parallel/rejects shards plus manifest.json to --out.")
+    build.add_argument("--config", required=True, help="build config (TOML); see curation/example_build.toml")
+    build.add_argument("--out", required=True, help="output directory (local path or gs://...)")
+    build.add_argument("--overwrite", action="store_true", help="replace the dataset already in --out")
+    build.set_defaults(func=_build)
+
+    demo = sub.add_parser("demo", help="generate a synthetic corpus and build it, offline", epilog=DEMO_EXAMPLE,
+                          formatter_class=fmt, description="Generate a small synthetic multilingual image-text "
+                          "corpus in every input format, then run build on it.")
+    demo.add_argument("--out", required=True, help="directory for the corpus and the dataset")
+    demo.add_argument("--samples", type=int, default=600, help="number of generated images (default 600)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the generator (default 0)")
+    demo.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --out")
+    demo.set_defaults(func=_demo)
+
+    validate = sub.add_parser("validate", help="check a built dataset against the schema",
+                              epilog="example:\n  m3curate validate out/ds", formatter_class=fmt,
+                              description="Validate every shard listed in DIR/manifest.json against the data contract.")
+    validate.add_argument("dir", help="a directory written by m3curate build")
+    validate.set_defaults(func=_validate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "build" and args.command != "demo":
+        parser.error(f"unrecognised arguments: {' '.join(rest)}")
+    func: Callable[[argparse.Namespace, list[str]], int] = args.func
+    try:
+        return func(args, rest)
+    except KeyboardInterrupt:
+        print("m3curate: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # one line for the user; the traceback with M3CURATE_DEBUG=1
+        import os
+
+        if os.environ.get("M3CURATE_DEBUG"):
+            raise
+        print(f"m3curate {args.command}: error: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""manifest.json: what a build read, wrote and dropped, and the proof that nothing was lost.
+
+The counts come from two independent places: input records are counted by the pipeline
+as they are read (``_counts/inputs.json``), outputs and rejects are counted from the
+written shards. ``reconcile`` checks input = output + rejected overall, per source and per
+stage; a build whose counts do not reconcile fails.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import posixpath
+from collections import Counter
+from importlib import metadata
+from typing import Any
+
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+
+from curation.write import INPUT_COUNTS, TABLES
+from schemas import SCHEMA_VERSION
+
+# The order records pass the stages in; a stage's input is the previous stage's output.
+STAGES = ("read", "image", "text", "dedup", "lid", "mt", "codeswitch", "relevance")
+TOOLS = ("m3curate", "apache-beam", "pyarrow", "pillow", "numpy", "fasttext", "torch", "fairseq-fixed", "ctranslate2")
+
+
+class ReconciliationError(RuntimeError):
+    """input != output + rejected somewhere: a record was lost or counted twice."""
+
+
+def tool_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in TOOLS:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def shard_files(directory: str, table: str) -> list[str]:
+    """Shard paths of one table under directory, sorted."""
+    pattern = posixpath.join(directory, table, "*.parquet")
+    matches = FileSystems.match([pattern])[0].metadata_list
+    return sorted(m.path for m in matches)
+
+
+def _read(path: str, columns: list[str]) -> Any:
+    with FileSystems.open(path) as handle:
+        return pq.read_table(handle, columns=columns)
+
+
+def summarise(directory: str) -> dict[str, Any]:
+    """Count rows, languages and rejects in the written shards of a build directory."""
+    files: dict[str, list[dict[str, Any]]] = {}
+    langs: Counter[str] = Counter()
+    by_kind: dict[str, Counter[str]] = {}
+    out_by_source: Counter[str] = Counter()
+    rejects: list[dict[str, Any]] = []
+    for table in TABLES:
+        files[table] = []
+        for path in shard_files(directory, table):
+            columns = {"pairs": ["source", "texts"], "parallel": ["source", "src_lang", "tgt_lang", "origin"]}
+            cols = columns.get(table, ["source", "stage", "reason", "level"])
+            data = _read(path, cols).to_pylist()
+            files[table].append({"path": f"{table}/{posixpath.basename(path)}", "rows": len(data)})
+            for row in data:
+                if table == "rejects":
+                    rejects.append(row)
+                    continue
+                out_by_source[row["source"]] += 1
+                texts = row["texts"] if table == "pairs" else [
+                    {"lang": row["src_lang"], "kind": "parallel"}, {"lang": row["tgt_lang"], "kind": "parallel"}
+                ]
+                for text in texts:
+                    langs[text["lang"]] += 1
+                    by_kind.setdefault(text["kind"], Counter())[text["lang"]] += 1
+    return {
+        "files": files,
+        "languages": dict(sorted(langs.items())),
+        "languages_by_kind": {k: dict(sorted(v.items())) for k, v in sorted(by_kind.items())},
+        "output_by_source": dict(out_by_source),
+        "rejects": rejects,
+    }
+
+
+def read_input_counts(directory: str) -> dict[str, int]:
+    path = posixpath.join(directory, INPUT_COUNTS)
+    if not FileSystems.exists(path):
+        return {}
+    with FileSystems.open(path) as handle:
+        return json.loads(handle.read().decode())
+
+
+def _stage_table(input_records: int, record_rejects: Counter[str]) -> list[dict[str, Any]]:
+    stages, remaining = [], input_records
+    known = set(STAGES)
+    extra = sorted({key.split("/")[0] for key in record_rejects} - known)
+    for stage in (*STAGES, *extra):
+        dropped = {k.split("/", 1)[1]: n for k, n in sorted(record_rejects.items()) if k.split("/")[0] == stage}
+        out = remaining - sum(dropped.values())
+        stages.append({"stage": stage, "input": remaining, "output": out, "rejected": dropped})
+        remaining = out
+    return stages
+
+
+def reconcile(inputs: dict[str, int], summary: dict[str, Any]) -> dict[str, Any]:
+    """Counts for the manifest, with per-source and per-stage checks."""
+    record_rejects = [r for r in summary["rejects"] if r["level"] == "record"]
+    by_reason = Counter(f"{r['stage']}/{r['reason']}" for r in record_rejects)
+    text_by_reason = Counter(f"{r['stage']}/{r['reason']}" for r in summary["rejects"] if r["level"] == "text")
+    rejected_by_source = Counter(r["source"] for r in record_rejects)
+    output = sum(f["rows"] for t in ("pairs", "parallel") for f in summary["files"][t])
+    total_in = sum(inputs.values())
+    per_source = {}
+    for source in sorted(set(inputs) | set(summary["output_by_source"]) | set(rejected_by_source)):
+        i, o, r = inputs.get(source, 0), summary["output_by_source"].get(source, 0), rejected_by_source[source]
+        per_source[source] = {"input": i, "output": o, "rejected": r, "reconciled": i == o + r}
+    stages = _stage_table(total_in, by_reason)
+    ok = total_in == output + len(record_rejects) and all(s["reconciled"] for s in per_source.values())
+    return {
+        "input_records": total_in,
+        "output_records": output,
+        "rejected_records": len(record_rejects),
+        "rejected_by_reason": dict(sorted(by_reason.items())),
+        "rejected_texts": sum(text_by_reason.values()),
+        "rejected_texts_by_reason": dict(sorted(text_by_reason.items())),
+        "pairs_rows": sum(f["rows"] for f in summary["files"]["pairs"]),
+        "parallel_rows": sum(f["rows"] for f in summary["files"]["parallel"]),
+        "by_source": per_source,
+        "stages": stages,
+        "reconciled": ok,
+    }
+
+
+def build_manifest(config: dict[str, Any], directory: str) -> dict[str, Any]:
+    """The manifest of a finished build in ``directory`` (its staging directory).
+
+    It holds nothing that changes between runs of the same build (no timestamps, no
+    runner settings: those go to run.json), so it is as deterministic as the shards.
+    """
+    summary = summarise(directory)
+    counts = reconcile(read_input_counts(directory), summary)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "counts": counts,
+        "languages": summary["languages"],
+        "languages_by_kind": summary["languages_by_kind"],
+        "files": summary["files"],
+        "config": config,
+        "tools": tool_versions(),
+    }
+
+
+def check(manifest: dict[str, Any]) -> None:
+    """Raise ReconciliationError naming where input != output + rejected."""
+    counts = manifest["counts"]
+    if counts["reconciled"]:
+        return
+    bad = [f"{s}: {c['input']} in, {c['output']} out, {c['rejected']} rejected" for s, c in counts["by_source"].items() if not c["reconciled"]]
+    raise ReconciliationError(
+        f"counts do not reconcile: {counts['input_records']} input records, {counts['output_records']} output, "
+        f"{counts['rejected_records']} rejected" + (f"; {'; '.join(bad)}" if bad else "")
+    )

@@ -1,0 +1,129 @@
+"""The build pipeline: readers → image and text validation → dedup → (stages) → Parquet.
+
+``build_pipeline`` only wires PTransforms; each stage's logic lives in its own module as
+pure functions and DoFns. ``run_build`` owns the output directory's life cycle (stage,
+reconcile, commit) around one pipeline run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from curation import manifest as manifest_lib
+from curation import outdir
+from curation.config import BuildConfig
+from curation.dedup import Deduplicate
+from curation.images import ValidateImages
+from curation.readers import ReadSource, match_paths
+from curation.texts import NormaliseTexts
+from curation.write import CountInputs, WriteDataset, source_of
+
+LOCAL_RUNNER = "FnApiRunner"
+
+# A row stage takes {"pairs": pc, "parallel": pc} and returns ({"pairs", "parallel"}, rejects).
+# Language ID, translation, code-switching and relevance scoring plug in here, in order.
+RowStage = Callable[[BuildConfig], beam.PTransform]
+ROW_STAGES: list[tuple[str, RowStage]] = []
+
+
+def pipeline_options(beam_args: list[str]) -> PipelineOptions:
+    """Beam options from the command line; without --runner, the offline local runner.
+
+    The DirectRunner would first try Prism, which downloads a binary at run time.
+    """
+    options = PipelineOptions(beam_args)
+    standard = options.view_as(StandardOptions)
+    if not standard.runner:
+        standard.runner = LOCAL_RUNNER
+    return options
+
+
+def check_inputs(cfg: BuildConfig) -> dict[str, list[str]]:
+    """Expand every source's globs before the pipeline starts; a glob matching nothing fails here."""
+    return {src.name: match_paths(src) for src in cfg.sources}
+
+
+def _flatten(label: str, pcolls: list[beam.PCollection], pipeline: beam.Pipeline) -> beam.PCollection:
+    if not pcolls:
+        return pipeline | label >> beam.Create([])
+    return tuple(pcolls) | label >> beam.Flatten()
+
+
+def build_pipeline(p: beam.Pipeline, cfg: BuildConfig, directory: str) -> None:
+    """Wire the whole build into pipeline ``p``, writing shards under ``directory``."""
+    records, read_rejects = [], []
+    for src in cfg.sources:
+        recs, rejs = p | f"Read[{src.name}]" >> ReadSource(src)
+        records.append(recs)
+        read_rejects.append(rejs)
+    raw = _flatten("AllRecords", records, p)
+    rejects = [_flatten("ReadRejects", read_rejects, p)]
+    (
+        (raw, rejects[0])
+        | "AllInputs" >> beam.Flatten()
+        | "InputSource" >> beam.Map(source_of)
+        | "CountInputs" >> CountInputs(directory)
+    )
+    valid, image_rejects = raw | "ValidateImages" >> ValidateImages(cfg.image)
+    pairs, parallel, text_rejects = valid | "NormaliseTexts" >> NormaliseTexts(cfg.text)
+    pairs, pair_dups = pairs | "DedupPairs" >> Deduplicate("pairs", cfg.dedup.key)
+    parallel, parallel_dups = parallel | "DedupParallel" >> Deduplicate("parallel", cfg.dedup.key)
+    rejects += [image_rejects, text_rejects, pair_dups, parallel_dups]
+    tables = {"pairs": pairs, "parallel": parallel}
+    for name, make in ROW_STAGES:
+        tables, stage_rejects = tables | name >> make(cfg)
+        rejects.append(stage_rejects)
+    all_rejects = tuple(rejects) | "AllRejects" >> beam.Flatten()
+    {**tables, "rejects": all_rejects} | "WriteDataset" >> WriteDataset(directory, cfg.output)
+
+
+def counters(result: Any) -> dict[str, int]:
+    """Beam counters of a finished pipeline as {"namespace/name": value}."""
+    out: dict[str, int] = {}
+    for c in result.metrics().query(MetricsFilter())["counters"]:
+        try:
+            value = c.committed
+        except Exception:  # some runners only report attempted values
+            value = None
+        if value is None:
+            value = c.attempted
+        key = f"{c.key.metric.namespace}/{c.key.metric.name}"
+        out[key] = out.get(key, 0) + int(value or 0)
+    return dict(sorted(out.items()))
+
+
+def log(message: str) -> None:
+    print(f"[m3curate] {message}", file=sys.stderr, flush=True)
+
+
+def run_build(cfg: BuildConfig, out: str, beam_args: list[str] | None = None, overwrite: bool = False) -> dict[str, Any]:
+    """Run the build into ``out``; returns the manifest. Raises on bad input dirs or lost records."""
+    options = pipeline_options(list(beam_args or []))
+    files = check_inputs(cfg)
+    staging = outdir.prepare(out, overwrite)
+    runner = options.view_as(StandardOptions).runner
+    log(f"{sum(map(len, files.values()))} input files from {len(files)} sources; runner {runner}")
+    started = time.time()
+    try:
+        p = beam.Pipeline(options=options)
+        build_pipeline(p, cfg, staging)
+        result = p.run()
+        result.wait_until_finish()
+        log(f"pipeline finished in {time.time() - started:.1f}s; reconciling counts")
+        manifest = manifest_lib.build_manifest(cfg.to_dict(), staging)
+        manifest_lib.check(manifest)
+        run = {"runner": runner, "seconds": round(time.time() - started, 2), "counters": counters(result)}
+        outdir.commit(staging, out, manifest, extra={"run.json": json.dumps(run, indent=1).encode()})
+    except BaseException:
+        outdir.abandon(staging)
+        raise
+    manifest["run"] = run
+    return manifest

@@ -1,0 +1,46 @@
+"""The short table a build prints at the end: counts, rejects by reason, languages, counters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas.dataset import validate_dataset
+
+__all__ = ["format_summary", "print_summary", "validate_dataset"]
+
+
+def _table(rows: list[tuple[str, str]], title: str) -> list[str]:
+    if not rows:
+        return []
+    width = max(len(k) for k, _ in rows)
+    return [title, *(f"  {k:<{width}}  {v:>10}" for k, v in rows)]
+
+
+def format_summary(manifest: dict[str, Any], out: str) -> str:
+    counts = manifest["counts"]
+    lines = [f"dataset: {out}  (schema {manifest['schema_version']}, reconciled: {counts['reconciled']})"]
+    lines += _table(
+        [
+            ("input records", str(counts["input_records"])),
+            ("output records", str(counts["output_records"])),
+            ("rejected records", str(counts["rejected_records"])),
+            ("pairs rows", str(counts["pairs_rows"])),
+            ("parallel rows", str(counts["parallel_rows"])),
+            ("rejected texts", str(counts["rejected_texts"])),
+        ],
+        "counts:",
+    )
+    stage_rows = [(s["stage"], f"{s['input']} → {s['output']}") for s in counts["stages"] if s["rejected"] or s["input"] != s["output"]]
+    lines += _table(stage_rows, "stages (in → out):")
+    reasons = {**counts["rejected_by_reason"], **{f"{k} (text)": v for k, v in counts["rejected_texts_by_reason"].items()}}
+    lines += _table([(k, str(v)) for k, v in sorted(reasons.items())], "rejects by stage/reason:")
+    lines += _table([(k, str(v)) for k, v in manifest["languages"].items()], "texts by language:")
+    run = manifest.get("run", {})
+    lines += _table([(k, str(v)) for k, v in run.get("counters", {}).items()], "beam counters:")
+    if "seconds" in run:
+        lines.append(f"took {run['seconds']}s on {run['runner']}")
+    return "\n".join(lines)
+
+
+def print_summary(manifest: dict[str, Any], out: str) -> None:
+    print(format_summary(manifest, out))
