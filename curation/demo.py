@@ -1,0 +1,61 @@
+"""``m3curate demo``: the embedded default, offline on a 2-core CPU.
+
+It generates a synthetic multilingual corpus (``curation.synth``) in every input format
+(``curation.demo_corpus``), then runs the real ``build`` on it, so the demo exercises the
+same readers, stages and writer as a user's data. Later stages (language ID, translation,
+code-switching, relevance, pre-training) add themselves here.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from curation.config import load_config
+from curation.pipeline import log, run_build
+from curation.summary import print_summary
+
+
+def _prepare(out: Path, overwrite: bool) -> None:
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{out} is not empty; pass --overwrite to replace an earlier demo there")
+        if not (out / "build.toml").exists() and not (out / "inputs").exists():
+            raise FileExistsError(f"{out} does not look like an m3curate demo directory; refusing to delete it")
+        for child in ("inputs", "build.toml"):
+            path = out / child
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def check_planted(manifest: dict, expected_path: Path) -> list[str]:
+    """The bad inputs the generator planted, each matched against the reject counts."""
+    if not expected_path.exists():
+        return []
+    expected = json.loads(expected_path.read_text())
+    rejected = manifest["counts"]["rejected_by_reason"]
+    missing = []
+    for reason, n in expected.get("rejects", {}).items():
+        if rejected.get(reason, 0) < n:
+            missing.append(f"{reason}: expected at least {n}, got {rejected.get(reason, 0)}")
+    return missing
+
+
+def run_demo(out: str, samples: int = 600, seed: int = 0, overwrite: bool = False, beam_args: list[str] | None = None) -> dict:
+    """Generate the corpus under OUT/inputs, build it into OUT/dataset; returns the manifest."""
+    from curation.demo_corpus import write_corpus
+
+    root = Path(out)
+    _prepare(root, overwrite)
+    log(f"generating {samples} synthetic images with captions (seed {seed}) in {root / 'inputs'}")
+    toml = write_corpus(root, n=samples, seed=seed)
+    cfg = load_config(toml)
+    dataset = str(root / "dataset")
+    manifest = run_build(cfg, dataset, beam_args, overwrite=True)
+    print_summary(manifest, dataset)
+    missing = check_planted(manifest, root / "inputs" / "expected.json")
+    if missing:
+        raise RuntimeError("planted bad inputs were not rejected as expected: " + "; ".join(missing))
+    print(f"demo: all planted bad inputs were rejected with their expected reasons; dataset in {dataset}")
+    return manifest

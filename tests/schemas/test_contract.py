@@ -1,0 +1,125 @@
+"""Write-then-read round trips of every table, and the validator naming what is wrong."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+
+import pyarrow.parquet as pq
+import pytest
+
+from schemas import PAIRS, SCHEMA_VERSION, SchemaError, validate_rows, validate_table
+from schemas.validate import check_version
+
+
+def text(t: str, kind: str = "caption", **kw):
+    base = {
+        "text": t, "lang": "en", "lang_score": None, "declared_lang": None, "kind": kind, "origin": "cc3m",
+        "derived_from": None, "anchor": None, "relevance": None, "relevance_scorer": None, "score": None, "spans": None,
+    }
+    return {**base, **kw}
+
+
+def pair_row(i: int = 0) -> dict:
+    data = b"\xff\xd8fake-jpeg" + bytes([i])
+    return {
+        "id": f"id{i}",
+        "source": "cc3m",
+        "source_id": f"k{i}",
+        "split": "train",
+        "provenance": {"file": "a.jsonl", "row": i, "url": "http://x/y.jpg", "member": None},
+        "image": {"bytes": data, "width": 64, "height": 48, "format": "JPEG", "sha256": hashlib.sha256(data).hexdigest()},
+        "regions": {"boxes": [[0.0, 0.0, 1.0, 1.0]], "features": [[0.5, 0.25]], "extractor": "toy"},
+        "texts": [
+            text("a red circle"),
+            text("ein roter Kreis", "translation", lang="de", origin="m2m100", derived_from=0, score=-0.25),
+            text("a rot circle", "codeswitch", derived_from=0,
+                 spans=[{"src_start": 2, "src_end": 5, "start": 2, "end": 5, "lang": "de"}]),
+            text("Kreis Foto", "weak", lang="de", anchor=0, relevance=0.375, relevance_scorer="lexical"),
+        ],
+    }
+
+
+def parallel_row(i: int = 0) -> dict:
+    return {
+        "id": f"p{i}", "source": "wmt", "source_id": f"l{i}", "split": "train",
+        "provenance": {"file": "p.tsv", "row": i, "url": None, "member": None},
+        "src_text": "a red circle", "src_lang": "en", "src_lang_score": 0.75,
+        "tgt_text": "ein roter Kreis", "tgt_lang": "de", "tgt_lang_score": None,
+        "origin": "wmt", "score": None, "pair_id": None,
+    }
+
+
+def reject_row(i: int = 0) -> dict:
+    return {
+        "record_id": None, "source": "cc3m", "source_id": None, "stage": "read", "reason": "unreadable_file",
+        "level": "record", "detail": "truncated gzip", "raw": "{}", "raw_truncated": False,
+    }
+
+
+@pytest.mark.parametrize("kind,make", [("pairs", pair_row), ("parallel", parallel_row), ("rejects", reject_row)])
+def test_round_trip_through_parquet(tmp_path, kind, make):
+    rows = [make(i) for i in range(3)] if kind != "rejects" else [make(0)]
+    table = validate_rows(rows, kind)
+    path = tmp_path / f"{kind}.parquet"
+    pq.write_table(table, path)
+    back = pq.read_table(path)
+    check_version(back.schema.metadata, kind)
+    validate_table(back, kind)
+    assert back.to_pylist() == rows
+    assert back.schema.metadata[b"m3curate.schema_version"] == SCHEMA_VERSION.encode()
+
+
+def bad(mutate) -> SchemaError:
+    row = pair_row()
+    mutate(row)
+    with pytest.raises(SchemaError) as info:
+        validate_rows([row], "pairs")
+    return info.value
+
+
+def test_errors_name_the_column():
+    assert bad(lambda r: r["texts"][3].update(relevance=1.5)).column == "texts.relevance"
+    assert bad(lambda r: r["texts"][3].update(anchor=9)).column == "texts.anchor"
+    assert bad(lambda r: r["texts"][1].update(derived_from=-1)).column == "texts.derived_from"
+    assert bad(lambda r: r["texts"][0].update(kind="alt")).column == "texts.kind"
+    assert bad(lambda r: r["texts"][0].update(text="")).column == "texts.text"
+    assert bad(lambda r: r["texts"][0].update(lang=None)).column == "texts[].lang"
+    assert bad(lambda r: r.update(texts=[])).column == "texts"
+    assert bad(lambda r: r["image"].update(sha256="nothex")).column == "image.sha256"
+    assert bad(lambda r: r["image"].update(width=0)).column == "image.width"
+    assert bad(lambda r: r["image"].update(width="wide")).column == "image"
+    assert bad(lambda r: r.pop("split")).column == "split"
+    assert bad(lambda r: r.update(id=None)).column == "id"
+
+
+def test_duplicate_ids_are_refused():
+    with pytest.raises(SchemaError, match="duplicate"):
+        validate_rows([pair_row(0), pair_row(0)], "pairs")
+
+
+def test_regions_are_optional_and_validated():
+    row = pair_row()
+    row["regions"] = None
+    validate_rows([row], "pairs")
+    row = copy.deepcopy(pair_row())
+    row["regions"]["boxes"] = [[0.0, 1.0]]
+    with pytest.raises(SchemaError, match="regions"):
+        validate_rows([row], "pairs")
+
+
+def test_incompatible_version_and_wrong_table_are_refused():
+    with pytest.raises(SchemaError, match="not compatible"):
+        check_version({b"m3curate.schema_version": b"2.0"}, "pairs")
+    with pytest.raises(SchemaError, match="no m3curate.schema_version"):
+        check_version({}, "pairs")
+    with pytest.raises(SchemaError, match="holds a 'parallel' table"):
+        check_version(validate_rows([parallel_row()], "parallel").schema.metadata, "pairs")
+
+
+def test_type_mismatch_in_file_is_named(tmp_path):
+    table = validate_rows([pair_row()], "pairs")
+    renamed = table.rename_columns(["id", "source", "source_id", "split", "provenance", "image", "regions", "captions"])
+    with pytest.raises(SchemaError, match="'texts': missing"):
+        validate_table(renamed, "pairs", check_metadata=False)
+    assert PAIRS.field("texts").type == table.schema.field("texts").type
