@@ -11,6 +11,7 @@ never mixed. Works on any Beam filesystem (local, gs://, s3://) through FileSyst
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 import uuid
 from typing import Any
@@ -39,6 +40,8 @@ def _exists(path: str) -> bool:
 
 
 def _children(out: str) -> list[str]:
+    if "://" not in out:  # local glob skips dot-files such as the staging directories
+        return sorted(os.listdir(out))
     matches = FileSystems.match([_join(out, "*")])[0].metadata_list
     return sorted(posixpath.basename(m.path.rstrip("/")) for m in matches)
 
