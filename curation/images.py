@@ -116,7 +116,7 @@ def _open(data: bytes, bomb_pixels: int) -> Image.Image:
             head = data[:8].hex(" ")
             raise ImageRejected("not_an_image", f"not a {'/'.join(INPUT_FORMATS)} image ({len(data)} bytes, starting {head})") from None
         except Exception as err:  # malformed headers raise whatever the plugin hits
-            raise ImageRejected("decode_error", f"{type(err).__name__}: {err}") from None
+            raise _decode_failure(err, data) from None
         finally:
             Image.MAX_IMAGE_PIXELS = saved
 
@@ -153,12 +153,20 @@ def _decode(img: Image.Image, target: tuple[int, int]) -> None:
         img.load()
     except Image.DecompressionBombError as err:
         raise ImageRejected("decompression_bomb", str(err)) from None
-    except (OSError, EOFError) as err:
-        if isinstance(err, EOFError) or "truncated" in str(err):
-            raise ImageRejected("truncated", str(err) or "unexpected end of data") from None
-        raise ImageRejected("decode_error", f"{type(err).__name__}: {err}") from None
     except Exception as err:  # decoders of malformed data raise various errors
-        raise ImageRejected("decode_error", f"{type(err).__name__}: {err}") from None
+        raise _decode_failure(err, None) from None
+
+
+def _decode_failure(err: Exception, data: bytes | None) -> ImageRejected:
+    """Classify a Pillow failure as ``truncated`` or ``decode_error``."""
+    if isinstance(err, EOFError) or "truncated" in str(err).lower():
+        return ImageRejected("truncated", str(err) or "unexpected end of data")
+    if data is not None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        # libwebp only says "could not create decoder object"; the RIFF size says why.
+        declared = int.from_bytes(data[4:8], "little") + 8
+        if len(data) < declared:
+            return ImageRejected("truncated", f"WEBP data is {len(data)} bytes, its header says {declared}")
+    return ImageRejected("decode_error", f"{type(err).__name__}: {err}")
 
 
 def _orientation(img: Image.Image) -> int:

@@ -1,6 +1,14 @@
 """m3curate's data contract: versioned Arrow schemas and the validator both sides call."""
 
-from schemas.arrow import PAIRS, PARALLEL, REJECTS, SCHEMA_VERSION, SCHEMAS, TEXT_KINDS, UNDETERMINED
+from schemas.arrow import (
+    PAIRS,
+    PARALLEL,
+    REJECTS,
+    SCHEMA_VERSION,
+    SCHEMAS,
+    TEXT_KINDS,
+    UNDETERMINED,
+)
 from schemas.validate import SchemaError, check_version, validate_rows, validate_table
 
 __all__ = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import apache_beam as beam
 import pyarrow.parquet as pq
@@ -58,7 +59,7 @@ def test_dedup_keys():
 def write_and_read(tmp_path, rows, name):
     path = str(tmp_path / name)
     write_shard(rows, "pairs", path, OutputConfig())
-    return open(path, "rb").read()
+    return Path(path).read_bytes()
 
 
 def test_shards_are_byte_identical_whatever_the_input_order(tmp_path):
@@ -108,7 +109,7 @@ def test_two_runs_give_identical_bytes(tmp_path):
     files_a = manifest_lib.shard_files(a, "pairs")
     files_b = manifest_lib.shard_files(b, "pairs")
     assert [f.split("/")[-1] for f in files_a] == [f.split("/")[-1] for f in files_b]
-    assert all(open(x, "rb").read() == open(y, "rb").read() for x, y in zip(files_a, files_b, strict=True))
+    assert all(Path(x).read_bytes() == Path(y).read_bytes() for x, y in zip(files_a, files_b, strict=True))
 
 
 def test_unreconciled_counts_fail():
