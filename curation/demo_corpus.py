@@ -18,6 +18,7 @@ import argparse
 import csv
 import io
 import json
+import shutil
 import tarfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -53,6 +54,7 @@ def _partition(train: Sequence[Sample]) -> dict[str, list[Sample]]:
 
 
 def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
+    """One JSON object per line, UTF-8 kept readable (no \\u escapes); returns the row count."""
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = [json.dumps(row, ensure_ascii=False) + "\n" for row in rows]
     path.write_text("".join(lines), encoding="utf-8")
@@ -73,12 +75,14 @@ def _write_delimited(path: Path, header: Sequence[str], rows: Iterable[Sequence[
 
 
 def _write_images(images_dir: Path, samples: Iterable[Sample]) -> None:
+    """<id>.jpg per sample: the files the table sources' relative image paths name."""
     images_dir.mkdir(parents=True, exist_ok=True)
     for s in samples:
         (images_dir / f"{s.id}.jpg").write_bytes(s.image)
 
 
 def _pair_row(s: Sample) -> dict[str, Any]:
+    """A CC3M-style row: key, English caption, image path relative to the table file."""
     return {"key": s.id, "caption": s.captions["en"], "image": f"images/{s.id}.jpg"}
 
 
@@ -111,6 +115,7 @@ def _write_tsv_source(inputs: Path, samples: list[Sample], planted: list[dict[st
 
 
 def _url(key: str) -> str:
+    """A plausible (never fetched) source URL, as img2dataset records it."""
     return f"https://images.example.com/synth/{key}.jpg"
 
 
@@ -203,13 +208,135 @@ def _write_parallel_sources(inputs: Path, samples: list[Sample], langs: Sequence
     return counts
 
 
-def _write_heldout(inputs: Path, samples: list[Sample], langs: Sequence[str]) -> int:
+def _write_heldout(inputs: Path, samples: list[Sample], train: list[Sample], langs: Sequence[str]) -> int:
     """heldout/captions.jsonl (English caption plus caption_<lang> gold captions) with its
-    images, and heldout/parallel.tsv (MT evaluation text disjoint from the train samples)."""
+    images, and heldout/parallel.tsv: MT evaluation pairs whose English side no train
+    sample has (short scenes recur, and evaluating on training text would flatter MT)."""
     out = inputs / "heldout"
     _write_images(out / "images", samples)
     rows = [{**_pair_row(s), **{f"caption_{lang}": s.captions[lang] for lang in langs if lang != "en"}}
             for s in samples]
-    _write_delimited(out / "parallel.tsv", ("src", "tgt", "src_lang", "tgt_lang"),
-                     _parallel_pairs(samples, langs), "\t")
+    seen = {s.captions["en"] for s in train}
+    pairs = [p for p in _parallel_pairs(samples, langs) if p[0] not in seen]
+    _write_delimited(out / "parallel.tsv", ("src", "tgt", "src_lang", "tgt_lang"), pairs, "\t")
     return _write_jsonl(out / "captions.jsonl", rows)
+
+
+def _toml_value(value: Any) -> str:
+    """TOML literal for str/int/bool/list/dict (JSON string escapes are valid TOML)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"no TOML literal for {value!r}")
+
+
+def _sources(files_lang: str | None) -> list[dict[str, Any]]:
+    """The [[sources]] of build.toml; paths are relative to the TOML file (out_dir)."""
+    en = {"kind": "pair", "lang": "en"}
+    sources: list[dict[str, Any]] = [
+        {"name": "captions_jsonl", "format": "jsonl", "paths": ["inputs/captions.jsonl"], **en},
+        {"name": "captions_csv", "format": "csv", "paths": ["inputs/captions.csv"], **en},
+        {"name": "captions_tsv", "format": "tsv", "paths": ["inputs/captions.tsv"], **en,
+         "columns": {"id": "id", "caption": "alt", "image": "file"}},
+        {"name": "img2dataset_parquet", "format": "parquet", "paths": ["inputs/img2dataset/*.parquet"],
+         **en, "columns": {"image": "jpg"}},
+        {"name": "webdataset", "format": "webdataset", "paths": ["inputs/webdataset/*.tar"], **en},
+        {"name": "weak", "format": "jsonl", "kind": "weak", "paths": ["inputs/weak.jsonl"]},
+        {"name": "parallel_tsv", "format": "tsv", "kind": "parallel", "paths": ["inputs/parallel.tsv"]},
+    ]
+    if files_lang:
+        sources.append({"name": "parallel_files", "format": "parallel_files", "kind": "parallel",
+                        "paths": ["inputs/parallel_en.txt"], "tgt_paths": [f"inputs/parallel_{files_lang}.txt"],
+                        "src_lang": "en", "tgt_lang": files_lang})
+    sources.append({"name": "heldout", "format": "jsonl", "paths": ["inputs/heldout/captions.jsonl"],
+                    **en, "split": "test"})
+    return sources
+
+
+def build_toml(seed: int, files_lang: str | None, image_size: int = IMAGE_SIZE) -> str:
+    """The text of the demo's build config."""
+    lines = ["# m3curate build config for the synthetic demo corpus (written by curation.demo_corpus).",
+             f"seed = {seed}", "", "[image]", f"max_side = {image_size}", "min_side = 32", "",
+             "[dedup]", 'key = "image+caption"', "", "[output]", "rows_per_shard = 256",
+             "row_group_rows = 64"]
+    for src in _sources(files_lang):
+        lines += ["", "[[sources]]", *(f"{k} = {_toml_value(v)}" for k, v in src.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _prepare(out_dir: Path) -> Path:
+    """Empty out_dir/inputs (only if it is a previous demo corpus), so no stale shard stays."""
+    inputs = out_dir / "inputs"
+    if inputs.exists():
+        if not (inputs / "expected.json").is_file():
+            raise FileExistsError(f"{inputs} exists and is not a demo corpus; choose another out_dir")
+        shutil.rmtree(inputs)
+    (inputs / "images").mkdir(parents=True)
+    return inputs
+
+
+def write_corpus(out_dir: Path, n: int, seed: int, langs: Sequence[str] = LANGUAGES,
+                 held_out: float = 0.1) -> Path:
+    """Write the corpus under out_dir/inputs/, out_dir/build.toml and inputs/expected.json;
+    return the build.toml path. ``langs`` must include "en" (the caption language)."""
+    if "en" not in langs:
+        raise ValueError(f"langs = {list(langs)}: must include 'en', the language of the captions")
+    out_dir = Path(out_dir)
+    inputs = _prepare(out_dir)
+    train, heldout = split(generate(n, seed, langs, IMAGE_SIZE), held_out, seed)
+    parts = _partition(train)
+    on_disk = parts["captions_jsonl"] + parts["captions_csv"] + parts["captions_tsv"]
+    _write_images(inputs / "images", on_disk)
+    planted: list[dict[str, str]] = []
+    counts = {
+        "captions_jsonl": _write_jsonl_source(inputs, parts["captions_jsonl"], planted),
+        "captions_csv": _write_delimited(inputs / "captions.csv", ("key", "caption", "image"),
+                                         [tuple(_pair_row(s).values()) for s in parts["captions_csv"]], ","),
+        "captions_tsv": _write_tsv_source(inputs, parts["captions_tsv"], planted),
+        "img2dataset_parquet": _write_parquet_source(inputs, parts["img2dataset_parquet"], planted),
+        "webdataset": _write_webdataset_source(inputs, parts["webdataset"]),
+    }
+    relevance = _write_weak_source(inputs, on_disk, langs, seed)
+    counts["weak"] = sum(relevance.values())
+    counts.update(_write_parallel_sources(inputs, train, langs))
+    counts["heldout"] = _write_heldout(inputs, heldout, train, langs)
+    files_lang = next((lang for lang in langs if lang != "en"), None)
+    toml_path = out_dir / "build.toml"
+    toml_path.write_text(build_toml(seed, files_lang), encoding="utf-8")
+    expected = {
+        "n": n, "seed": seed, "langs": list(langs), "held_out": held_out, "image_size": IMAGE_SIZE,
+        "samples": {"train": len(train), "heldout": len(heldout)},
+        "input_records": counts, "total_input_records": sum(counts.values()),
+        "planted": planted, "rejects": dict(sorted(Counter(p["reject"] for p in planted).items())),
+        "weak_relevance": dict(sorted(relevance.items())),
+        "note": "rejects lists only the planted bad inputs; language ID and relevance "
+                "scoring may reject more (e.g. weak texts of relevance 'none').",
+    }
+    (inputs / "expected.json").write_text(json.dumps(expected, indent=2, ensure_ascii=False) + "\n",
+                                          encoding="utf-8")
+    return toml_path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m curation.demo_corpus OUT [--n N] [--seed S]``: write a corpus by hand."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--n", type=int, default=400)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--langs", default=",".join(LANGUAGES))
+    parser.add_argument("--held-out", type=float, default=0.1)
+    args = parser.parse_args(argv)
+    path = write_corpus(args.out_dir, args.n, args.seed, tuple(args.langs.split(",")), args.held_out)
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -83,14 +83,11 @@ def process_image(data: bytes, cfg: ImageConfig) -> dict[str, Any]:
     _decode(img, target)
     orientation = _orientation(img)
     fmt = cfg.format.upper()
-    if cfg.reencode == "if_needed" and _conforms(img, fmt, orientation, cfg):
+    if cfg.reencode == "if_needed" and max(width, height) <= cfg.max_side and _conforms(img, fmt, orientation):
         return _image_struct(data, width, height, fmt)
-    if orientation != 1:
-        img = ImageOps.exif_transpose(img)
-        target = target if orientation < 5 else (target[1], target[0])
-    img = to_rgb(img)
-    if img.size != target:
-        img = img.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    if orientation >= 5:  # these orientations swap width and height
+        target = (target[1], target[0])
+    img = _oriented_rgb(img, orientation, target)
     if min(img.size) < cfg.min_side:
         raise ImageRejected(
             "too_small", f"{width}x{height} is {img.width}x{img.height} after downscaling to max side {cfg.max_side}, min side {cfg.min_side}"
@@ -178,15 +175,27 @@ def _orientation(img: Image.Image) -> int:
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
-def _conforms(img: Image.Image, fmt: str, orientation: int, cfg: ImageConfig) -> bool:
-    """Whether the original bytes can be stored as they are (``reencode = "if_needed"``)."""
+def _oriented_rgb(img: Image.Image, orientation: int, target: tuple[int, int]) -> Image.Image:
+    """Apply the EXIF orientation, convert to RGB and resize to ``target`` (display order)."""
+    try:
+        if orientation != 1:
+            img = ImageOps.exif_transpose(img)
+        img = to_rgb(img)
+        if img.size != target:
+            img = img.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    except Exception as err:  # e.g. a mode Pillow cannot convert to RGB
+        raise ImageRejected("decode_error", f"{type(err).__name__}: {err}") from None
+    return img
+
+
+def _conforms(img: Image.Image, fmt: str, orientation: int) -> bool:
+    """Whether the original bytes of an image small enough can be stored as they are."""
     return (
         img.format == fmt
         and img.mode == "RGB"
         and "transparency" not in img.info
         and not getattr(img, "is_animated", False)
         and orientation == 1
-        and max(img.size) <= cfg.max_side
     )
 
 

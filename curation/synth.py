@@ -15,6 +15,7 @@ same bytes on every run.
 from __future__ import annotations
 
 import io
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,11 +30,8 @@ POSITIONS = ("left", "right", "top", "bottom", "center")
 RELEVANCE_LEVELS = ("high", "low", "none")
 JPEG_QUALITY = 90
 
-RGB = {
-    "red": (214, 39, 40), "green": (44, 160, 44), "blue": (31, 90, 200),
-    "yellow": (240, 200, 20), "purple": (140, 60, 180), "black": (30, 30, 30),
-    "brown": (140, 86, 40),
-}
+RGB = {"red": (214, 39, 40), "green": (44, 160, 44), "blue": (31, 90, 200), "yellow": (240, 200, 20),
+       "purple": (140, 60, 180), "black": (30, 30, 30), "brown": (140, 86, 40)}
 # Shape centres as fractions of the side, and radii: chosen so that, with the jitter
 # below, two shapes of one scene never overlap and none leaves the canvas.
 CENTRES = {"left": (0.18, 0.5), "right": (0.82, 0.5), "top": (0.5, 0.18),
@@ -259,8 +257,6 @@ def sample_scene(rng: random.Random) -> Scene:
 
 def _outline(kind: str, cx: float, cy: float, r: float) -> list[tuple[float, float]] | None:
     """Polygon vertices of a shape (None for the circle, drawn as an ellipse)."""
-    import math
-
     if kind == "square":
         h = r * 0.85
         return [(cx - h, cy - h), (cx + h, cy - h), (cx + h, cy + h), (cx - h, cy + h)]
