@@ -20,7 +20,7 @@ DEDUP_KEYS = ("image+caption", "image", "caption", "none")
 # Column roles each record kind reads, and which of them are required.
 ROLES: dict[str, dict[str, bool]] = {
     "pair": {"id": False, "caption": True, "image": True, "url": False, "lang": False},
-    "weak": {"id": False, "text": True, "image": True, "url": False, "lang": False, "anchor": False},
+    "weak": {"id": False, "text": True, "image": True, "url": False, "lang": False, "anchor": False, "anchor_lang": False},
     "parallel": {"id": False, "src": True, "tgt": True, "src_lang": False, "tgt_lang": False},
 }
 # Default column names per role (img2dataset's where it has one).
@@ -32,6 +32,7 @@ DEFAULT_COLUMNS = {
     "url": "url",
     "lang": "lang",
     "anchor": "anchor",
+    "anchor_lang": "anchor_lang",
     "src": "src",
     "tgt": "tgt",
     "src_lang": "src_lang",
@@ -54,7 +55,8 @@ class SourceConfig:
     columns: role -> column name, overriding DEFAULT_COLUMNS (e.g. ``caption = "alt"``).
     image_root: directory that relative image paths are resolved against (default: the
         directory of the file that names them).
-    lang / src_lang / tgt_lang: declared language for every row, where rows have none.
+    lang / src_lang / tgt_lang / anchor_lang: declared language for every row (of the
+        caption or weak text, the parallel sides, a weak text's anchor), where rows have none.
     split: written to the ``split`` column (train, val, test...).
     tgt_paths: for ``parallel_files``, the target-side files aligned line by line with paths.
     """
@@ -68,6 +70,7 @@ class SourceConfig:
     lang: str | None = None
     src_lang: str | None = None
     tgt_lang: str | None = None
+    anchor_lang: str | None = None
     split: str = "train"
     tgt_paths: list[str] = field(default_factory=list)
 

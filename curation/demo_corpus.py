@@ -248,7 +248,7 @@ def _sources(files_lang: str | None) -> list[dict[str, Any]]:
         {"name": "img2dataset_parquet", "format": "parquet", "paths": ["inputs/img2dataset/*.parquet"],
          **en, "columns": {"image": "jpg"}},
         {"name": "webdataset", "format": "webdataset", "paths": ["inputs/webdataset/*.tar"], **en},
-        {"name": "weak", "format": "jsonl", "kind": "weak", "paths": ["inputs/weak.jsonl"]},
+        {"name": "weak", "format": "jsonl", "kind": "weak", "paths": ["inputs/weak.jsonl"], "anchor_lang": "en"},
         {"name": "parallel_tsv", "format": "tsv", "kind": "parallel", "paths": ["inputs/parallel.tsv"]},
     ]
     if files_lang:

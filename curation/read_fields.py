@@ -15,12 +15,12 @@ from curation.records import RawRecord, Reject
 # The text fields each kind carries in ``RawRecord.fields``.
 FIELD_ROLES: dict[str, tuple[str, ...]] = {
     "pair": ("caption", "lang"),
-    "weak": ("text", "lang", "anchor"),
+    "weak": ("text", "lang", "anchor", "anchor_lang"),
     "parallel": ("src", "tgt", "src_lang", "tgt_lang"),
 }
 # Declared-language roles: an empty or absent value falls back to the source setting of the
 # same name (``SourceConfig.lang`` / ``src_lang`` / ``tgt_lang``).
-LANG_ROLES = ("lang", "src_lang", "tgt_lang")
+LANG_ROLES = ("lang", "src_lang", "tgt_lang", "anchor_lang")
 
 
 def _type_name(value: Any) -> str:

@@ -75,8 +75,8 @@ class Reject:
         return f"{self.stage}/{self.reason}"
 
     @classmethod
-    def of(cls, record: RawRecord, stage: str, reason: str, detail: str) -> Reject:
-        return cls(stage, reason, detail, record.source, record.source_id, raw_view(record), record.id)
+    def of(cls, record: RawRecord, stage: str, reason: str, detail: str, level: str = "record") -> Reject:
+        return cls(stage, reason, detail, record.source, record.source_id, raw_view(record), record.id, level)
 
 
 def raw_view(record: RawRecord) -> dict[str, Any]:
@@ -108,7 +108,7 @@ def _shrink(value: Any, flags: list[bool]) -> Any:
             return value[:MAX_RAW_STRING] + f"…[{len(value) - MAX_RAW_STRING} more chars]"
         return value.encode("utf-8", "backslashreplace").decode("utf-8") if _has_surrogates(value) else value
     if isinstance(value, dict):
-        return {str(k): _shrink(v, flags) for k, v in value.items()}
+        return {_shrink(str(k), flags): _shrink(v, flags) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_shrink(v, flags) for v in value]
     if value is None or isinstance(value, bool | int | float):

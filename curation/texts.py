@@ -201,7 +201,10 @@ def pair_row(record: RawRecord, cfg: TextConfig) -> tuple[dict[str, Any], list[R
     elif record.kind == "weak":
         weak = _field_text(record, "text", cfg)
         anchor = _anchor(record, cfg, rejects)
-        texts = [] if anchor is None else [text_entry(anchor, "caption", record.source, UNDETERMINED)]
+        anchor_lang = declared_lang(record.fields.get("anchor_lang"))
+        texts = [] if anchor is None else [
+            text_entry(anchor, "caption", record.source, anchor_lang or UNDETERMINED, declared_lang=anchor_lang)
+        ]
         texts.append(
             text_entry(
                 weak, "weak", record.source, lang or UNDETERMINED, declared_lang=lang, anchor=None if anchor is None else 0
@@ -221,9 +224,7 @@ def _anchor(record: RawRecord, cfg: TextConfig, rejects: list[Reject]) -> str | 
     try:
         return _field_text(record, "anchor", cfg)
     except TextRejected as err:
-        reject = Reject.of(record, "text", err.reason, err.detail)
-        reject.level = "text"
-        rejects.append(reject)
+        rejects.append(Reject.of(record, "text", err.reason, err.detail, level="text"))
         return None
 
 

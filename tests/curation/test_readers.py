@@ -217,11 +217,11 @@ def test_csv_weak_rows_quoting_and_field_count(tmp_path: Path) -> None:
     items = list(iter_csv(str(path), source(path, "csv", kind="weak", lang="xx")))
     first, bad, third = items
     assert isinstance(first, RawRecord)
-    assert first.fields == {"text": "line one\nline two, with comma", "lang": "fr", "anchor": None}
+    assert first.fields == {"text": "line one\nline two, with comma", "lang": "fr", "anchor": None, "anchor_lang": None}
     assert first.source_id == "w.csv:0" and first.image_path == str(tmp_path / "a.jpg")
     assert isinstance(bad, Reject) and bad.reason == "malformed_row" and "5 fields" in bad.detail
     assert isinstance(third, RawRecord) and third.source_id == "w.csv:3"
-    assert third.fields == {"text": "third", "lang": "xx", "anchor": "an anchor"}
+    assert third.fields == {"text": "third", "lang": "xx", "anchor": "an anchor", "anchor_lang": None}
 
 
 def test_tsv_keeps_quotes_and_configured_columns(tmp_path: Path) -> None:
@@ -297,7 +297,7 @@ def test_parquet_weak_with_image_paths_and_invalid_utf8_cell(tmp_path: Path) -> 
     cfg = source(path, "parquet", kind="weak", columns={"image": "image"}, image_root="/imgs")
     good, bad = iter_parquet(str(path), cfg)
     assert isinstance(good, RawRecord) and good.image_path == "/imgs/x/1.jpg"
-    assert good.fields == {"text": "ok", "lang": "sw", "anchor": None}
+    assert good.fields == {"text": "ok", "lang": "sw", "anchor": None, "anchor_lang": None}
     assert (
         isinstance(bad, Reject) and bad.reason == "invalid_utf8" and "column 'text'" in bad.detail
     )
