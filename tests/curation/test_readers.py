@@ -389,6 +389,7 @@ def test_webdataset_weak_text_from_json(tmp_path: Path) -> None:
         "text": "ein Hund",
         "lang": "de",
         "anchor": "a dog",
+        "anchor_lang": None,
     }
 
 
