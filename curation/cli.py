@@ -7,8 +7,16 @@ so ``m3curate --help`` starts fast. Every failure exits non-zero with a one-line
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable
+
+
+class _QuietOptionalImports(logging.Filter):
+    """Beam warns at import when its optional GCP clients are absent; that is expected locally."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "apitools not found" not in record.getMessage()
 
 BUILD_EXAMPLE = """example:
   m3curate build --config curation/example_build.toml --out out/ds
@@ -85,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    logging.getLogger().addFilter(_QuietOptionalImports())
     parser = _parser()
     args, rest = parser.parse_known_args(argv)
     if rest and args.command != "build" and args.command != "demo":
