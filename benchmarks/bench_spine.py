@@ -1,0 +1,122 @@
+"""Spine benchmark: read → validate → dedup → write, as a Beam pipeline and as a plain loop.
+
+Both paths run the very same functions (``iter_jsonl``, ``load_image_bytes``,
+``process_image``, ``pair_row``, ``pair_key``, ``write_shard``) on the same generated
+corpus, in the same run, so the ratio measures what Beam itself costs (pickling, two
+shuffles, the shard count side input, reading the shards back for the manifest).
+Corpus generation is not timed.
+
+    python benchmarks/bench_spine.py --pairs 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import shutil
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from curation.config import BuildConfig, SourceConfig, config_from_dict
+from curation.dedup import pair_key
+from curation.images import load_image_bytes, process_image
+from curation.pipeline import run_build
+from curation.read_tabular import iter_jsonl
+from curation.records import RawRecord
+from curation.synth import caption, encode_jpeg, render, sample_rng, sample_scene
+from curation.texts import pair_row
+from curation.write import shard_name, shard_of, write_shard
+
+
+def make_corpus(root: Path, n: int, seed: int, size: int) -> Path:
+    """n JPEG files and one captions.jsonl naming them (10% exact duplicates of a row)."""
+    images = root / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i in range(n):
+        src = i - 1 if i % 10 == 9 else i  # every tenth row repeats the previous image and caption
+        scene = sample_scene(sample_rng(seed, "bench", src))
+        path = images / f"{src:07d}.jpg"
+        if src == i:
+            path.write_bytes(encode_jpeg(render(scene, size)))
+        lines.append(json.dumps({"key": f"k{i:07d}", "caption": caption(scene, "en"), "image": f"images/{src:07d}.jpg"}))
+    (root / "captions.jsonl").write_text("\n".join(lines) + "\n")
+    return root / "captions.jsonl"
+
+
+def config(corpus: Path, max_side: int) -> BuildConfig:
+    return config_from_dict(
+        {
+            "sources": [{"name": "bench", "format": "jsonl", "paths": [str(corpus)], "lang": "en"}],
+            "image": {"max_side": max_side, "min_side": 16},
+            "output": {"rows_per_shard": 5000},
+        }
+    )
+
+
+def plain_loop(cfg: BuildConfig, out: Path) -> dict[str, int]:
+    """The same functions, one process, no Beam."""
+    source: SourceConfig = cfg.sources[0]
+    kept: dict[str, dict] = {}
+    rejected = 0
+    for item in iter_jsonl(source.paths[0], source):
+        if not isinstance(item, RawRecord):
+            rejected += 1
+            continue
+        info = process_image(load_image_bytes(item), cfg.image)
+        row, _ = pair_row(dataclasses.replace(item, image=None, image_info=info), cfg.text)
+        key = pair_key(row, cfg.dedup.key)
+        if key in kept:
+            kept[key] = min(kept[key], row, key=lambda r: (r["source"], r["source_id"], r["id"]))
+            rejected += 1
+        else:
+            kept[key] = row
+    n_shards = max(1, -(-len(kept) // cfg.output.rows_per_shard))
+    shards: dict[int, list[dict]] = defaultdict(list)
+    for row in kept.values():
+        shards[shard_of(row["id"], n_shards)].append(row)
+    (out / "pairs").mkdir(parents=True, exist_ok=True)
+    for index, rows in shards.items():
+        write_shard(rows, "pairs", str(out / "pairs" / shard_name(index, n_shards)), cfg.output)
+    return {"output": len(kept), "rejected": rejected}
+
+
+def timed(fn, *args):
+    start = time.perf_counter()
+    result = fn(*args)
+    return time.perf_counter() - start, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", type=int, default=20000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--image-size", type=int, default=128, help="generated image side")
+    parser.add_argument("--max-side", type=int, default=96, help="image.max_side: generated images are downscaled")
+    parser.add_argument("--workdir", default="/tmp/m3curate-bench-spine")
+    args = parser.parse_args()
+    root = Path(args.workdir)
+    shutil.rmtree(root, ignore_errors=True)
+    corpus = make_corpus(root / "corpus", args.pairs, args.seed, args.image_size)
+    cfg = config(corpus, args.max_side)
+    loop_s, loop = timed(plain_loop, cfg, root / "loop")
+    runs = {"plain loop": (loop_s, loop["output"])}
+    for label, beam_args in (
+        ("beam FnApiRunner, 1 worker", ["--direct_num_workers=1"]),
+        ("beam FnApiRunner, 2 processes", ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]),
+    ):
+        seconds, manifest = timed(run_build, cfg, str(root / label.replace(" ", "_").replace(",", "")), beam_args, True)
+        assert manifest["counts"]["output_records"] == loop["output"], "Beam and the loop disagree"
+        runs[label] = (seconds, manifest["counts"]["output_records"])
+    print(f"\n{args.pairs} input pairs ({args.image_size}px JPEG → max_side {args.max_side}), {platform.processor() or platform.machine()}")
+    print("| path | seconds | pairs/s (input) | time vs plain loop |")
+    print("|---|---|---|---|")
+    for label, (seconds, _) in runs.items():
+        print(f"| {label} | {seconds:.1f} | {args.pairs / seconds:,.0f} | {seconds / loop_s:.2f}× |")
+
+
+if __name__ == "__main__":
+    main()
