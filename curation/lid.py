@@ -44,12 +44,11 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from curation.config import ConfigError, LidConfig
-from curation.lid_labels import declared_key, lang_key, normalise_code, normalise_label
-from curation.lid_policy import LidPolicy, label_pairs_row, label_parallel_row
+from curation.lid_labels import lang_key, normalise_code, normalise_label
+from curation.lid_policy import STAGE, LidPolicy, declared_code, label_pairs_row, label_parallel_row
 from curation.records import REJECTS_TAG, Reject
 from schemas import UNDETERMINED
 
-STAGE = "lid"
 _MODELS: dict[tuple[str, int, int], LidModel] = {}
 _LOCK = threading.Lock()
 
@@ -126,7 +125,7 @@ class LidModel:
         labels, probs = self._raw([lines[i] for i in present], k) if present else ([], [])
         out: list[list[tuple[str, float]]] = [[(UNDETERMINED, 0.0)] for _ in texts]
         for i, labs, ps in zip(present, labels, probs, strict=True):
-            out[i] = [(self.codes.get(lab) or normalise_label(lab), min(float(p), 1.0)) for lab, p in zip(labs, ps)]
+            out[i] = [(self.codes.get(lab) or normalise_label(lab), min(float(p), 1.0)) for lab, p in zip(labs, ps, strict=True)]
         return out
 
     def probability(self, texts: Sequence[str], keys: Sequence[str], max_chars: int) -> list[float]:
@@ -210,13 +209,11 @@ def _declared(values: Sequence[str | None], stats: Counter[str]) -> list[str | N
     """Declared languages as canonical codes (None where nothing usable is declared)."""
     out: list[str | None] = []
     for value in values:
-        if value is None or value == UNDETERMINED:
-            out.append(None)
-            continue
-        code = normalise_code(value) if declared_key(value) is not None else None
-        if code is None and declared_key(value) is None and normalise_code(value) is None:
+        code = declared_code(value)
+        if code is False:
             stats["declared_unknown"] += 1
-        out.append(code)
+            code = None
+        out.append(code)  # type: ignore[arg-type]
     return out
 
 

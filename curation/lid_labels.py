@@ -53,8 +53,15 @@ sm smo sn sna so som sq sqi sr srp ss ssw st sot su sun sv swe sw swa ta tam te 
 tg tgk th tha ti tir tk tuk tl tgl tn tsn to ton tr tur ts tso tt tat tw twi ty tah
 ug uig uk ukr ur urd uz uzb ve ven vi vie vo vol wa wln wo wol xh xho yi yid yo yor
 za zha zh zho zu zul
-""".split()
-ISO1_TO_3: dict[str, str] = dict(zip(_ISO1_TO_3[::2], _ISO1_TO_3[1::2], strict=True))
+"""
+
+
+def _pairs(text: str) -> dict[str, str]:
+    words = text.split()
+    return dict(zip(words[::2], words[1::2], strict=True))
+
+
+ISO1_TO_3: dict[str, str] = _pairs(_ISO1_TO_3)
 ISO3_TO_1: dict[str, str] = {three: one for one, three in ISO1_TO_3.items()}
 
 # ISO 639-2/B (bibliographic) codes that differ from the 639-3 ones.

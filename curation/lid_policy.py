@@ -1,0 +1,157 @@
+"""The ``lid`` stage's decisions, as pure functions of detections (no Beam, no fastText).
+
+``LidPolicy.decide`` turns one detection into an outcome; ``label_pairs_row`` and
+``label_parallel_row`` apply the outcomes of a row's texts to it: they write ``lang`` and
+``lang_score`` into the kept texts, drop the rejected ones (remapping indices) and build
+the Rejects. The order of the checks, and why, is in ``curation/lid.py``'s docstring.
+
+An outcome is a tuple ``(lang, score, reason, detail)``: ``reason`` is None for a kept
+text, else the reject reason (``low_confidence``, ``lang_mismatch``, ``not_allowed``).
+Counts go into a plain ``Counter`` that the DoFn turns into Beam counters once a batch.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from functools import lru_cache
+from typing import Any
+
+from curation.config import LidConfig
+from curation.lid_labels import NOT_A_LANGUAGE, lang_key, normalise_code
+from curation.records import Reject
+from schemas import UNDETERMINED
+
+STAGE = "lid"
+LOW_CONFIDENCE = "low_confidence"
+LANG_MISMATCH = "lang_mismatch"
+NOT_ALLOWED = "not_allowed"
+
+Outcome = tuple[str, float, str | None, str]
+
+
+@lru_cache(maxsize=4096)
+def declared_code(value: str | None) -> str | None | bool:
+    """A declared language as a canonical code; None when nothing is declared (absent,
+    ``und``, ``mul``...), False when the value is not a language code at all."""
+    if not value or value == UNDETERMINED:
+        return None
+    code = normalise_code(value)
+    if code is None:
+        return False
+    return None if code in NOT_A_LANGUAGE else code
+
+
+class LidPolicy:
+    """The ``[lid]`` settings, with codes normalised once, as decisions on detections."""
+
+    def __init__(self, cfg: LidConfig):
+        self.max_chars = cfg.max_chars
+        self.threshold = cfg.threshold
+        self.thresholds = {normalise_code(k) or k: v for k, v in cfg.thresholds.items()}
+        self.allowed = frozenset(lang_key(normalise_code(a) or a) for a in cfg.allowed)
+        self.low_confidence = cfg.low_confidence
+        self.mismatch = cfg.mismatch
+
+    def limit(self, code: str) -> float:
+        """The threshold for ``code``: its own, else its base language's, else the global one."""
+        if not self.thresholds:
+            return self.threshold
+        found = self.thresholds.get(code)
+        return found if found is not None else self.thresholds.get(lang_key(code), self.threshold)
+
+    def confident(self, code: str, score: float) -> bool:
+        """Score 0 (empty text, nothing detected) is never confident, whatever the threshold."""
+        return score > 0.0 and score >= self.limit(code)
+
+    def overrides(self, code: str, score: float, declared: str | None) -> bool:
+        """Whether a confident detection disagrees with a usable declared language."""
+        return declared is not None and self.confident(code, score) and lang_key(declared) != lang_key(code)
+
+    def decide(self, code: str, score: float, declared: str | None, declared_score: float | None,
+               stats: Counter[str]) -> Outcome:
+        """The outcome for one text; ``declared_score`` is the model's probability for
+        the declared language (needed only when ``mismatch == "declared"``)."""
+        if not self.confident(code, score):
+            if self.low_confidence == "und":
+                return UNDETERMINED, score, None, ""
+            stats[f"rejected_{LOW_CONFIDENCE}"] += 1
+            detail = "empty text" if score <= 0.0 else f"detected {code} with score {score:.3f} < threshold {self.limit(code)}"
+            return code, score, LOW_CONFIDENCE, detail
+        lang = code
+        if declared is not None and lang_key(declared) != lang_key(code):
+            stats["mismatch"] += 1
+            if self.mismatch == "reject":
+                stats[f"rejected_{LANG_MISMATCH}"] += 1
+                return code, score, LANG_MISMATCH, f"declared {declared}, detected {code} ({score:.3f})"
+            if self.mismatch == "declared":
+                lang, score = declared, declared_score if declared_score is not None else 0.0
+        if self.allowed and lang_key(lang) not in self.allowed:
+            stats[f"rejected_{NOT_ALLOWED}"] += 1
+            return lang, score, NOT_ALLOWED, f"{lang} ({score:.3f}) is not among allowed {sorted(self.allowed)}"
+        return lang, score, None, ""
+
+
+def _without_bytes(row: dict[str, Any]) -> dict[str, Any]:
+    """A row for the rejects table: the image's metadata stays, its bytes (hashed) go."""
+    image = row.get("image")
+    if not isinstance(image, dict) or "bytes" not in image:
+        return row
+    return {**row, "image": {k: v for k, v in image.items() if k != "bytes"}}
+
+
+def _remap(texts: list[dict[str, Any]], new_index: dict[int, int]) -> None:
+    """Point ``anchor``/``derived_from`` at the kept texts' new positions (None if dropped)."""
+    for text in texts:
+        for name in ("anchor", "derived_from"):
+            old = text.get(name)
+            if old is not None:
+                text[name] = new_index.get(old)
+
+
+def label_pairs_row(row: dict[str, Any], outcomes: list[Outcome], stats: Counter[str]) -> Iterator[Any]:
+    """The labelled row (if any text is kept) and a Reject per dropped text; a row that
+    loses every text is one record-level Reject instead (reason of its last text)."""
+    kept: list[dict[str, Any]] = []
+    new_index: dict[int, int] = {}
+    dropped: list[tuple[int, str, str]] = []
+    for i, (text, (lang, score, reason, detail)) in enumerate(zip(row["texts"], outcomes, strict=True)):
+        if reason is None:
+            new_index[i] = len(kept)
+            kept.append({**text, "lang": lang, "lang_score": score})
+        else:
+            dropped.append((i, reason, detail))
+    if not dropped:
+        for text in kept:
+            stats[f"lang_{text['lang']}"] += 1
+        yield {**row, "texts": kept}
+        return
+    src, src_id, rid = row["source"], row["source_id"], row["id"]
+    if not kept:
+        reason = dropped[-1][1]
+        stats[f"rows_rejected_{reason}"] += 1
+        detail = "every text dropped: " + "; ".join(f"text {i}: {r}: {d}" for i, r, d in dropped)
+        yield Reject(STAGE, reason, detail, src, src_id, _without_bytes(row), rid, "record")
+        return
+    _remap(kept, new_index)
+    for i, reason, detail in dropped:
+        raw = {"row_id": rid, "index": i, "text": row["texts"][i]}
+        yield Reject(STAGE, reason, f"text {i} ({row['texts'][i]['kind']}): {detail}", src, src_id, raw, rid, "text")
+    for text in kept:
+        stats[f"lang_{text['lang']}"] += 1
+    yield {**row, "texts": kept}
+
+
+def label_parallel_row(row: dict[str, Any], src: Outcome, tgt: Outcome, stats: Counter[str]) -> Iterator[Any]:
+    """The labelled parallel row, or one record-level Reject when either side is dropped
+    (reason of the first dropped side)."""
+    failed = [(side, o) for side, o in (("src", src), ("tgt", tgt)) if o[2] is not None]
+    if failed:
+        reason = failed[0][1][2]
+        stats[f"rows_rejected_{reason}"] += 1
+        detail = "; ".join(f"{side}: {o[2]}: {o[3]}" for side, o in failed)
+        yield Reject(STAGE, str(reason), detail, row["source"], row["source_id"], row, row["id"], "record")
+        return
+    stats[f"lang_{src[0]}"] += 1
+    stats[f"lang_{tgt[0]}"] += 1
+    yield {**row, "src_lang": src[0], "src_lang_score": src[1], "tgt_lang": tgt[0], "tgt_lang_score": tgt[1]}
