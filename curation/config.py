@@ -185,11 +185,11 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ConfigError(f"[{where}]: unknown setting(s) {unknown}; known: {sorted(known)}")
+        raise ConfigError(f"{where}: unknown setting(s) {unknown}; known: {sorted(known)}")
     try:
         return cls(**data)
     except TypeError as err:
-        raise ConfigError(f"[{where}]: {err}") from err
+        raise ConfigError(f"{where}: {err}") from err
 
 
 def _check_type(where: str, name: str, value: Any, kind: type | tuple[type, ...]) -> None:
