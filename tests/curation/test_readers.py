@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import gzip
-import io
 import json
-import os
-import tarfile
 from pathlib import Path
-from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
@@ -17,9 +13,16 @@ import pytest
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
-from PIL import Image
 
-from curation import read_webdataset
+# --- helpers ---------------------------------------------------------------------------
+from read_helpers import (  # noqa: E402
+    image_bytes,
+    img2dataset_parquet,
+    rejects,
+    source,
+    write_jsonl,
+)
+
 from curation.config import SourceConfig
 from curation.readers import (
     ReadSource,
@@ -29,64 +32,9 @@ from curation.readers import (
     iter_parallel_files,
     iter_parquet,
     iter_tsv,
-    iter_webdataset,
     match_paths,
 )
 from curation.records import RawRecord, Reject, record_id, reject_row
-
-# --- helpers ---------------------------------------------------------------------------
-
-
-def image_bytes(fmt: str = "PNG", color: tuple[int, int, int] = (200, 30, 30)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (8, 8), color).save(buffer, format=fmt)
-    return buffer.getvalue()
-
-
-def source(path: Path | str, fmt: str, kind: str = "pair", **kwargs: Any) -> SourceConfig:
-    return SourceConfig(name="src", format=fmt, paths=[str(path)], kind=kind, **kwargs)
-
-
-def write_jsonl(path: Path, rows: list[Any]) -> Path:
-    path.write_text(
-        "".join(r if isinstance(r, str) else json.dumps(r) + "\n" for r in rows), encoding="utf-8"
-    )
-    return path
-
-
-def records(items: list[RawRecord | Reject]) -> list[RawRecord]:
-    return [i for i in items if isinstance(i, RawRecord)]
-
-
-def rejects(items: list[RawRecord | Reject]) -> list[Reject]:
-    return [i for i in items if isinstance(i, Reject)]
-
-
-def add_member(tar: tarfile.TarFile, name: str, data: bytes = b"", **info: Any) -> None:
-    member = tarfile.TarInfo(name)
-    member.size = len(data)
-    for key, value in info.items():
-        setattr(member, key, value)
-    tar.addfile(member, io.BytesIO(data) if data else None)
-
-
-def img2dataset_parquet(path: Path, n: int = 3, failed: frozenset[int] = frozenset()) -> Path:
-    jpg = image_bytes("JPEG")
-    rows = {
-        "key": [f"{i:09d}" for i in range(n)],
-        "caption": [f"caption {i}" for i in range(n)],
-        "url": [f"http://example.com/{i}.jpg" for i in range(n)],
-        "status": ["failed_to_download" if i in failed else "success" for i in range(n)],
-        "error_message": ["HTTP 404" if i in failed else None for i in range(n)],
-        "width": [None if i in failed else 8 for i in range(n)],
-        "height": [None if i in failed else 8 for i in range(n)],
-        "jpg": [None if i in failed else jpg for i in range(n)],
-    }
-    pq.write_table(pa.table(rows), path, row_group_size=128)
-    return path
-
-
-# --- JSONL -----------------------------------------------------------------------------
 
 
 def test_jsonl_pair_maps_columns_resolves_paths_and_falls_back_on_ids(tmp_path: Path) -> None:
@@ -315,105 +263,6 @@ def test_truncated_parquet_and_missing_file_are_unreadable(tmp_path: Path) -> No
 
 
 # --- WebDataset ------------------------------------------------------------------------
-
-
-def build_shard(path: Path, members: list[tuple[str, bytes, dict[str, Any]]]) -> Path:
-    with tarfile.open(path, "w") as tar:
-        for name, data, info in members:
-            add_member(tar, name, data, **info)
-    return path
-
-
-def test_webdataset_samples_and_rejects(tmp_path: Path) -> None:
-    jpg, png = image_bytes("JPEG"), image_bytes("PNG")
-    meta = json.dumps({"key": "k0", "caption": "from json", "url": "http://x/0"}).encode()
-    path = build_shard(
-        tmp_path / "shard.tar",
-        [
-            ("00000", b"", {"type": tarfile.DIRTYPE}),  # plain directory entry: not a sample
-            ("00000/000.jpg", jpg, {}),
-            ("00000/000.txt", b"from txt", {}),
-            ("00000/000.json", meta, {}),
-            ("00000/001.png", png, {}),
-            ("00000/001.json", b'{"caption": "json only"}', {}),
-            ("../evil.jpg", jpg, {}),
-            ("../evil.txt", b"x", {}),
-            ("/abs.jpg", jpg, {}),
-            ("link.jpg", b"", {"type": tarfile.SYMTYPE, "linkname": "/etc/passwd"}),
-            ("002.txt", b"no image", {}),
-            ("003.jpg", jpg, {}),
-            ("003.json", b'{"url": "http://x/3"}', {}),
-            ("004.jpg", jpg, {}),
-            ("004.txt", b"bad \xff", {}),
-            ("005.jpg", jpg, {}),
-            ("005.json", b"{not json", {}),
-            ("hard.jpg", b"", {"type": tarfile.LNKTYPE, "linkname": "003.jpg"}),
-            ("dev.jpg", b"", {"type": tarfile.CHRTYPE}),
-        ],
-    )
-    items = list(iter_webdataset(str(path), source(path, "webdataset", lang="en")))
-    got = [(i.source_id, getattr(i, "reason", "ok")) for i in items]
-    assert got == [
-        ("k0", "ok"),
-        ("00000/001", "ok"),
-        ("../evil", "unsafe_member"),
-        ("/abs", "unsafe_member"),
-        ("link", "unsafe_member"),
-        ("002", "missing_image"),
-        ("003", "missing_column"),
-        ("004", "invalid_utf8"),
-        ("005", "malformed_row"),
-        ("hard", "unsafe_member"),
-        ("dev", "unsafe_member"),
-    ]
-    first, second = items[0], items[1]
-    assert first.fields == {"caption": "from txt", "lang": "en"} and first.image == jpg
-    assert first.provenance == {
-        "file": str(path),
-        "row": 0,
-        "url": "http://x/0",
-        "member": "00000/000.jpg",
-    }
-    assert second.fields["caption"] == "json only" and second.image == png
-    assert "symlink" in items[4].detail and "'..'" in items[2].detail
-    assert items[2].raw["row"]["members"] == ["../evil.jpg", "../evil.txt"]
-
-
-def test_webdataset_weak_text_from_json(tmp_path: Path) -> None:
-    meta = json.dumps({"text": "ein Hund", "lang": "de", "anchor": "a dog"}).encode()
-    path = build_shard(
-        tmp_path / "w.tar", [("a.webp", image_bytes("WEBP"), {}), ("a.json", meta, {})]
-    )
-    (item,) = iter_webdataset(str(path), source(path, "webdataset", kind="weak"))
-    assert isinstance(item, RawRecord) and item.fields == {
-        "text": "ein Hund",
-        "lang": "de",
-        "anchor": "a dog",
-        "anchor_lang": None,
-    }
-
-
-def test_webdataset_refuses_oversized_members(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(read_webdataset, "MAX_MEMBER_BYTES", 100)
-    path = build_shard(tmp_path / "big.tar", [("a.jpg", b"x" * 101, {}), ("a.txt", b"c", {})])
-    (item,) = iter_webdataset(str(path), source(path, "webdataset"))
-    assert isinstance(item, Reject) and item.reason == "member_too_large"
-
-
-def test_truncated_tar_keeps_earlier_samples(tmp_path: Path) -> None:
-    big = os.urandom(20000)
-    path = build_shard(
-        tmp_path / "cut.tar",
-        [("a.jpg", big, {}), ("a.txt", b"first", {}), ("b.jpg", big, {}), ("b.txt", b"second", {})],
-    )
-    path.write_bytes(path.read_bytes()[:30000])
-    items = list(iter_webdataset(str(path), source(path, "webdataset")))
-    assert [getattr(i, "reason", i.source_id) for i in items] == ["a", "unreadable_file"]
-
-
-# --- parallel text files ---------------------------------------------------------------
 
 
 def test_parallel_files_alignment_and_invalid_utf8(tmp_path: Path) -> None:
