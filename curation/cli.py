@@ -59,6 +59,13 @@ def _validate(args: argparse.Namespace, beam_args: list[str]) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from curation.report import write_report
+
+    print(f"wrote {write_report(args.dir)}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="m3curate",
@@ -89,6 +96,12 @@ def _parser() -> argparse.ArgumentParser:
                               description="Validate every shard listed in DIR/manifest.json against the data contract.")
     validate.add_argument("dir", help="a directory written by m3curate build")
     validate.set_defaults(func=_validate)
+
+    report = sub.add_parser("report", help="write DIR/report.html with counts, rejects, languages and samples",
+                            epilog="example:\n  m3curate report demo-out/dataset", formatter_class=fmt,
+                            description="A self-contained HTML page (inline SVG charts and sample images) about a built dataset.")
+    report.add_argument("dir", help="a directory written by m3curate build")
+    report.set_defaults(func=_report)
     return parser
 
 

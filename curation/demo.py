@@ -57,5 +57,8 @@ def run_demo(out: str, samples: int = 600, seed: int = 0, overwrite: bool = Fals
     missing = check_planted(manifest, root / "inputs" / "expected.json")
     if missing:
         raise RuntimeError("planted bad inputs were not rejected as expected: " + "; ".join(missing))
+    from curation.report import write_report
+
     print(f"demo: all planted bad inputs were rejected with their expected reasons; dataset in {dataset}")
+    print(f"demo: report in {write_report(dataset)}")
     return manifest

@@ -22,6 +22,7 @@ from curation.write import INPUT_COUNTS, TABLES
 from schemas import SCHEMA_VERSION
 
 # The order records pass the stages in; a stage's input is the previous stage's output.
+# The first four always run; the others when configured (the manifest lists those that ran).
 STAGES = ("read", "image", "text", "dedup", "lid", "mt", "codeswitch", "relevance")
 TOOLS = ("m3curate", "apache-beam", "pyarrow", "pillow", "numpy", "fasttext", "torch", "fairseq-fixed", "ctranslate2")
 
@@ -94,11 +95,10 @@ def read_input_counts(directory: str) -> dict[str, int]:
         return json.loads(handle.read().decode())
 
 
-def _stage_table(input_records: int, record_rejects: Counter[str]) -> list[dict[str, Any]]:
+def _stage_table(input_records: int, record_rejects: Counter[str], ran: tuple[str, ...]) -> list[dict[str, Any]]:
     stages, remaining = [], input_records
-    known = set(STAGES)
-    extra = sorted({key.split("/")[0] for key in record_rejects} - known)
-    for stage in (*STAGES, *extra):
+    extra = sorted({key.split("/")[0] for key in record_rejects} - set(ran))
+    for stage in (*ran, *extra):
         dropped = {k.split("/", 1)[1]: n for k, n in sorted(record_rejects.items()) if k.split("/")[0] == stage}
         out = remaining - sum(dropped.values())
         stages.append({"stage": stage, "input": remaining, "output": out, "rejected": dropped})
@@ -106,7 +106,7 @@ def _stage_table(input_records: int, record_rejects: Counter[str]) -> list[dict[
     return stages
 
 
-def reconcile(inputs: dict[str, int], summary: dict[str, Any]) -> dict[str, Any]:
+def reconcile(inputs: dict[str, int], summary: dict[str, Any], stages: tuple[str, ...] = STAGES[:4]) -> dict[str, Any]:
     """Counts for the manifest, with per-source and per-stage checks."""
     record_rejects = [r for r in summary["rejects"] if r["level"] == "record"]
     by_reason = Counter(f"{r['stage']}/{r['reason']}" for r in record_rejects)
@@ -118,7 +118,7 @@ def reconcile(inputs: dict[str, int], summary: dict[str, Any]) -> dict[str, Any]
     for source in sorted(set(inputs) | set(summary["output_by_source"]) | set(rejected_by_source)):
         i, o, r = inputs.get(source, 0), summary["output_by_source"].get(source, 0), rejected_by_source[source]
         per_source[source] = {"input": i, "output": o, "rejected": r, "reconciled": i == o + r}
-    stages = _stage_table(total_in, by_reason)
+    stage_rows = _stage_table(total_in, by_reason, stages)
     ok = total_in == output + len(record_rejects) and all(s["reconciled"] for s in per_source.values())
     return {
         "input_records": total_in,
@@ -130,19 +130,19 @@ def reconcile(inputs: dict[str, int], summary: dict[str, Any]) -> dict[str, Any]
         "pairs_rows": sum(f["rows"] for f in summary["files"]["pairs"]),
         "parallel_rows": sum(f["rows"] for f in summary["files"]["parallel"]),
         "by_source": per_source,
-        "stages": stages,
+        "stages": stage_rows,
         "reconciled": ok,
     }
 
 
-def build_manifest(config: dict[str, Any], directory: str) -> dict[str, Any]:
+def build_manifest(config: dict[str, Any], directory: str, stages: tuple[str, ...] = STAGES[:4]) -> dict[str, Any]:
     """The manifest of a finished build in ``directory`` (its staging directory).
 
     It holds nothing that changes between runs of the same build (no timestamps, no
     runner settings: those go to run.json), so it is as deterministic as the shards.
     """
     summary = summarise(directory)
-    counts = reconcile(read_input_counts(directory), summary)
+    counts = reconcile(read_input_counts(directory), summary, stages)
     return {
         "schema_version": SCHEMA_VERSION,
         "counts": counts,

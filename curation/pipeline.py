@@ -118,7 +118,8 @@ def run_build(cfg: BuildConfig, out: str, beam_args: list[str] | None = None, ov
         result = p.run()
         result.wait_until_finish()
         log(f"pipeline finished in {time.time() - started:.1f}s; reconciling counts")
-        manifest = manifest_lib.build_manifest(cfg.to_dict(), staging)
+        ran = (*manifest_lib.STAGES[:4], *(name for name, _ in ROW_STAGES))
+        manifest = manifest_lib.build_manifest(cfg.to_dict(), staging, ran)
         manifest_lib.check(manifest)
         run = {"runner": runner, "seconds": round(time.time() - started, 2), "counters": counters(result)}
         outdir.commit(staging, out, manifest, extra={"run.json": json.dumps(run, indent=1).encode()})

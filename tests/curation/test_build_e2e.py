@@ -150,3 +150,12 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert manifest["counts"]["reconciled"]
     assert set(manifest["languages"]) >= {"en", "de", "fr", "es"}
     assert "planted bad inputs were rejected" in capsys.readouterr().out
+
+
+def test_report_shows_counts_rejects_and_samples(bad_inputs, tmp_path):
+    out = tmp_path / "ds"
+    assert build(bad_inputs, out) == 0
+    assert main(["report", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert "reconciled: <b>True</b>" in page and "image/decompression_bomb" in page
+    assert page.count("data:image/jpeg;base64,") == 4 and "<svg" in page
