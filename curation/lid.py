@@ -4,8 +4,8 @@ Every text of a ``pairs`` row (captions, weak texts, any variant) and both sides
 ``parallel`` row get a language (``curation.lid_labels`` scheme: ``en``, ``zh_Hant``...)
 and a confidence in [0, 1]. The policy (``LidPolicy``), applied to each text in order:
 
-1. empty or whitespace-only text is never shown to fastText (which would still name a
-   language for it): it is low-confidence with language ``und`` and score 0.
+1. empty or whitespace-only text is not judged by fastText (which would still name a
+   language for an empty line): it is low-confidence with language ``und`` and score 0.
 2. low confidence, score < threshold (``thresholds[lang]``, else ``threshold``):
    ``low_confidence = "reject"`` drops it (``lid/low_confidence``); ``"und"`` keeps it
    as ``und`` with its score, and skips steps 3-4: the detector's opinion did not count.
@@ -15,16 +15,19 @@ and a confidence in [0, 1]. The policy (``LidPolicy``), applied to each text in 
    (``lid/lang_mismatch``). A declared ``und``/``mul`` or a non-code declares nothing.
 4. not in ``allowed`` (when set; on ``lang_key``): dropped (``lid/not_allowed``).
 
-A dropped text of a pairs row is a text-level reject; the row keeps its other texts,
-whose ``anchor``/``derived_from`` indices are remapped (to None where they pointed at
-the dropped text). A pairs row that loses every text, or a parallel row that loses a
-side, becomes a record-level reject with the (last, resp. first) text's reason.
+A text's declared language is its ``declared_lang`` (pairs) or the row's ``src_lang`` /
+``tgt_lang`` as read (parallel; ``und`` declares nothing). A dropped text of a pairs row
+is a text-level reject; the row keeps its other texts, whose ``anchor``/``derived_from``
+indices are remapped (to None where they pointed at the dropped text). A pairs row that
+loses every text, or a parallel row that loses a side, becomes a record-level reject
+with the (last, resp. first) dropped text's reason.
 
-Speed: rows arrive in batches (``BatchElements``, fixed size); one fastText call labels
-every text of a batch, through ``model.f.multilinePredict``: ``FastText.predict`` is
-avoided because fasttext 0.9.3 builds its result with ``np.array(..., copy=False)``,
-which raises under numpy 2, and re-checks every line in Python. Counters are summed per
-batch, and the model is loaded once per process (``load_lid_model``'s cache).
+Speed: one fastText call labels a batch of ``batch_size`` texts (whole rows), through
+``model.f.multilinePredict``: ``FastText.predict`` is avoided because fasttext 0.9.3
+builds a single text's result with ``np.array(..., copy=False)``, which raises under
+numpy 2, and re-checks every line in Python. Rows are batched inside the labelling DoFn
+(global window) or by ``BatchElements`` (other windows). Counters are summed per batch,
+and the model is loaded once per process (``load_lid_model``'s cache), never at import.
 
 Counters (namespace ``lid``): ``lang_<code>`` (kept texts), ``rejected_<reason>``
 (dropped texts, parallel sides included), ``rows_rejected_<reason>`` (record-level
@@ -37,15 +40,18 @@ import os
 import tempfile
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+from apache_beam.transforms.window import GlobalWindows
 
 from curation.config import ConfigError, LidConfig
 from curation.lid_labels import lang_key, normalise_code, normalise_label
-from curation.lid_policy import STAGE, LidPolicy, declared_code, label_pairs_row, label_parallel_row
+from curation.lid_policy import STAGE, LidPolicy, label_pairs_batch, label_parallel_batch
 from curation.records import REJECTS_TAG, Reject
 from schemas import UNDETERMINED
 
@@ -83,6 +89,7 @@ class LidModel:
 
     @classmethod
     def load(cls, path: str) -> LidModel:
+        """Load a local model file; LidModelError if it is no supervised fastText model."""
         import fasttext  # heavy import, only where a model is used
 
         try:
@@ -100,32 +107,62 @@ class LidModel:
             safe = [line.encode("utf-8", "replace").decode("utf-8") for line in lines]
             return self.ft.f.multilinePredict(safe, k, 0.0, "replace")
 
+    def _lines(self, texts: Sequence[str], max_chars: int) -> tuple[list[str], list[int]]:
+        """fastText input lines (``prepare_text``), and the positions of empty texts,
+        which are sent as an empty line and their result discarded. Most texts need no
+        preparation, so only the few that do go through ``prepare_text``."""
+        lines = [t + "\n" for t in texts]
+        empty = []
+        for i, t in enumerate(texts):
+            if len(t) > max_chars or "\n" in t or not t or t.isspace():
+                line = prepare_text(t, max_chars)
+                if line is None:
+                    empty.append(i)
+                lines[i] = line or "\n"
+        return lines, empty
+
     def predict(self, texts: Sequence[str], max_chars: int) -> tuple[list[str], list[float]]:
         """(codes, scores) of the top language of each text, in one fastText call.
 
         Scores are clipped to 1: fastText adds 1e-5 to probabilities before its log.
+        Empty texts get (``und``, 0.0).
         """
-        lines = [prepare_text(t, max_chars) for t in texts]
-        present = [i for i, line in enumerate(lines) if line is not None]
-        labels, probs = self._raw([lines[i] for i in present], 1) if present else ([], [])
-        codes = [UNDETERMINED] * len(texts)
-        scores = [0.0] * len(texts)
-        get = self.codes.get
-        for i, label, prob in zip(present, labels, probs, strict=True):
-            if label:
-                codes[i] = get(label[0]) or normalise_label(label[0])
-                score = float(prob[0])
-                scores[i] = score if score < 1.0 else 1.0
+        if not texts:
+            return [], []
+        lines, empty = self._lines(texts, max_chars)
+        labels, probs = self._raw(lines, 1)
+        try:
+            codes = [self.codes[label[0]] for label in labels]
+            scores: list[float] = np.minimum(np.concatenate(probs), 1.0).tolist()
+        except (KeyError, IndexError, ValueError):
+            codes, scores = self._top1_slow(labels, probs)
+        if len(scores) != len(codes):  # a line without any label
+            codes, scores = self._top1_slow(labels, probs)
+        for i in empty:
+            codes[i], scores[i] = UNDETERMINED, 0.0
+        return codes, scores
+
+    def _top1_slow(self, labels: list[list[str]], probs: list[Any]) -> tuple[list[str], list[float]]:
+        """Line by line, for results the fast path cannot take (a line with no label)."""
+        codes, scores = [], []
+        for label, prob in zip(labels, probs, strict=True):
+            codes.append(normalise_label(label[0]) if label else UNDETERMINED)
+            scores.append(min(float(prob[0]), 1.0) if label else 0.0)
         return codes, scores
 
     def top_k(self, texts: Sequence[str], max_chars: int, k: int) -> list[list[tuple[str, float]]]:
-        """The ``k`` likeliest languages of each text (k=-1: all), likeliest first."""
-        lines = [prepare_text(t, max_chars) for t in texts]
-        present = [i for i, line in enumerate(lines) if line is not None]
-        labels, probs = self._raw([lines[i] for i in present], k) if present else ([], [])
-        out: list[list[tuple[str, float]]] = [[(UNDETERMINED, 0.0)] for _ in texts]
-        for i, labs, ps in zip(present, labels, probs, strict=True):
-            out[i] = [(self.codes.get(lab) or normalise_label(lab), min(float(p), 1.0)) for lab, p in zip(labs, ps, strict=True)]
+        """The ``k`` likeliest languages of each text (k=-1: all), likeliest first;
+        [(``und``, 0.0)] for an empty text."""
+        if not texts:
+            return []
+        lines, empty = self._lines(texts, max_chars)
+        labels, probs = self._raw(lines, k)
+        out = [
+            [(self.codes.get(lab) or normalise_label(lab), min(float(p), 1.0)) for lab, p in zip(labs, ps, strict=True)]
+            for labs, ps in zip(labels, probs, strict=True)
+        ]
+        for i in empty:
+            out[i] = [(UNDETERMINED, 0.0)]
         return out
 
     def probability(self, texts: Sequence[str], keys: Sequence[str], max_chars: int) -> list[float]:
@@ -183,11 +220,12 @@ def check_lid_config(cfg: LidConfig) -> None:
 
 
 class _LabelBatchFn(beam.DoFn):
-    """Labels a batch (list) of rows of one table; yields rows and tagged Rejects."""
+    """Labels a batch (list) of rows of one table; outputs rows and tagged Rejects."""
 
     def __init__(self, cfg: LidConfig, table: str):
         self.cfg = cfg
         self.table = table
+        self._label = label_pairs_batch if table == "pairs" else label_parallel_batch
         self.model: LidModel | None = None
         self.policy: LidPolicy | None = None
 
@@ -195,65 +233,54 @@ class _LabelBatchFn(beam.DoFn):
         self.model = load_lid_model(self.cfg.model)
         self.policy = LidPolicy(self.cfg)
 
-    def process(self, rows: list[dict[str, Any]]) -> Iterator[Any]:
+    def label(self, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Reject]]:
+        """(kept rows, rejects) of a batch; its counts go to the Beam counters at once."""
         assert self.model is not None and self.policy is not None
         stats: Counter[str] = Counter()
-        label = label_pairs_batch if self.table == "pairs" else label_parallel_batch
-        for out in label(rows, self.model, self.policy, stats):
-            yield beam.pvalue.TaggedOutput(REJECTS_TAG, out) if isinstance(out, Reject) else out
+        kept, rejects = self._label(rows, self.model, self.policy, stats)
         for name, n in stats.items():
             Metrics.counter(STAGE, name).inc(n)
+        return kept, rejects
+
+    def process(self, rows: list[dict[str, Any]]) -> list[Any]:
+        kept, rejects = self.label(rows)
+        return kept + [TaggedOutput(REJECTS_TAG, r) for r in rejects]
 
 
-def _declared(values: Sequence[str | None], stats: Counter[str]) -> list[str | None]:
-    """Declared languages as canonical codes (None where nothing usable is declared)."""
-    out: list[str | None] = []
-    for value in values:
-        code = declared_code(value)
-        if code is False:
-            stats["declared_unknown"] += 1
-            code = None
-        out.append(code)  # type: ignore[arg-type]
-    return out
+def texts_in(row: dict[str, Any]) -> int:
+    """How many texts a row gives fastText: batches are counted in texts, not rows."""
+    texts = row.get("texts")
+    return 2 if texts is None else len(texts)  # a parallel row: its two sides
 
 
-def _detect(texts: list[str], declared: list[str | None], model: LidModel, policy: LidPolicy,
-            stats: Counter[str]) -> list[tuple[str, float, str | None, str]]:
-    """The policy's outcome for each text: (lang, score, reject reason or None, detail)."""
-    codes, scores = model.predict(texts, policy.max_chars)
-    declared_scores: dict[int, float] = {}
-    if policy.mismatch == "declared":
-        todo = [i for i, d in enumerate(declared) if policy.overrides(codes[i], scores[i], d)]
-        if todo:
-            keys = [lang_key(declared[i]) for i in todo]  # type: ignore[arg-type]
-            probs = model.probability([texts[i] for i in todo], keys, policy.max_chars)
-            declared_scores = dict(zip(todo, probs, strict=True))
-    return [
-        policy.decide(codes[i], scores[i], declared[i], declared_scores.get(i), stats) for i in range(len(texts))
-    ]
+class _BufferedLabelFn(_LabelBatchFn):
+    """Takes rows one by one and labels them ``batch_size`` texts at a time, for input in
+    the global window only (outputs carry no timestamp, as with BatchElements there).
 
+    It does what ``BatchElements`` + ``_LabelBatchFn`` do, in one step: on FnApiRunner,
+    BatchElements' per-element generator costs about 2 us a row, as much as the rest of
+    the stage's Python (benchmarks/RESULTS-lid.md).
+    """
 
-def label_pairs_batch(rows: list[dict[str, Any]], model: LidModel, policy: LidPolicy,
-                      stats: Counter[str]) -> Iterator[Any]:
-    """Label every text of a batch of pairs rows with one fastText call; yields rows and Rejects."""
-    texts = [t["text"] for row in rows for t in row["texts"]]
-    declared = _declared([t.get("declared_lang") for row in rows for t in row["texts"]], stats)
-    outcomes = _detect(texts, declared, model, policy, stats)
-    at = 0
-    for row in rows:
-        n = len(row["texts"])
-        yield from label_pairs_row(row, outcomes[at:at + n], stats)
-        at += n
+    def start_bundle(self) -> None:
+        self._rows: list[dict[str, Any]] = []
+        self._texts = 0
 
+    def process(self, row: dict[str, Any]) -> Any:  # type: ignore[override]
+        self._rows.append(row)
+        self._texts += texts_in(row)
+        if self._texts < self.cfg.batch_size:
+            return ()
+        rows, self._rows, self._texts = self._rows, [], 0
+        return super().process(rows)
 
-def label_parallel_batch(rows: list[dict[str, Any]], model: LidModel, policy: LidPolicy,
-                         stats: Counter[str]) -> Iterator[Any]:
-    """Label both sides of a batch of parallel rows with one fastText call."""
-    texts = [text for row in rows for text in (row["src_text"], row["tgt_text"])]
-    declared = _declared([lang for row in rows for lang in (row["src_lang"], row["tgt_lang"])], stats)
-    outcomes = _detect(texts, declared, model, policy, stats)
-    for i, row in enumerate(rows):
-        yield from label_parallel_row(row, outcomes[2 * i], outcomes[2 * i + 1], stats)
+    def finish_bundle(self) -> list[Any]:
+        rows, self._rows, self._texts = self._rows, [], 0
+        if not rows:
+            return []
+        kept, rejects = self.label(rows)
+        wrap = GlobalWindows.windowed_value
+        return [wrap(r) for r in kept] + [TaggedOutput(REJECTS_TAG, wrap(r)) for r in rejects]
 
 
 class DetectLanguage(beam.PTransform):
@@ -263,6 +290,11 @@ class DetectLanguage(beam.PTransform):
     Input: ``{"pairs": rows, "parallel": rows}``. Output: ``({"pairs", "parallel"},
     rejects)``, the shape of ``curation.pipeline.ROW_STAGES``. The config is checked (and a
     local model file's existence) when the transform is built, before the pipeline runs.
+    Rows are labelled ``batch_size`` texts at a time: rows in the global window (a batch
+    build) are buffered by the labelling DoFn itself; windowed input goes through
+    ``BatchElements``, which batches per window. Keep ``batch_size`` small (128-256):
+    the rows waiting in a batch outlive the young garbage-collector generations, and
+    with thousands of them CPython's full collections cost more than fastText itself.
     """
 
     def __init__(self, cfg: LidConfig, label: str | None = None):
@@ -270,18 +302,22 @@ class DetectLanguage(beam.PTransform):
         check_lid_config(cfg)
         self.cfg = cfg
 
-    def expand(self, tables: dict[str, beam.PCollection]) -> tuple[dict[str, beam.PCollection], beam.PCollection]:
-        out, rejects = {}, []
-        size = self.cfg.batch_size
-        for table in ("pairs", "parallel"):
-            labelled = (
-                tables[table]
-                | f"Batch[{table}]" >> beam.BatchElements(min_batch_size=size, max_batch_size=size, record_metrics=False)
-                | f"Label[{table}]" >> beam.ParDo(_LabelBatchFn(self.cfg, table)).with_outputs(REJECTS_TAG, main="main")
+    def _label(self, rows: beam.PCollection, table: str) -> Any:
+        if isinstance(rows.windowing.windowfn, GlobalWindows):
+            return rows | f"Label[{table}]" >> beam.ParDo(_BufferedLabelFn(self.cfg, table)).with_outputs(
+                REJECTS_TAG, main="main"
             )
-            out[table] = labelled.main
-            rejects.append(labelled[REJECTS_TAG])
-        return out, tuple(rejects) | "Rejects" >> beam.Flatten()
+        size = self.cfg.batch_size
+        batching = beam.BatchElements(size, size, element_size_fn=texts_in, record_metrics=False)
+        batches = rows | f"Batch[{table}]" >> batching
+        return batches | f"Label[{table}]" >> beam.ParDo(_LabelBatchFn(self.cfg, table)).with_outputs(
+            REJECTS_TAG, main="main"
+        )
+
+    def expand(self, tables: dict[str, beam.PCollection]) -> tuple[dict[str, beam.PCollection], beam.PCollection]:
+        labelled = {table: self._label(tables[table], table) for table in ("pairs", "parallel")}
+        rejects = tuple(out[REJECTS_TAG] for out in labelled.values()) | "Rejects" >> beam.Flatten()
+        return {table: out.main for table, out in labelled.items()}, rejects
 
 
 def lid_stage(cfg: Any) -> beam.PTransform:

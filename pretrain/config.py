@@ -1,0 +1,267 @@
+"""Typed pre-training configuration: small dataclasses, loaded from TOML, validated once.
+
+``load_config(path, overrides)`` returns a ``PretrainConfig`` or raises ``ConfigError``
+naming the setting and the fix, before any data is read or model built. Model sizes are
+presets (``tiny`` for tests and the demo, ``base`` = ViT-B/16 + 12-layer text, CCLM-like
+6-layer fusion) that a ``[model]`` table may override field by field.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+TEXT_KINDS = ("caption", "translation", "codeswitch", "weak")
+WEAK_FORMS = ("soft", "regularizer", "strict")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+class ConfigError(ValueError):
+    """The configuration is wrong; the message says which setting and what to change."""
+
+
+@dataclass
+class ModelConfig:
+    """Sizes of the three encoders.
+
+    image_size/patch_size: the ViT's square input and patch side (image_size % patch_size == 0).
+    *_width/*_layers/*_heads: transformer sizes of the vision, text and fusion encoders
+        (fusion shares the text width: text tokens cross-attend to image tokens).
+    embed_dim: size of the normalised ITC/TTC embeddings.
+    max_text_len: tokens per text, [CLS] and [EOS] included; longer texts are cut.
+    region_dim/max_regions: size and number of precomputed ROI features fed next to the
+        patches (0 = the model has no region input and ignores ``regions`` in the data).
+    vocab_size: set from the tokenizer, never by hand.
+    """
+
+    image_size: int = 64
+    patch_size: int = 8
+    vision_width: int = 128
+    vision_layers: int = 3
+    vision_heads: int = 4
+    text_width: int = 128
+    text_layers: int = 2
+    text_heads: int = 4
+    fusion_layers: int = 1
+    mlp_ratio: float = 2.0
+    embed_dim: int = 64
+    max_text_len: int = 32
+    dropout: float = 0.0
+    region_dim: int = 0
+    max_regions: int = 0
+    vocab_size: int = 0
+
+
+PRESETS: dict[str, ModelConfig] = {
+    "tiny": ModelConfig(),
+    "base": ModelConfig(image_size=224, patch_size=16, vision_width=768, vision_layers=12, vision_heads=12,
+                        text_width=768, text_layers=12, text_heads=12, fusion_layers=6, mlp_ratio=4.0,
+                        embed_dim=256, max_text_len=64, dropout=0.0),
+}
+
+
+@dataclass
+class DataConfig:
+    """What the loader reads and how it samples.
+
+    split: the ``split`` value of training rows.
+    batch_size/parallel_batch_size: image rows and parallel rows per rank per micro-step
+        (parallel_batch_size 0 turns TTC's data off).
+    kind_weights/lang_weights: the per-step text policy: each row offers its texts with
+        weight kind_weights[kind] * lang_weights[lang]; one is drawn per row per step. Kinds
+        and languages not listed weigh 1 (``kind_weights = {weak = 0}`` drops weak texts only).
+    null_relevance: what a weak text with no relevance score gets: a number in [0, 1]
+        used as its r, or "skip" (not offered). Relevance is null until the relevance stage runs.
+    crop_scale/hflip: augmentation. Flips are off by default: captions name left and right.
+    mask_prob/span_mask_prob/max_masks: MLM masking; tokens inside code-switched spans are
+        masked with span_mask_prob (M3P masks switched words preferentially).
+    """
+
+    split: str = "train"
+    batch_size: int = 32
+    parallel_batch_size: int = 32
+    num_workers: int = 1
+    shuffle_buffer: int = 256
+    kind_weights: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TEXT_KINDS, 1.0))
+    lang_weights: dict[str, float] = field(default_factory=dict)
+    null_relevance: float | str = "skip"
+    crop_scale: list[float] = field(default_factory=lambda: [0.8, 1.0])
+    hflip: bool = False
+    mask_prob: float = 0.15
+    span_mask_prob: float = 0.5
+    max_masks: int = 12
+
+
+@dataclass
+class LossConfig:
+    """Objective weights (0 switches an objective and its heads off) and their settings.
+
+    weak_form: soft (the weak text's contrastive target puts mass r on its own image),
+        regularizer (pull sim(image, weak) towards r * sim(image, anchor)), or strict
+        (weak texts are treated as strict pairs; the ablation baseline).
+    itm_negatives: sample (ALBEF/CCLM: draw by softmax of ITC similarities) or hardest.
+    """
+
+    itc: float = 1.0
+    weak: float = 1.0
+    ttc: float = 1.0
+    mlm: float = 1.0
+    itm: float = 1.0
+    weak_form: str = "soft"
+    temperature: float = 0.07
+    learn_temperature: bool = True
+    itm_negatives: str = "sample"
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and bookkeeping. ``steps`` counts optimiser steps, each of
+    ``accum_steps`` micro-batches. precision auto = bf16 autocast on CUDA, fp32 on CPU."""
+
+    steps: int = 1000
+    warmup_steps: int = 100
+    lr: float = 5e-4
+    min_lr_ratio: float = 0.0
+    weight_decay: float = 0.05
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    grad_clip: float = 1.0
+    accum_steps: int = 1
+    seed: int = 0
+    log_every: int = 10
+    ckpt_every: int = 500
+    keep_checkpoints: int = 2
+    precision: str = "auto"
+    compile: bool = False
+    device: str = "auto"
+
+
+@dataclass
+class TokenizerConfig:
+    """SentencePiece: ``model`` is an existing .model file (e.g. XLM-R's); empty = train
+    one on the dataset's texts into RUN/tokenizer.model."""
+
+    model: str = ""
+    vocab_size: int = 4000
+    model_type: str = "unigram"
+    character_coverage: float = 0.9995
+    max_sentences: int = 1_000_000
+
+
+@dataclass
+class PretrainConfig:
+    """The whole run. ``init`` optionally names a checkpoint whose model weights start the run."""
+
+    preset: str = "tiny"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    init: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+SECTIONS = {"data": DataConfig, "loss": LossConfig, "train": TrainConfig, "tokenizer": TokenizerConfig}
+
+
+def _section(cls: type, values: dict[str, Any], base: Any, where: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"[{where}] must be a table, got {type(values).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"[{where}]: unknown setting(s) {unknown}; known: {sorted(known)}")
+    return replace(base, **values)
+
+
+def config_from_dict(data: dict[str, Any]) -> PretrainConfig:
+    """Build and validate a config from a TOML-shaped dict (sections as nested dicts)."""
+    top = {"preset", "model", "init", *SECTIONS}
+    unknown = sorted(set(data) - top)
+    if unknown:
+        raise ConfigError(f"unknown top-level setting(s) {unknown}; known: {sorted(top)}")
+    model_values = dict(data.get("model", {}))
+    preset = str(model_values.pop("preset", data.get("preset", "tiny")))
+    if preset not in PRESETS:
+        raise ConfigError(f"model.preset = {preset!r}; use one of {sorted(PRESETS)}")
+    cfg = PretrainConfig(preset=preset, init=str(data.get("init", "")))
+    cfg.model = _section(ModelConfig, model_values, PRESETS[preset], "model")
+    for name, cls in SECTIONS.items():
+        setattr(cfg, name, _section(cls, data.get(name, {}), getattr(cfg, name), name))
+    validate(cfg)
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> PretrainConfig:
+    """TOML file (optional) then ``overrides`` (same shape, e.g. {"train": {"steps": 10}})."""
+    data: dict[str, Any] = {}
+    if path:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError as err:
+            raise ConfigError(f"config file {path} does not exist") from err
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{path}: not valid TOML: {err}") from err
+    return config_from_dict(merge(data, overrides or {}))
+
+
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge; ``extra`` wins."""
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _validate_model(m: ModelConfig) -> None:
+    _check(m.image_size % m.patch_size == 0, f"model.image_size ({m.image_size}) must be a multiple of model.patch_size ({m.patch_size})")
+    for name in ("vision", "text"):
+        width, heads = getattr(m, f"{name}_width"), getattr(m, f"{name}_heads")
+        _check(width % heads == 0, f"model.{name}_width ({width}) must be divisible by model.{name}_heads ({heads})")
+    _check(m.max_text_len >= 4, "model.max_text_len must be at least 4")
+    _check(m.fusion_layers >= 1, "model.fusion_layers must be at least 1")
+    _check((m.region_dim > 0) == (m.max_regions > 0), "set model.region_dim and model.max_regions together (both 0 = no regions)")
+
+
+def _validate_data(d: DataConfig) -> None:
+    _check(d.batch_size >= 2, "data.batch_size must be at least 2 (contrastive losses need negatives)")
+    _check(d.parallel_batch_size in (0,) or d.parallel_batch_size >= 2, "data.parallel_batch_size must be 0 (off) or at least 2")
+    _check(d.num_workers >= 0, "data.num_workers must be >= 0")
+    bad = sorted(set(d.kind_weights) - set(TEXT_KINDS))
+    _check(not bad, f"data.kind_weights: unknown kind(s) {bad}; use {list(TEXT_KINDS)}")
+    _check(all(w >= 0 for w in [*d.kind_weights.values(), *d.lang_weights.values()]), "data.kind_weights/lang_weights must be >= 0")
+    _check(any(d.kind_weights.get(k, 1.0) > 0 for k in TEXT_KINDS), "data.kind_weights: give at least one kind a weight > 0")
+    nr = d.null_relevance
+    _check(nr == "skip" or (isinstance(nr, int | float) and not isinstance(nr, bool) and 0 <= nr <= 1),
+           f"data.null_relevance = {nr!r}; use \"skip\" or a number in [0, 1]")
+    _check(len(d.crop_scale) == 2 and 0 < d.crop_scale[0] <= d.crop_scale[1] <= 1,
+           "data.crop_scale must be [min, max] with 0 < min <= max <= 1")
+    for name in ("mask_prob", "span_mask_prob"):
+        _check(0 <= getattr(d, name) < 1, f"data.{name} must be in [0, 1)")
+
+
+def validate(cfg: PretrainConfig) -> None:
+    """Cross-field checks; every message names the setting."""
+    _validate_model(cfg.model)
+    _validate_data(cfg.data)
+    loss, train = cfg.loss, cfg.train
+    _check(loss.weak_form in WEAK_FORMS, f"loss.weak_form = {loss.weak_form!r}; use one of {list(WEAK_FORMS)}")
+    _check(loss.itm_negatives in ("sample", "hardest"), "loss.itm_negatives: use \"sample\" or \"hardest\"")
+    _check(loss.temperature > 0, "loss.temperature must be > 0")
+    weights = [loss.itc, loss.weak, loss.ttc, loss.mlm, loss.itm]
+    _check(all(w >= 0 for w in weights) and any(w > 0 for w in weights), "loss weights must be >= 0, at least one > 0")
+    _check(train.steps >= 1 and 0 <= train.warmup_steps <= train.steps, "train.warmup_steps must be in [0, train.steps]")
+    _check(train.accum_steps >= 1, "train.accum_steps must be >= 1")
+    _check(train.precision in PRECISIONS, f"train.precision: use one of {list(PRECISIONS)}")
+    _check(train.ckpt_every >= 1 and train.log_every >= 1, "train.ckpt_every and train.log_every must be >= 1")
+    _check(len(train.betas) == 2, "train.betas must be [beta1, beta2]")
+    _check(cfg.tokenizer.model_type in ("unigram", "bpe"), "tokenizer.model_type: use \"unigram\" or \"bpe\"")

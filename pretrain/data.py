@@ -1,0 +1,174 @@
+"""The training stream: rows -> samples -> batches, sharded by rank and DataLoader worker.
+
+Like open_clip's pipeline, it is a chain of small picklable stages: ``RowStream`` (split by
+consumer, shuffled by epoch), ``make_sample`` (text policy, decode, augment, tokenise, mask),
+``collate``. Each worker builds whole batches, so a batch always comes from one worker and
+carries that worker's stream positions and counters; the trainer keeps the positions of the
+batches it has *consumed* (not prefetched) and a checkpoint restarts every worker there.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from pretrain.config import PretrainConfig
+from pretrain.images import BadSample, decode, random_resized_crop
+from pretrain.sampling import choose_text, mask_tokens
+from pretrain.shards import (
+    PAIR_COLUMNS,
+    PARALLEL_COLUMNS,
+    Dataset,
+    RowStream,
+    StreamPosition,
+    seeded,
+    with_split,
+)
+from pretrain.tokenizer import Tokenizer
+
+MAX_CONSECUTIVE_BAD = 2000
+
+
+def _pad(seqs: list[list[int]], pad: int, fill: int | None = None) -> torch.Tensor:
+    width = max(len(s) for s in seqs)
+    value = pad if fill is None else fill
+    return torch.tensor([s + [value] * (width - len(s)) for s in seqs], dtype=torch.long)
+
+
+def _regions(row: dict[str, Any], dim: int, limit: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(features (limit, dim), boxes (limit, 4), count); zeros past ``count``."""
+    feats, boxes = torch.zeros(limit, dim), torch.zeros(limit, 4)
+    reg = row.get("regions")
+    if not reg or not reg["features"]:
+        return feats, boxes, 0
+    n = min(limit, len(reg["features"]))
+    got = torch.tensor(reg["features"][:n], dtype=torch.float32)
+    if got.ndim != 2 or got.shape[1] != dim:
+        raise BadSample("regions_dim_mismatch", f"region features of size {tuple(got.shape)}, model.region_dim is {dim}")
+    feats[:n], boxes[:n] = got, torch.tensor(reg["boxes"][:n], dtype=torch.float32)
+    return feats, boxes, n
+
+
+def make_sample(row: dict[str, Any], cfg: PretrainConfig, tok: Tokenizer, rng: random.Random) -> dict[str, Any]:
+    """One training sample from one pairs row; raises BadSample when it cannot be used."""
+    choice = choose_text(row["texts"], cfg.data, rng)
+    if choice is None:
+        raise BadSample("no_text_for_policy")
+    size, max_len = cfg.model.image_size, cfg.model.max_text_len
+    image = decode(row["image"]["bytes"], size, row["image"]["sha256"])
+    image = random_resized_crop(image, size, tuple(cfg.data.crop_scale), rng, hflip=cfg.data.hflip)
+    if choice.spans:
+        ids, in_span = tok.encode_with_spans(choice.text, choice.spans, max_len)
+    else:
+        ids, in_span = tok.encode(choice.text, max_len), []
+    weak = choice.is_weak and cfg.loss.weak_form != "strict"  # "strict": the weak-as-strict baseline
+    if weak:  # MLM conditioned on a weakly-aligned image would teach noise
+        mlm_ids, labels = list(ids), [-100] * len(ids)
+    else:
+        mlm_ids, labels = mask_tokens(ids, in_span, cfg.data, rng, tok.mask_id, tok.vocab_size, tok.special_ids)
+    sample = {"image": image, "ids": ids, "mlm_ids": mlm_ids, "labels": labels,
+              "relevance": choice.relevance if weak else 1.0, "is_weak": weak,
+              "anchor": tok.encode(choice.anchor, max_len) if (weak and choice.anchor) else None}
+    if cfg.model.region_dim:
+        sample["regions"] = _regions(row, cfg.model.region_dim, cfg.model.max_regions)
+    return sample
+
+
+def collate(samples: list[dict[str, Any]], parallel: list[dict[str, Any]], tok: Tokenizer, max_len: int) -> dict[str, torch.Tensor]:
+    """Stack samples into the tensors the model's forward takes (see RC3Model.forward)."""
+    pad = tok.pad_id
+    batch = {
+        "images": torch.stack([s["image"] for s in samples]),
+        "text_ids": _pad([s["ids"] for s in samples], pad),
+        "mlm_ids": _pad([s["mlm_ids"] for s in samples], pad),
+        "mlm_labels": _pad([s["labels"] for s in samples], pad, fill=-100),
+        "relevance": torch.tensor([s["relevance"] for s in samples], dtype=torch.float32),
+        "is_weak": torch.tensor([s["is_weak"] for s in samples], dtype=torch.bool),
+        "has_anchor": torch.tensor([s["anchor"] is not None for s in samples], dtype=torch.bool),
+        "anchor_ids": _pad([s["anchor"] or [tok.cls_id, tok.eos_id] for s in samples], pad),
+    }
+    if "regions" in samples[0]:
+        batch["regions"] = torch.stack([s["regions"][0] for s in samples])
+        batch["region_boxes"] = torch.stack([s["regions"][1] for s in samples])
+        counts = torch.tensor([s["regions"][2] for s in samples])
+        batch["region_mask"] = torch.arange(batch["regions"].shape[1])[None] < counts[:, None]
+    if parallel:
+        batch["src_ids"] = _pad(tok.encode_batch([p["src_text"] for p in parallel], max_len), pad)
+        batch["tgt_ids"] = _pad(tok.encode_batch([p["tgt_text"] for p in parallel], max_len), pad)
+    return batch
+
+
+class RC3Batches(IterableDataset):
+    """Endless batches for one rank; each DataLoader worker is one consumer of the streams.
+
+    start: {worker id: {"pairs": [epoch, rows], "parallel": [epoch, rows], "stats": {...}}},
+    the positions a checkpoint recorded for this rank (None = from the beginning).
+    first_worker: the logical worker whose batch the trainer expects next. DataLoader always
+    starts at its worker 0, so worker i plays logical worker (i + first_worker) % workers,
+    which keeps the round-robin batch order of an uninterrupted run across a resume.
+    """
+
+    def __init__(self, data: Dataset, cfg: PretrainConfig, tok: Tokenizer, rank: int = 0, world: int = 1,
+                 start: dict[int, dict[str, Any]] | None = None, first_worker: int = 0):
+        self.cfg, self.tok, self.rank, self.world = cfg, tok, rank, world
+        self.pair_units = with_split(data.pairs, cfg.data.split)
+        if not self.pair_units:
+            raise ValueError(f"{data.root}: no pairs rows with split {cfg.data.split!r}; set data.split")
+        self.parallel_units = with_split(data.parallel, cfg.data.split) if cfg.data.parallel_batch_size else []
+        self.start = start or {}
+        self.first_worker = first_worker
+
+    def _stream(self, units: list, columns: list[str], table: str, worker: int, workers: int) -> RowStream:
+        pos = self.start.get(worker, {}).get(table)
+        return RowStream(units, columns, self.cfg.data.split, self.cfg.train.seed, self.rank * workers + worker,
+                         self.world * workers, self.cfg.data.shuffle_buffer, StreamPosition(*pos) if pos else None)
+
+    def __iter__(self) -> Iterator[tuple[dict[str, torch.Tensor], dict[str, Any]]]:
+        info = get_worker_info()
+        worker, workers = ((info.id + self.first_worker) % info.num_workers, info.num_workers) if info else (0, 1)
+        pairs = self._stream(self.pair_units, PAIR_COLUMNS, "pairs", worker, workers)
+        parallel = self._stream(self.parallel_units, PARALLEL_COLUMNS, "parallel", worker, workers) if self.parallel_units else None
+        stats: Counter[str] = Counter(self.start.get(worker, {}).get("stats", {}))
+        pair_rows, par_rows = iter(pairs), iter(parallel) if parallel else None
+        consumer = self.rank * workers + worker
+        while True:
+            samples = self._samples(pair_rows, stats, consumer)
+            par = [next(par_rows)[0] for _ in range(self.cfg.data.parallel_batch_size)] if par_rows else []
+            stats["samples"] += len(samples)
+            stats["parallel_rows"] += len(par)
+            state = {"pairs": [pairs.position.epoch, pairs.position.rows], "stats": dict(stats)}
+            if parallel:
+                state["parallel"] = [parallel.position.epoch, parallel.position.rows]
+            yield collate(samples, par, self.tok, self.cfg.model.max_text_len), {"worker": worker, "state": state}
+
+    def _samples(self, rows: Iterator, stats: Counter[str], consumer: int) -> list[dict[str, Any]]:
+        samples: list[dict[str, Any]] = []
+        bad_run = 0
+        while len(samples) < self.cfg.data.batch_size:
+            row, pos = next(rows)
+            rng = seeded(self.cfg.train.seed, "sample", consumer, pos.epoch, pos.rows)
+            try:
+                samples.append(make_sample(row, self.cfg, self.tok, rng))
+                bad_run = 0
+            except BadSample as err:
+                stats[f"skipped/{err.reason}"] += 1
+                bad_run += 1
+                if bad_run >= MAX_CONSECUTIVE_BAD:
+                    raise RuntimeError(f"{bad_run} consecutive unusable samples (last: {err}); check the data and "
+                                       "data.kind_weights / data.null_relevance / model.region_dim") from err
+        return samples
+
+
+def build_loader(data: Dataset, cfg: PretrainConfig, tok: Tokenizer, rank: int = 0, world: int = 1,
+                 start: dict[int, dict[str, Any]] | None = None, first_worker: int = 0) -> DataLoader:
+    """A DataLoader over RC3Batches; its own generator keeps the global torch RNG untouched,
+    which resume exactness depends on."""
+    workers = cfg.data.num_workers
+    return DataLoader(RC3Batches(data, cfg, tok, rank, world, start, first_worker), batch_size=None, num_workers=workers,
+                      prefetch_factor=4 if workers else None, pin_memory=torch.cuda.is_available(),
+                      generator=torch.Generator().manual_seed(cfg.train.seed))

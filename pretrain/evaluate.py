@@ -1,0 +1,161 @@
+"""Multilingual image-text retrieval: R@1/5/10 both ways and mean recall, per language.
+
+The protocol is UC2's and CCLM's ``itm_eval``: image->text ranks an image's captions among
+all captions of the language and counts the best-ranked of its own; text->image ranks all
+images for each caption. Mean recall (``r_mean``) is the average of the six recalls. Scores
+are ITC cosine similarities; with ``rerank=k`` the top k candidates of each query are
+re-scored by the ITM head through the fusion encoder, ALBEF/CCLM style (ITM log-odds + ITC).
+Ties are broken against the model (a constant scorer gets no credit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pretrain.checkpoint import load_checkpoint, resolve_checkpoint
+from pretrain.config import LossConfig, ModelConfig
+from pretrain.distributed import pick_device
+from pretrain.evalsets import EvalSet, load_evalset
+from pretrain.images import center_resize, decode
+from pretrain.model import RC3Model
+from pretrain.tokenizer import Tokenizer
+
+RECALL_KEYS = ("txt_r1", "txt_r5", "txt_r10", "img_r1", "img_r5", "img_r10")
+
+
+def load_model(checkpoint: str | Path, device: torch.device) -> tuple[RC3Model, Tokenizer]:
+    """The model and tokenizer a checkpoint holds, in eval mode."""
+    state = load_checkpoint(checkpoint)
+    tok = Tokenizer(state["tokenizer"])
+    model_cfg = ModelConfig(**state["model_config"])
+    loss_cfg = replace(LossConfig(**state["config"]["loss"]))
+    model = RC3Model(model_cfg, loss_cfg, tok.pad_id)
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), tok
+
+
+def _ranks(scores: torch.Tensor, positives: list[list[int]]) -> np.ndarray:
+    """Per query (row), the 0-based rank of its best positive; ties count against it."""
+    ranks = np.empty(len(positives), dtype=np.int64)
+    for q, pos in enumerate(positives):
+        row = scores[q]
+        others = torch.ones_like(row, dtype=torch.bool)
+        others[pos] = False
+        ranks[q] = int((row[others] >= row[pos].max()).sum().item())
+    return ranks
+
+
+def recall_metrics(scores_i2t: torch.Tensor, scores_t2i: torch.Tensor, txt2img: list[int]) -> dict[str, float]:
+    """itm_eval: R@1/5/10 (percent) image->text (``txt_r*``), text->image (``img_r*``), r_mean."""
+    img2txt: list[list[int]] = [[] for _ in range(scores_i2t.shape[0])]
+    for t, i in enumerate(txt2img):
+        img2txt[i].append(t)
+    tr = _ranks(scores_i2t, img2txt)
+    ir = _ranks(scores_t2i, [[i] for i in txt2img])
+    out = {}
+    for prefix, ranks in (("txt", tr), ("img", ir)):
+        for k in (1, 5, 10):
+            out[f"{prefix}_r{k}"] = 100.0 * float((ranks < k).mean())
+        out[f"{prefix}_r_mean"] = (out[f"{prefix}_r1"] + out[f"{prefix}_r5"] + out[f"{prefix}_r10"]) / 3
+    out["r_mean"] = sum(out[k] for k in RECALL_KEYS) / 6
+    return out
+
+
+@torch.no_grad()
+def encode_images(model: RC3Model, images: list, device: torch.device, batch: int = 64) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """(normalised embeddings (N, E), per-batch image tokens kept for ITM re-ranking)."""
+    size = model.cfg.image_size
+    feats, tokens = [], []
+    for start in range(0, len(images), batch):
+        pix = torch.stack([center_resize(decode(load(), size), size) for load in images[start : start + batch]])
+        emb, tok, _ = model.encode_image(pix.to(device))
+        feats.append(emb.float())
+        tokens.append(tok)
+    return torch.cat(feats), tokens
+
+
+@torch.no_grad()
+def encode_texts(model: RC3Model, tok: Tokenizer, texts: list[str], device: torch.device, batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """(normalised embeddings (M, E), padded ids (M, L))."""
+    ids = tok.encode_batch(texts, model.cfg.max_text_len)
+    width = max(len(i) for i in ids)
+    padded = torch.tensor([i + [tok.pad_id] * (width - len(i)) for i in ids], dtype=torch.long)
+    feats = [model.encode_text(padded[s : s + batch].to(device))[0].float() for s in range(0, len(ids), batch)]
+    return torch.cat(feats), padded
+
+
+@torch.no_grad()
+def _rerank(model: RC3Model, sims: torch.Tensor, img_tokens: torch.Tensor, ids: torch.Tensor, k: int, device: torch.device) -> torch.Tensor:
+    """Scores with each row's top-k columns replaced by ITM log-odds + ITC similarity (rows = images)."""
+    out = torch.full_like(sims, -1e4)
+    top = sims.topk(min(k, sims.shape[1]), dim=1)
+    for i in range(sims.shape[0]):
+        cols = top.indices[i]
+        txt_tokens, txt_mask = model.text(ids[cols].to(device))
+        logits = model.itm_scores(img_tokens[i : i + 1].expand(len(cols), -1, -1), None, txt_tokens, txt_mask).float()
+        out[i, cols] = (logits[:, 1] - logits[:, 0]) + top.values[i]
+    return out
+
+
+def evaluate_set(model: RC3Model, tok: Tokenizer, evalset: EvalSet, device: torch.device, rerank: int = 0,
+                 langs: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Per language: counts and the itm_eval metrics, on the images that have captions in it."""
+    if rerank and not model.use_itm:
+        raise ValueError("--rerank needs a model trained with ITM (loss.itm > 0)")
+    img_feats, img_token_batches = encode_images(model, evalset.images, device)
+    img_tokens = torch.cat(img_token_batches) if rerank else None
+    results: dict[str, dict[str, Any]] = {}
+    for lang in sorted(langs or evalset.captions):
+        caps = evalset.captions.get(lang)
+        if not caps:
+            raise ValueError(f"{evalset.name}: no captions in language {lang!r}; it has {sorted(evalset.captions)}")
+        images = sorted({i for i, _ in caps})
+        local = {img: n for n, img in enumerate(images)}
+        txt_feats, ids = encode_texts(model, tok, [t for _, t in caps], device)
+        sims = img_feats[images] @ txt_feats.t()
+        i2t, t2i = sims, sims.t()
+        if rerank:
+            i2t = _rerank(model, sims, img_tokens[images], ids, rerank, device)
+            t2i = _rerank_t2i(model, sims.t(), img_tokens[images], ids, rerank, device)
+        metrics = recall_metrics(i2t.cpu(), t2i.cpu(), [local[i] for i, _ in caps])
+        results[lang] = {"images": len(images), "texts": len(caps), **{k: round(v, 2) for k, v in metrics.items()}}
+    return results
+
+
+@torch.no_grad()
+def _rerank_t2i(model: RC3Model, sims: torch.Tensor, img_tokens: torch.Tensor, ids: torch.Tensor, k: int, device: torch.device) -> torch.Tensor:
+    """Like _rerank with texts as rows: each text's top-k images re-scored by ITM."""
+    out = torch.full_like(sims, -1e4)
+    top = sims.topk(min(k, sims.shape[1]), dim=1)
+    for t in range(sims.shape[0]):
+        cols = top.indices[t]
+        txt_tokens, txt_mask = model.text(ids[t : t + 1].to(device).expand(len(cols), -1))
+        logits = model.itm_scores(img_tokens[cols], None, txt_tokens, txt_mask).float()
+        out[t, cols] = (logits[:, 1] - logits[:, 0]) + top.values[t]
+    return out
+
+
+def evaluate(checkpoint: str, data: str, split: str = "test", langs: list[str] | None = None, rerank: int = 0,
+             device: str = "auto") -> dict[str, Any]:
+    """Load the checkpoint, score ``data`` (curated dataset or benchmark folder); JSON-ready."""
+    dev = pick_device(device)
+    model, tok = load_model(checkpoint, dev)
+    evalset = load_evalset(data, split)
+    per_lang = evaluate_set(model, tok, evalset, dev, rerank, langs)
+    return {"checkpoint": str(resolve_checkpoint(checkpoint)), "data": evalset.name, "rerank": rerank,
+            "languages": per_lang, "mean_r_mean": round(sum(m["r_mean"] for m in per_lang.values()) / len(per_lang), 2)}
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """A fixed-width table: one row per language."""
+    head = f"{'lang':<6}{'images':>7}{'texts':>7}" + "".join(f"{k:>9}" for k in (*RECALL_KEYS, "r_mean"))
+    lines = [f"retrieval on {result['data']} (i2t = txt_r*, t2i = img_r*; percent)", head]
+    for lang, m in result["languages"].items():
+        lines.append(f"{lang:<6}{m['images']:>7}{m['texts']:>7}" + "".join(f"{m[k]:>9.2f}" for k in (*RECALL_KEYS, "r_mean")))
+    lines.append(f"mean r_mean over languages: {result['mean_r_mean']:.2f}")
+    return "\n".join(lines)

@@ -1,0 +1,167 @@
+"""The RC3 objectives as pure ``nn.Module``s that own the cross-rank gather (open_clip style).
+
+Every loss gives, under DDP, the gradient of the *global-batch* loss:
+
+* contrastive losses all-gather the features with gradient
+  (``torch.distributed.nn.functional.all_gather``) and compute the full global loss on every
+  rank; the gather's backward sums the W identical copies and DDP's average divides by W;
+* per-token/per-row losses (MLM, ITM, the relevance regulariser) return
+  ``W * local_sum / global_count``, so DDP's average is the global mean even when ranks hold
+  different numbers of masked tokens or weak texts.
+
+So two processes with half the batch each train exactly as one process with the whole batch
+(tests/pretrain/test_ddp.py), apart from ITM, whose hard negatives come from the local batch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from pretrain.config import LossConfig
+
+
+def _world() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def gather(x: torch.Tensor, with_grad: bool = True) -> torch.Tensor:
+    """Concatenate ``x`` from all ranks in rank order (identity on one process)."""
+    if _world() == 1:
+        return x
+    if with_grad:
+        from torch.distributed.nn.functional import all_gather
+
+        return torch.cat(all_gather(x), dim=0)
+    src = x.to(torch.uint8) if x.dtype == torch.bool else x  # gloo has no bool all_gather
+    parts = [torch.empty_like(src) for _ in range(_world())]
+    dist.all_gather(parts, src.contiguous())
+    return torch.cat(parts, dim=0).to(x.dtype)
+
+
+def global_mean(local_sum: torch.Tensor, local_count: torch.Tensor | int) -> torch.Tensor:
+    """``W * local_sum / global_count``: DDP's gradient average turns it into the global mean."""
+    count = torch.as_tensor(local_count, dtype=torch.float32, device=local_sum.device)
+    world = _world()
+    if world > 1:
+        count = count.clone()
+        dist.all_reduce(count)
+    return local_sum * world / count.clamp(min=1)
+
+
+def soft_infonce(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
+    """Per-pair symmetric InfoNCE with soft targets: (N,) losses.
+
+    Row i's target puts ``mass[i]`` on its own pair and spreads ``1 - mass[i]`` uniformly over
+    all N candidates, in both directions (a->b and b->a). mass = 1 is CLIP's hard InfoNCE.
+    """
+    logits = logit_scale * a @ b.t()
+    n = logits.shape[0]
+    uniform = (1 - mass)[:, None] / n
+    target = uniform + torch.diag(mass)
+    a2b = -(target * F.log_softmax(logits, dim=1)).sum(dim=1)
+    b2a = -(target * F.log_softmax(logits.t(), dim=1)).sum(dim=1)
+    return (a2b + b2a) / 2
+
+
+class ContrastiveLoss(nn.Module):
+    """Symmetric InfoNCE over the gathered batch (ITC on image-text, TTC on parallel text)."""
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+        a, b = gather(a), gather(b)
+        return soft_infonce(a, b, logit_scale, torch.ones(a.shape[0], device=a.device)).mean()
+
+
+class RelevanceRegularizer(nn.Module):
+    """RC3 form 2: pull cos(image, weak) towards r * cos(image, anchor).
+
+    The anchor side is detached: it is the reference the weak text is measured against, and
+    must not be dragged towards the weak text.
+    """
+
+    def forward(self, image: torch.Tensor, weak: torch.Tensor, anchor: torch.Tensor, relevance: torch.Tensor,
+                mask: torch.Tensor) -> torch.Tensor:
+        target = relevance * (image * anchor).sum(-1).detach()
+        err = ((image * weak).sum(-1) - target) ** 2
+        return global_mean((err * mask).sum(), mask.sum())
+
+
+class MaskedLMLoss(nn.Module):
+    """Cross-entropy over the masked positions the model projected (labels -100 elsewhere)."""
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        valid = labels != -100
+        ce = F.cross_entropy(logits.float(), labels.clamp(min=0), reduction="none") if labels.numel() else logits.sum() * 0
+        return global_mean((ce * valid).sum(), valid.sum())
+
+
+class ITMLoss(nn.Module):
+    """Binary matching cross-entropy over positives and hard negatives (-100 = ignored)."""
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        valid = labels != -100
+        ce = F.cross_entropy(logits.float(), labels.clamp(min=0), reduction="none")
+        return global_mean((ce * valid).sum(), valid.sum())
+
+
+class RC3Loss(nn.Module):
+    """All objectives; ``forward``'s keyword arguments are the keys of ``RC3Model.forward``.
+
+    Image-text rows are strict (caption, translation, code-switched) or weak. With
+    ``weak_form``:
+      soft        weak rows join the InfoNCE with target mass r on their own image (form 1);
+      regularizer weak rows with an anchor leave the InfoNCE as queries (they stay negatives
+                  for others) and get RelevanceRegularizer (form 2); those without one fall
+                  back to form 1;
+      strict      weak rows are strict rows (the "weak as strict" ablation).
+    Returns each unweighted objective and ``loss``, their weighted sum.
+    """
+
+    def __init__(self, cfg: LossConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.contrastive = ContrastiveLoss()
+        self.regularizer = RelevanceRegularizer()
+        self.mlm = MaskedLMLoss()
+        self.itm = ITMLoss()
+
+    def _image_text(self, image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor,
+                    relevance: torch.Tensor, is_weak: torch.Tensor, has_anchor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        form = self.cfg.weak_form
+        weak = is_weak & (self.cfg.weak > 0) if form != "strict" else torch.zeros_like(is_weak)
+        mass = torch.where(weak, relevance, torch.ones_like(relevance))
+        soft_weak = weak & ~has_anchor if form == "regularizer" else weak
+        img, txt = gather(image_features), gather(text_features)
+        mass, weak, soft_weak = gather(mass, False), gather(weak, False), gather(soft_weak, False)
+        if form != "strict":  # weak rows dropped by the policy weight still are not asserted strict
+            weak = weak | gather(is_weak, False)
+        rows = soft_infonce(img, txt, logit_scale, mass)
+        strict = ~weak
+        itc = (rows * strict).sum() / strict.sum().clamp(min=1)
+        soft = (rows * soft_weak).sum() / soft_weak.sum().clamp(min=1)
+        return itc, soft
+
+    def forward(self, image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor,
+                relevance: torch.Tensor, is_weak: torch.Tensor, has_anchor: torch.Tensor,
+                anchor_features: torch.Tensor | None = None, src_features: torch.Tensor | None = None,
+                tgt_features: torch.Tensor | None = None, mlm_logits: torch.Tensor | None = None,
+                mlm_labels: torch.Tensor | None = None, itm_logits: torch.Tensor | None = None,
+                itm_labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        itc, weak = self._image_text(image_features, text_features, logit_scale, relevance, is_weak, has_anchor)
+        out = {"itc": itc}
+        if cfg.weak > 0 and cfg.weak_form != "strict":
+            if anchor_features is not None and cfg.weak_form == "regularizer":
+                reg_mask = (is_weak & has_anchor).float()
+                weak = weak + self.regularizer(image_features, text_features, anchor_features, relevance, reg_mask)
+            out["weak"] = weak
+        if src_features is not None and tgt_features is not None:
+            out["ttc"] = self.contrastive(src_features, tgt_features, logit_scale)
+        if mlm_logits is not None and mlm_labels is not None:
+            out["mlm"] = self.mlm(mlm_logits, mlm_labels)
+        if itm_logits is not None and itm_labels is not None:
+            out["itm"] = self.itm(itm_logits, itm_labels)
+        out["loss"] = sum(getattr(cfg, name) * value for name, value in out.items())
+        return out

@@ -1,0 +1,61 @@
+"""Progress on stderr and metrics as JSON lines (one object per logged step).
+
+The JSON lines are the machine-readable record (loss per objective, throughput, learning
+rate, skipped samples); the progress line is for the person watching. No tqdm: one
+carriage-return line is all a training loop needs, and it must degrade to plain lines
+when stderr is a file (torchrun, CI logs).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+
+def _eta(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+class Progress:
+    """Writes RUN/metrics.jsonl and a progress line; silent on ranks other than 0."""
+
+    def __init__(self, path: str | Path | None, total: int, enabled: bool = True, stream: TextIO | None = None,
+                 start_step: int = 0, show: bool = True):
+        self.total, self.enabled, self.show = total, enabled, show
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.file = open(path, "a", encoding="utf-8") if (path and enabled) else None  # noqa: SIM115
+        self.start = time.perf_counter()
+        self.first_step = start_step
+
+    def log(self, step: int, metrics: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        record = {"step": step, "time": round(time.time(), 3), **metrics}
+        if self.file:
+            self.file.write(json.dumps(record, sort_keys=True) + "\n")
+            self.file.flush()
+        if not self.show:
+            return
+        done = step - self.first_step
+        rate = done / max(time.perf_counter() - self.start, 1e-9)
+        losses = " ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k in ("loss", "itc", "weak", "ttc", "mlm", "itm"))
+        line = (f"step {step}/{self.total} {losses} | {metrics.get('samples_per_s', 0):.0f} samples/s"
+                f" | lr {metrics.get('lr', 0):.2e} | eta {_eta((self.total - step) / max(rate, 1e-9))}")
+        self.stream.write(("\r" + line + "\033[K") if self.tty else line + "\n")
+        self.stream.flush()
+
+    def message(self, text: str) -> None:
+        if self.enabled and self.show:
+            self.stream.write(("\n" if self.tty else "") + text + "\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.show and self.tty:
+            self.stream.write("\n")
+        if self.file:
+            self.file.close()

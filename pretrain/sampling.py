@@ -1,0 +1,96 @@
+"""Per-step choices made for each row: which text variant it shows, and which tokens MLM masks.
+
+Both are row-local and seeded per sample, so a resumed run makes the same choices as an
+uninterrupted one without replaying any random state.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pretrain.config import DataConfig
+
+STRICT_KINDS = ("caption", "translation", "codeswitch")
+
+
+@dataclass
+class TextChoice:
+    """The text a row shows this step.
+
+    relevance: 1 for strict texts; the weak text's r (or data.null_relevance when unscored).
+    anchor: for weak texts, the strictly-aligned text its relevance was measured against.
+    spans: character spans switched by code-switching (masked preferentially by MLM).
+    """
+
+    text: str
+    lang: str
+    kind: str
+    relevance: float = 1.0
+    anchor: str | None = None
+    spans: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def is_weak(self) -> bool:
+        return self.kind == "weak"
+
+
+def _weight(t: dict[str, Any], cfg: DataConfig) -> float:
+    w = cfg.kind_weights.get(t["kind"], 1.0) * cfg.lang_weights.get(t["lang"], 1.0)
+    if w > 0 and t["kind"] == "weak" and t.get("relevance") is None and cfg.null_relevance == "skip":
+        return 0.0
+    return w
+
+
+def choose_text(texts: Sequence[dict[str, Any]], cfg: DataConfig, rng: random.Random) -> TextChoice | None:
+    """Draw one text by kind x language weight; None when the policy leaves the row nothing."""
+    weights = [_weight(t, cfg) for t in texts]
+    total = sum(weights)
+    if total <= 0:
+        return None
+    pick = rng.random() * total
+    idx = len(texts) - 1
+    for i, w in enumerate(weights):
+        pick -= w
+        if pick < 0 and w > 0:
+            idx = i
+            break
+    t = texts[idx]
+    if t["kind"] != "weak":
+        spans = [(s["start"], s["end"]) for s in t.get("spans") or []]
+        return TextChoice(t["text"], t["lang"], t["kind"], spans=spans)
+    r = t.get("relevance")
+    relevance = float(cfg.null_relevance if r is None else r)
+    anchor_idx = t.get("anchor")
+    anchor = texts[anchor_idx]["text"] if anchor_idx is not None else None
+    return TextChoice(t["text"], t["lang"], "weak", relevance=relevance, anchor=anchor)
+
+
+def mask_tokens(ids: list[int], in_span: Sequence[bool], cfg: DataConfig, rng: random.Random,
+                mask_id: int, vocab_size: int, special: frozenset[int]) -> tuple[list[int], list[int]]:
+    """BERT-style masking with M3P's preference for code-switched tokens.
+
+    Each ordinary token is chosen with ``mask_prob``, each token of a switched span with
+    ``span_mask_prob``; at most ``max_masks`` are kept, switched ones first. A chosen token
+    becomes [MASK] (80%), a random token (10%) or stays (10%). Labels are -100 elsewhere.
+    """
+    chosen_span, chosen_plain = [], []
+    for i, tok in enumerate(ids):
+        if tok in special:
+            continue
+        flagged = bool(in_span[i]) if i < len(in_span) else False
+        if rng.random() < (cfg.span_mask_prob if flagged else cfg.mask_prob):
+            (chosen_span if flagged else chosen_plain).append(i)
+    chosen = (chosen_span + chosen_plain)[: cfg.max_masks]
+    masked, labels = list(ids), [-100] * len(ids)
+    for i in chosen:
+        labels[i] = ids[i]
+        u = rng.random()
+        if u < 0.8:
+            masked[i] = mask_id
+        elif u < 0.9:
+            other = rng.randrange(vocab_size)
+            masked[i] = mask_id if other in special else other
+    return masked, labels

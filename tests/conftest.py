@@ -1,0 +1,43 @@
+"""Shared fixtures: tiny real models that tests build themselves (nothing is downloaded).
+
+``lid_model_path``: a fastText language-ID model with lid.176-style labels
+(``__label__en``) for the demo languages en, de, fr, es, trained in well under a second
+on generated sentences (``curation.synth.lid_texts``), once per test session.
+``lid_glot_model_path``: the same, labelled GlotLID/OpenLID-style (``__label__eng_Latn``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+# Seeds of the LID training text: not the seeds the tests label texts with.
+LID_TRAIN_SEED = 9001
+LID_TRAIN_EXAMPLES = 4000
+GLOT_LABELS = {"en": "eng_Latn", "de": "deu_Latn", "fr": "fra_Latn", "es": "spa_Latn"}
+
+
+def _train(directory: Path, labels: dict[str, str] | None) -> str:
+    from curation.lid_tools import train_lid
+    from curation.synth import lid_texts
+
+    data = directory / "lid.tsv"
+    with open(data, "w", encoding="utf-8") as f:
+        for lang, text in lid_texts(LID_TRAIN_EXAMPLES, LID_TRAIN_SEED):
+            f.write(f"{(labels or {}).get(lang, lang)}\t{text}\n")
+    out = directory / "lid.bin"
+    train_lid(str(data), str(out), bucket=20_000, epochs=5, threads=1, seed=0)
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def lid_model_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Path of a tiny lid.176-style fastText LID model (labels en, de, fr, es)."""
+    return _train(tmp_path_factory.mktemp("lid176"), None)
+
+
+@pytest.fixture(scope="session")
+def lid_glot_model_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Path of a tiny GlotLID-style model (labels eng_Latn, deu_Latn, fra_Latn, spa_Latn)."""
+    return _train(tmp_path_factory.mktemp("glotlid"), GLOT_LABELS)

@@ -1,0 +1,111 @@
+"""End to end through the CLI on a tiny generated dataset; schema mismatches refused clearly."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+from pretrain_helpers import MICRO, write_dataset
+
+from pretrain.cli import main, parse_set, register
+from pretrain.config import ConfigError, load_config
+from pretrain.train import run_training
+from schemas.dataset import DatasetError
+from schemas.validate import SchemaError
+
+torch.set_num_threads(1)
+
+CONFIG = """
+[model]
+preset = "tiny"
+{model}
+
+[data]
+batch_size = 8
+parallel_batch_size = 8
+num_workers = 0
+null_relevance = 0.5
+
+[train]
+steps = 6
+warmup_steps = 1
+log_every = 2
+ckpt_every = 4
+"""
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return write_dataset(tmp_path_factory.mktemp("cli") / "ds", n=32, n_test=6)
+
+
+@pytest.mark.slow
+def test_tokenizer_pretrain_evaluate(tmp_path, dataset, capsys):
+    tok = tmp_path / "spm.model"
+    assert main(["pretrain", "tokenizer", "--data", str(dataset), "--out", str(tok), "--vocab-size", "100"]) == 0
+    assert tok.stat().st_size > 0
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(CONFIG.format(model="\n".join(f"{k} = {v}" for k, v in MICRO.items())))
+    run = tmp_path / "run"
+    assert main(["pretrain", "--data", str(dataset), "--out", str(run), "--config", str(cfg),
+                 "--set", f'tokenizer.model="{tok}"', "--set", "loss.weak_form=regularizer"]) == 0
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000004.pt", "step-00000006.pt"]
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [2, 4, 6]
+    assert {"loss", "itc", "weak", "ttc", "mlm", "itm", "lr", "samples_per_s", "skipped"} <= set(lines[-1])
+    assert json.loads((run / "config.json").read_text())["loss"]["weak_form"] == "regularizer"
+    capsys.readouterr()
+    out_json = tmp_path / "eval.json"
+    assert main(["evaluate", "--checkpoint", str(run), "--data", str(dataset), "--json", str(out_json), "--rerank", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "r_mean" in printed.splitlines()[1] and "mean r_mean over languages" in printed
+    result = json.loads(out_json.read_text())
+    assert set(result["languages"]) == {"en", "de"}
+    assert result["languages"]["de"]["images"] == 6 and 0 <= result["languages"]["en"]["r_mean"] <= 100
+
+
+def test_help_has_examples():
+    parser = argparse.ArgumentParser(prog="m3curate")
+    sub = parser.add_subparsers(dest="command")
+    register(sub)
+    for name in ("pretrain", "evaluate"):
+        assert "example:" in sub.choices[name].format_help()
+    assert parse_set(["train.steps=5", "loss.weak_form=soft", 'data.lang_weights.en=0.5']) == {
+        "train": {"steps": 5}, "loss": {"weak_form": "soft"}, "data": {"lang_weights": {"en": 0.5}}}
+
+
+def test_config_errors_name_the_setting():
+    with pytest.raises(ConfigError, match="loss.weak_form = 'hard'"):
+        load_config(None, {"loss": {"weak_form": "hard"}})
+    with pytest.raises(ConfigError, match=r"\[train\]: unknown setting\(s\) \['stpes'\]"):
+        load_config(None, {"train": {"stpes": 3}})
+    with pytest.raises(ConfigError, match="data.null_relevance"):
+        load_config(None, {"data": {"null_relevance": 2}})
+
+
+def _rewrite_shard(root: Path, mutate) -> None:
+    path = root / "pairs" / "part-0.parquet"
+    table = pq.read_table(path)
+    pq.write_table(mutate(table), path)
+
+
+def test_schema_mismatch_is_refused_before_training(tmp_path):
+    cfg = load_config(None, {"model": MICRO, "train": {"steps": 1, "warmup_steps": 0}})
+    old = write_dataset(tmp_path / "old", n=8, n_test=0)
+    manifest = json.loads((old / "manifest.json").read_text())
+    (old / "manifest.json").write_text(json.dumps({**manifest, "schema_version": "2.0"}))
+    with pytest.raises(DatasetError, match="schema version 2.0, this m3curate reads 1.0"):
+        run_training(cfg, str(old), str(tmp_path / "r1"))
+    typed = write_dataset(tmp_path / "typed", n=8, n_test=0)
+    _rewrite_shard(typed, lambda t: t.drop_columns(["regions"]))
+    with pytest.raises(SchemaError, match="column 'regions': .*missing"):
+        run_training(cfg, str(typed), str(tmp_path / "r2"))
+    meta = write_dataset(tmp_path / "meta", n=8, n_test=0)
+    _rewrite_shard(meta, lambda t: t.replace_schema_metadata({b"m3curate.schema_version": b"2.1", b"m3curate.table": b"pairs"}))
+    with pytest.raises(SchemaError, match="schema version 2.1 is not compatible"):
+        run_training(cfg, str(meta), str(tmp_path / "r3"))
+    assert not (tmp_path / "r1" / "checkpoints").exists() and not (tmp_path / "r3" / "checkpoints").exists()

@@ -1,0 +1,92 @@
+"""Two gloo processes with half the batch each train like one process with the whole batch.
+
+Both runs go through the trainer's own pieces (init_distributed, the DDP wrapper,
+train_step, RC3Loss's gathers). ITM is off: its hard negatives are drawn from the local
+batch by design (as in ALBEF/CCLM), so it is not expected to match.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from pretrain_helpers import micro_config, write_dataset
+
+from pretrain.data import build_loader
+from pretrain.distributed import init_distributed
+from pretrain.losses import RC3Loss
+from pretrain.model import build_model
+from pretrain.shards import dataset_texts, open_dataset
+from pretrain.tokenizer import train_tokenizer
+from pretrain.train import CosineSchedule, Run, _wrap, param_groups, train_step
+
+STEPS = 3
+CFG = {"loss": {"itm": 0.0, "weak_form": "regularizer"},
+       "data": {"batch_size": 8, "parallel_batch_size": 8,
+                "kind_weights": {"caption": 1, "translation": 1, "codeswitch": 1, "weak": 2}}}
+
+
+def _train(batches: list[dict[str, torch.Tensor]], vocab: int, pad: int) -> dict[str, torch.Tensor]:
+    torch.set_num_threads(1)
+    cfg = micro_config(**CFG)
+    env = init_distributed("cpu")
+    torch.manual_seed(0)
+    model = build_model(cfg.model, cfg.loss, vocab, pad)
+    opt = torch.optim.AdamW(param_groups(model, 0.05), lr=1e-3)
+    run = Run(cfg, env, Path("."), None, None, model, _wrap(model, cfg, env), RC3Loss(cfg.loss), opt, CosineSchedule(opt, cfg.train))
+    run.loss(**run.forward(batches[0]))["loss"].backward()  # the gradient itself: Adam's steps hide its scale
+    grads = {f"grad/{n}": p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    opt.zero_grad(set_to_none=True)
+    stream = iter((b, {"worker": 0, "state": {}}) for b in batches)
+    for _ in range(STEPS):
+        train_step(run, stream)
+    return {**grads, **{k: v.detach().clone() for k, v in model.state_dict().items()}}
+
+
+def _half(batch: dict[str, torch.Tensor], rank: int) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in batch.items():
+        n = value.shape[0] // 2
+        out[key] = value[rank * n : (rank + 1) * n]
+    return out
+
+
+def _worker(rank: int, port: int, batches: list, vocab: int, pad: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank))
+    try:
+        state = _train([_half(b, rank) for b in batches], vocab, pad)
+        if rank == 0:
+            torch.save(state, out)
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_process_gloo_matches_one_process(tmp_path):
+    data = open_dataset(str(write_dataset(tmp_path / "ds", n=40)))
+    cfg = micro_config(**CFG)
+    tok = train_tokenizer(dataset_texts(data), cfg.tokenizer)
+    stream = iter(build_loader(data, cfg, tok))
+    batches = [next(stream)[0] for _ in range(STEPS)]
+    assert all(b["is_weak"].any() and (b["has_anchor"] & b["is_weak"]).any() for b in batches[:1])
+    single = _train(batches, tok.vocab_size, tok.pad_id)
+    out = tmp_path / "ddp.pt"
+    mp.spawn(_worker, args=(_free_port(), batches, tok.vocab_size, tok.pad_id, str(out)), nprocs=2, join=True)
+    double = torch.load(out, weights_only=True)
+    for name, value in single.items():
+        atol = 1e-6 if name.startswith("grad/") else 2e-5
+        torch.testing.assert_close(double[name], value, rtol=1e-4, atol=atol, msg=lambda m, n=name: f"{n}: {m}")
+    torch.manual_seed(0)
+    initial = build_model(cfg.model, cfg.loss, tok.vocab_size, tok.pad_id).state_dict()
+    assert sum(not torch.equal(initial[k], single[k]) for k in initial) > 0.9 * len(initial)  # training moved them

@@ -1,0 +1,59 @@
+"""Token-budget batches from length-sorted sentences, and putting results back in order.
+
+A batch of sentences costs ``len(batch) * longest`` token slots (everything is padded to
+the longest), so sorting by length before cutting batches removes almost all padding,
+and cutting by a token budget instead of a sentence count keeps memory flat whatever
+the lengths. This is what ``fairseq-generate`` does (``batch_by_size`` over
+length-ordered indices); the results are put back in input order afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def token_budget_batches(lengths: Sequence[int], max_tokens: int, max_sentences: int = 0) -> list[list[int]]:
+    """Indices of ``lengths`` grouped into batches, shortest sentences first.
+
+    A batch holds as many sentences as fit ``count * longest <= max_tokens`` (and at most
+    ``max_sentences`` when that is > 0). A sentence longer than the budget on its own
+    gets a batch of its own rather than being dropped. Ties keep input order (stable
+    sort), so the same input always gives the same batches.
+    """
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens = {max_tokens}: must be >= 1")
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for i in order:
+        longer = max(longest, lengths[i])
+        full = max_sentences > 0 and len(current) >= max_sentences
+        if current and (full or longer * (len(current) + 1) > max_tokens):
+            batches.append(current)
+            current, longer = [], lengths[i]
+        current.append(i)
+        longest = longer
+    if current:
+        batches.append(current)
+    return batches
+
+
+def restore_order(batches: Sequence[Sequence[int]], results: Sequence[Sequence[T]]) -> list[T]:
+    """Per-batch results back in input order: ``results[b][k]`` belongs to ``batches[b][k]``."""
+    total = sum(len(b) for b in batches)
+    missing = object()
+    out: list[object] = [missing] * total
+    for batch, res in zip(batches, results, strict=True):
+        if len(batch) != len(res):
+            raise ValueError(f"a batch of {len(batch)} sentences came back with {len(res)} results")
+        for index, value in zip(batch, res, strict=True):
+            if out[index] is not missing:
+                raise ValueError(f"input {index} is in two batches")
+            out[index] = value
+    if any(v is missing for v in out):
+        raise ValueError("batches do not cover every input")
+    return out  # type: ignore[return-value]
