@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, NoReturn
 
 from codeswitch.dictionary import (
     MALFORMED,
@@ -22,12 +22,12 @@ from codeswitch.dictionary import (
     pair_of,
 )
 from codeswitch.switch import MODES, Switcher
-from schemas.arrow import TEXT_KINDS
 
 CASES = ("fold", "exact")
-# Kinds of text that may be switched: strictly aligned ones (weak texts are not, and
-# code-switched texts are never switched again).
-SWITCHABLE = tuple(k for k in TEXT_KINDS if k in ("caption", "translation"))
+# Kinds of text (schemas.arrow.TEXT_KINDS) that may be switched: the strictly aligned ones.
+# Weak texts are not, and code-switched texts are never switched again. Spelled out here
+# rather than imported so that ``m3curate --help`` does not load pyarrow.
+SWITCHABLE = ("caption", "translation")
 # M3P's ratios: pre-training switched every caption in single-word mode (dclag with
 # sent_ratio 1); its README's fine-tuning commands use 0.8 / 0.8 for the multi-word mode.
 DEFAULT_SENT_RATIO = {"single": 1.0, "multi": 0.8, "sentence": 0.8}
@@ -103,7 +103,7 @@ class CodeSwitchConfig:
         return list(self.langs) or sorted({tgt for _, tgt in self.dictionary_files()})
 
 
-def _fail(name: str, value: Any, what: str) -> None:
+def _fail(name: str, value: Any, what: str) -> NoReturn:
     raise ValueError(f"codeswitch.{name} = {value!r}: {what}")
 
 

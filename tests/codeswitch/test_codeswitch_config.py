@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from codeswitch.config import CodeSwitchConfig, codeswitch_config_from_dict
+from codeswitch.config import SWITCHABLE, CodeSwitchConfig, codeswitch_config_from_dict
+from schemas.arrow import TEXT_KINDS
 
 
 @pytest.fixture()
@@ -33,6 +34,10 @@ def test_defaults_follow_m3p_per_mode(dicts: Path):
     multi = codeswitch_config_from_dict({"dictionaries": str(dicts), "mode": "multi"})
     assert (multi.sent_ratio, multi.word_ratio) == (0.8, 0.8)
     assert multi.target_langs() == ["de", "fr"]
+
+
+def test_switchable_kinds_are_schema_kinds():
+    assert set(SWITCHABLE) <= set(TEXT_KINDS) and "codeswitch" not in SWITCHABLE
 
 
 def test_disabled_without_dictionaries():
