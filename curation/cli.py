@@ -102,14 +102,22 @@ def _parser() -> argparse.ArgumentParser:
                             description="A self-contained HTML page (inline SVG charts and sample images) about a built dataset.")
     report.add_argument("dir", help="a directory written by m3curate build")
     report.set_defaults(func=_report)
+    _register_stage_commands(sub)
     return parser
+
+
+def _register_stage_commands(sub: argparse._SubParsersAction) -> None:
+    """Each stage package adds its own command (``m3curate codeswitch``, ``lid``, ``mt``...)."""
+    from codeswitch.cli import register as register_codeswitch
+
+    register_codeswitch(sub)
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.getLogger().addFilter(_QuietOptionalImports())
     parser = _parser()
     args, rest = parser.parse_known_args(argv)
-    if rest and args.command != "build" and args.command != "demo":
+    if rest and args.command not in ("build", "demo"):
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
     func: Callable[[argparse.Namespace, list[str]], int] = args.func
     try:

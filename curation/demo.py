@@ -42,6 +42,16 @@ def check_planted(manifest: dict, expected_path: Path) -> list[str]:
     return missing
 
 
+def add_codeswitch(root: Path, langs: tuple[str, ...]) -> str:
+    """MUSE dictionaries for the demo vocabulary (from the caption grammar's lexicon)."""
+    from codeswitch.dictionary import write_muse_dictionaries
+    from curation.synth import lexicon_pairs
+
+    pairs = {("en", t): lexicon_pairs("en", t) for t in langs if t != "en"}
+    write_muse_dictionaries(root / "inputs" / "dicts", pairs)
+    return '\n[codeswitch]\ndictionaries = "inputs/dicts"\nmode = "single"\nvariants = 1\n'
+
+
 def run_demo(out: str, samples: int = 600, seed: int = 0, overwrite: bool = False, beam_args: list[str] | None = None) -> dict:
     """Generate the corpus under OUT/inputs, build it into OUT/dataset; returns the manifest."""
     from curation.demo_corpus import write_corpus
@@ -50,6 +60,10 @@ def run_demo(out: str, samples: int = 600, seed: int = 0, overwrite: bool = Fals
     _prepare(root, overwrite)
     log(f"generating {samples} synthetic images with captions (seed {seed}) in {root / 'inputs'}")
     toml = write_corpus(root, n=samples, seed=seed)
+    from curation.synth import LANGUAGES
+
+    with toml.open("a", encoding="utf-8") as handle:
+        handle.write(add_codeswitch(root, LANGUAGES))
     cfg = load_config(toml)
     dataset = str(root / "dataset")
     manifest = run_build(cfg, dataset, beam_args, overwrite=True)

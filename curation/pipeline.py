@@ -11,6 +11,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
@@ -28,10 +29,42 @@ from curation.write import CountInputs, WriteDataset, source_of
 
 LOCAL_RUNNER = "FnApiRunner"
 
-# A row stage takes {"pairs": pc, "parallel": pc} and returns ({"pairs", "parallel"}, rejects).
-# Language ID, translation, code-switching and relevance scoring plug in here, in order.
-RowStage = Callable[[BuildConfig], beam.PTransform]
-ROW_STAGES: list[tuple[str, RowStage]] = []
+
+
+@dataclass(frozen=True)
+class RowStage:
+    """A stage over curated rows: ``make(cfg)`` is a PTransform taking {"pairs": pc,
+    "parallel": pc} and returning ({"pairs", "parallel"}, rejects). ``name`` is its
+    rejects' ``stage``; it runs when ``enabled(cfg)``. Imports stay inside ``make`` so
+    a build without the stage never loads its libraries."""
+
+    name: str
+    enabled: Callable[[BuildConfig], bool]
+    make: Callable[[BuildConfig], beam.PTransform]
+
+
+def _lid(cfg: BuildConfig) -> beam.PTransform:
+    from curation.lid import DetectLanguage
+
+    return DetectLanguage(cfg.lid)
+
+
+def _codeswitch(cfg: BuildConfig) -> beam.PTransform:
+    from codeswitch.beam import CodeSwitch
+
+    return CodeSwitch(cfg.codeswitch, cfg.seed)
+
+
+# In order: language ID first (every later stage routes on language), then translation,
+# then code-switching (which may switch translations), then relevance scoring.
+ROW_STAGES: list[RowStage] = [
+    RowStage("lid", lambda cfg: bool(cfg.lid.model), _lid),
+    RowStage("codeswitch", lambda cfg: bool(cfg.codeswitch.dictionaries), _codeswitch),
+]
+
+
+def active_stages(cfg: BuildConfig) -> list[RowStage]:
+    return [stage for stage in ROW_STAGES if stage.enabled(cfg)]
 
 
 def pipeline_options(beam_args: list[str]) -> PipelineOptions:
@@ -78,8 +111,8 @@ def build_pipeline(p: beam.Pipeline, cfg: BuildConfig, directory: str) -> None:
     parallel, parallel_dups = parallel | "DedupParallel" >> Deduplicate("parallel", cfg.dedup.key)
     rejects += [image_rejects, text_rejects, pair_dups, parallel_dups]
     tables = {"pairs": pairs, "parallel": parallel}
-    for name, make in ROW_STAGES:
-        tables, stage_rejects = tables | name >> make(cfg)
+    for stage in active_stages(cfg):
+        tables, stage_rejects = tables | stage.name >> stage.make(cfg)
         rejects.append(stage_rejects)
     all_rejects = tuple(rejects) | "AllRejects" >> beam.Flatten()
     {**tables, "rejects": all_rejects} | "WriteDataset" >> WriteDataset(directory, cfg.output)
@@ -118,7 +151,7 @@ def run_build(cfg: BuildConfig, out: str, beam_args: list[str] | None = None, ov
         result = p.run()
         result.wait_until_finish()
         log(f"pipeline finished in {time.time() - started:.1f}s; reconciling counts")
-        ran = (*manifest_lib.STAGES[:4], *(name for name, _ in ROW_STAGES))
+        ran = (*manifest_lib.STAGES[:4], *(stage.name for stage in active_stages(cfg)))
         manifest = manifest_lib.build_manifest(cfg.to_dict(), staging, ran)
         manifest_lib.check(manifest)
         run = {"runner": runner, "seconds": round(time.time() - started, 2), "counters": counters(result)}
