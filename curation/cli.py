@@ -109,7 +109,9 @@ def _parser() -> argparse.ArgumentParser:
 def _register_stage_commands(sub: argparse._SubParsersAction) -> None:
     """Each stage package adds its own command (``m3curate codeswitch``, ``lid``, ``mt``...)."""
     from codeswitch.cli import register as register_codeswitch
+    from curation.lid_cli import register as register_lid
 
+    register_lid(sub)
     register_codeswitch(sub)
 
 

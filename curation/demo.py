@@ -23,7 +23,7 @@ def _prepare(out: Path, overwrite: bool) -> None:
             raise FileExistsError(f"{out} is not empty; pass --overwrite to replace an earlier demo there")
         if not (out / "build.toml").exists() and not (out / "inputs").exists():
             raise FileExistsError(f"{out} does not look like an m3curate demo directory; refusing to delete it")
-        for child in ("inputs", "build.toml"):
+        for child in ("inputs", "build.toml", "models"):
             path = out / child
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -52,6 +52,21 @@ def add_codeswitch(root: Path, langs: tuple[str, ...]) -> str:
     return '\n[codeswitch]\ndictionaries = "inputs/dicts"\nmode = "single"\nvariants = 1\n'
 
 
+def add_lid(root: Path, seed: int) -> str:
+    """Train the demo's fastText LID model on generated sentences (not the captions it labels)."""
+    from curation.lid_tools import evaluate_lid, train_lid, write_lid_training_data
+
+    models = root / "models"
+    models.mkdir(exist_ok=True)
+    train, heldout = models / "lid-train.tsv", models / "lid-heldout.tsv"
+    write_lid_training_data(str(train), 4000, seed + 101)
+    write_lid_training_data(str(heldout), 800, seed + 202)
+    info = train_lid(str(train), str(models / "lid.bin"), seed=seed)
+    report = evaluate_lid(info["model"], str(heldout))
+    log(f"trained LID model on {info['examples']} sentences: held-out accuracy {report['accuracy']:.3f}")
+    return '\n[lid]\nmodel = "models/lid.bin"\nthreshold = 0.5\nlow_confidence = "reject"\nmismatch = "flag"\n'
+
+
 def run_demo(out: str, samples: int = 600, seed: int = 0, overwrite: bool = False, beam_args: list[str] | None = None) -> dict:
     """Generate the corpus under OUT/inputs, build it into OUT/dataset; returns the manifest."""
     from curation.demo_corpus import write_corpus
@@ -62,8 +77,9 @@ def run_demo(out: str, samples: int = 600, seed: int = 0, overwrite: bool = Fals
     toml = write_corpus(root, n=samples, seed=seed)
     from curation.synth import LANGUAGES
 
+    stages = add_lid(root, seed) + add_codeswitch(root, LANGUAGES)
     with toml.open("a", encoding="utf-8") as handle:
-        handle.write(add_codeswitch(root, LANGUAGES))
+        handle.write(stages)
     cfg = load_config(toml)
     dataset = str(root / "dataset")
     manifest = run_build(cfg, dataset, beam_args, overwrite=True)

@@ -49,7 +49,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.window import GlobalWindows
 
-from curation.config import ConfigError, LidConfig
+from curation.config import BuildConfig, ConfigError, LidConfig
 from curation.lid_labels import lang_key, normalise_code, normalise_label
 from curation.lid_policy import STAGE, LidPolicy, label_pairs_batch, label_parallel_batch
 from curation.records import REJECTS_TAG, Reject
@@ -94,7 +94,7 @@ class LidModel:
 
         try:
             ft = fasttext.load_model(path)
-        except ValueError as err:
+        except (ValueError, RuntimeError, MemoryError) as err:  # what fastText raises on a bad file
             raise LidModelError(f"{path}: not a fastText model ({err})") from err
         if ft.f.getArgs().model != fasttext.FastText.model_name.supervised:
             raise LidModelError(f"{path}: a fastText word-vector model, not a supervised LID model")
@@ -209,14 +209,21 @@ def load_lid_model(path: str) -> LidModel:
 
 def check_lid_config(cfg: LidConfig) -> None:
     """Fail before the pipeline starts: unknown language codes in ``allowed`` or
-    ``thresholds``, an empty or missing (local) model file. Raises ConfigError."""
+    ``thresholds``, an empty setting, a missing or broken local model file (it is loaded,
+    into the process cache that in-process workers then share). Raises ConfigError."""
     if not cfg.model:
         raise ConfigError("lid.model is empty: point it at a fastText LID model (lid.176.bin, GlotLID...)")
     bad = [c for c in [*cfg.allowed, *cfg.thresholds] if normalise_code(c) is None]
     if bad:
         raise ConfigError(f"lid: {bad} are not language codes; use ISO 639-1/639-3 codes like 'en', 'eng', 'zh_Hant'")
-    if "://" not in cfg.model and not os.path.isfile(cfg.model):
+    if "://" in cfg.model:
+        return
+    if not os.path.isfile(cfg.model):
         raise ConfigError(f"lid.model = {cfg.model!r}: no such file")
+    try:
+        load_lid_model(cfg.model)
+    except LidModelError as err:
+        raise ConfigError(f"lid.model: {err}") from err
 
 
 class _LabelBatchFn(beam.DoFn):
@@ -255,7 +262,7 @@ def texts_in(row: dict[str, Any]) -> int:
 
 class _BufferedLabelFn(_LabelBatchFn):
     """Takes rows one by one and labels them ``batch_size`` texts at a time, for input in
-    the global window only (outputs carry no timestamp, as with BatchElements there).
+    the global window only (timestamps are not kept, as with BatchElements there).
 
     It does what ``BatchElements`` + ``_LabelBatchFn`` do, in one step: on FnApiRunner,
     BatchElements' per-element generator costs about 2 us a row, as much as the rest of
@@ -320,7 +327,7 @@ class DetectLanguage(beam.PTransform):
         return {table: out.main for table, out in labelled.items()}, rejects
 
 
-def lid_stage(cfg: Any) -> beam.PTransform:
+def lid_stage(cfg: BuildConfig) -> beam.PTransform:
     """``ROW_STAGES`` factory: ``DetectLanguage(cfg.lid)``, or a pass-through when
     ``lid.model`` is empty (the stage is off)."""
     if not cfg.lid.model:

@@ -95,7 +95,7 @@ class LidPolicy:
 
 
 def _without_bytes(row: dict[str, Any]) -> dict[str, Any]:
-    """A row for the rejects table: the image's metadata stays, its bytes (hashed) go."""
+    """A row for the rejects table: the image's metadata (sha256 included) stays, its bytes go."""
     image = row.get("image")
     if not isinstance(image, dict) or "bytes" not in image:
         return row

@@ -242,6 +242,8 @@ def parallel_row(record: RawRecord, cfg: TextConfig) -> dict[str, Any]:
         "tgt_text": tgt,
         "tgt_lang": declared_lang(record.fields.get("tgt_lang")) or UNDETERMINED,
         "tgt_lang_score": None,
+        "src_declared_lang": declared_lang(record.fields.get("src_lang")),
+        "tgt_declared_lang": declared_lang(record.fields.get("tgt_lang")),
         "origin": record.source,
         "score": None,
         "pair_id": None,

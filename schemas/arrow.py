@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 METADATA_KEY = b"m3curate.schema_version"
 KIND_KEY = b"m3curate.table"
 
@@ -104,6 +104,8 @@ PARALLEL = _schema(
         pa.field("tgt_text", pa.string(), nullable=False),
         pa.field("tgt_lang", pa.string(), nullable=False),
         pa.field("tgt_lang_score", pa.float32()),
+        pa.field("src_declared_lang", pa.string()),
+        pa.field("tgt_declared_lang", pa.string()),
         pa.field("origin", pa.string(), nullable=False),
         pa.field("score", pa.float32()),
         pa.field("pair_id", pa.string()),

@@ -155,17 +155,19 @@ def validate_table(table: pa.Table, kind: str, check_metadata: bool = True) -> N
 def validate_rows(rows: list[dict], kind: str) -> pa.Table:
     """Build a table from python rows with the declared schema, then validate it.
 
+    A missing required field is an error; a missing nullable one is stored as null.
     Type errors from Arrow are re-raised as ``SchemaError`` naming the column.
     """
     schema = SCHEMAS[kind]
     for field in schema:
         missing = [i for i, r in enumerate(rows) if field.name not in r]
-        if missing:
+        if missing and not field.nullable:
             raise SchemaError(kind, field.name, f"missing in row {missing[0]}")
     columns = []
     for field in schema:
         try:
-            columns.append(pa.array([r[field.name] for r in rows], type=field.type))
+            # A nullable top-level field may be left out (a row made before a minor version added it).
+            columns.append(pa.array([r.get(field.name) for r in rows], type=field.type))
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError) as err:
             raise SchemaError(kind, field.name, f"cannot be stored as {field.type}: {err}") from err
     table = pa.Table.from_arrays(columns, schema=schema)

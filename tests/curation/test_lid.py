@@ -157,6 +157,10 @@ def test_bad_config_fails_before_the_pipeline(lid_model_path, tmp_path):
         DetectLanguage(LidConfig(model=str(tmp_path / "nope.bin")))
     with pytest.raises(ConfigError, match="empty"):
         check_lid_config(LidConfig())
+    junk = tmp_path / "lid.176.bin"
+    junk.write_bytes(b"\0" * 64)
+    with pytest.raises(ConfigError, match="not a fastText model"):
+        DetectLanguage(LidConfig(model=str(junk)))
 
 
 # --- the policy -------------------------------------------------------------------------
@@ -262,6 +266,10 @@ def test_real_model_through_the_policy(lid_glot_model_path):
     kept, rejects, stats = run_pairs(rows, model, threshold=0.5)
     assert [[t["lang"] for t in r["texts"]] for r in kept] == [["de", "fr"], ["es"]] and not rejects
     assert stats["mismatch"] == 0
+    kept, _, stats = run_pairs([pairs_row("r3", caption(DE, declared="fra"))], model, mismatch="declared")
+    text = kept[0]["texts"][0]
+    assert (text["lang"], stats["mismatch"]) == ("fr", 1)
+    assert text["lang_score"] == model.probability([DE], ["fr"], 1000)[0] < 0.5  # the model's belief in "fr"
 
 
 # --- DetectLanguage in Beam ---------------------------------------------------------------

@@ -46,6 +46,7 @@ def parallel_row(i: int = 0) -> dict:
         "provenance": {"file": "p.tsv", "row": i, "url": None, "member": None},
         "src_text": "a red circle", "src_lang": "en", "src_lang_score": 0.75,
         "tgt_text": "ein roter Kreis", "tgt_lang": "de", "tgt_lang_score": None,
+        "src_declared_lang": "en", "tgt_declared_lang": None,
         "origin": "wmt", "score": None, "pair_id": None,
     }
 
@@ -123,3 +124,12 @@ def test_type_mismatch_in_file_is_named(tmp_path):
     with pytest.raises(SchemaError, match="'texts': missing"):
         validate_table(renamed, "pairs", check_metadata=False)
     assert PAIRS.field("texts").type == table.schema.field("texts").type
+
+
+def test_missing_nullable_fields_are_null_but_required_ones_are_errors():
+    row = parallel_row()
+    del row["src_declared_lang"]
+    assert validate_rows([row], "parallel").column("src_declared_lang").to_pylist() == [None]
+    del row["tgt_text"]
+    with pytest.raises(SchemaError, match="'tgt_text': missing"):
+        validate_rows([row], "parallel")
