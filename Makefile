@@ -39,6 +39,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_spine.py
+	$(BIN)/python benchmarks/bench_lid.py
+	$(BIN)/python benchmarks/bench_codeswitch.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info
