@@ -81,7 +81,7 @@ def labelled_copy(dataset: Path, weak_jsonl: Path, out: Path) -> Path:
     return out
 
 
-def run_one(key: str, seed: int, data: Path, heldout: Path, out: Path, steps: int) -> dict:
+def run_one(key: str, seed: int, data: Path, heldout: Path, out: Path, steps: int, labelled: Path) -> dict:
     over = merge(DEMO_SETTINGS, {"train": {"steps": steps, "warmup_steps": steps // 10, "seed": seed}})
     cfg = load_config(None, merge(over, RUNS[key][1]))
     run_dir = out / f"{key}-seed{seed}"
@@ -90,15 +90,41 @@ def run_one(key: str, seed: int, data: Path, heldout: Path, out: Path, steps: in
     trained = run_training(cfg, str(data), str(run_dir), quiet=True)
     result = evaluate(str(run_dir), str(heldout))
     per_lang = {lang: m["r_mean"] for lang, m in result["languages"].items()}
-    print(f"{key} seed {seed}: mean r_mean {result['mean_r_mean']:.2f} {per_lang} "
+    weak_cos = weak_similarity(run_dir, labelled)
+    print(f"{key} seed {seed}: mean r_mean {result['mean_r_mean']:.2f} {per_lang} weak cos {weak_cos} "
           f"({time.perf_counter() - t0:.0f} s, final loss {trained['metrics'].get('loss', float('nan')):.3f})", flush=True)
     return {"run": key, "seed": seed, "mean_r_mean": result["mean_r_mean"], "r_mean": per_lang,
-            "languages": result["languages"], "final_metrics": trained["metrics"]}
+            "weak_cos": weak_cos, "languages": result["languages"], "final_metrics": trained["metrics"]}
+
+
+def weak_similarity(run_dir: Path, labelled: Path) -> dict[str, float]:
+    """Mean cos(image, weak text) per relevance label after training: does the objective order
+    weak pairs by relevance (RC3's intent) or pull them all alike (weak as strict)?"""
+    import torch
+
+    from pretrain.evaluate import encode_images, encode_texts, load_model
+    from pretrain.shards import open_dataset, read_unit
+
+    model, tok = load_model(run_dir, torch.device("cpu"))
+    images, texts, labels = [], [], []
+    for unit in open_dataset(str(labelled), full_validation=False).pairs:
+        for row in read_unit(unit, ["split", "image", "texts"], "train"):
+            for t in row["texts"]:
+                if t["kind"] == "weak" and t["relevance"] is not None:
+                    images.append(lambda b=row["image"]["bytes"]: b)
+                    texts.append(t["text"])
+                    labels.append({1.0: "high", 0.3: "low", 0.0: "none"}.get(round(t["relevance"], 1), "?"))
+    img, _ = encode_images(model, images, torch.device("cpu"))
+    txt, _ = encode_texts(model, tok, texts, torch.device("cpu"))
+    cos = (img * txt).sum(-1).tolist()
+    return {lab: round(statistics.mean(c for c, x in zip(cos, labels, strict=True) if x == lab), 3)
+            for lab in ("high", "low", "none") if lab in labels}
 
 
 def table(results: list[dict]) -> str:
     langs = sorted(results[0]["r_mean"])
-    lines = ["| run | " + " | ".join(langs) + " | mean | seeds |", "|---|" + "---|" * (len(langs) + 2)]
+    lines = ["| run | " + " | ".join(langs) + " | mean | seeds | cos(image, weak) high / low / none |",
+             "|---|" + "---|" * (len(langs) + 3)]
     for key, (name, _, _) in RUNS.items():
         mine = [r for r in results if r["run"] == key]
         if not mine:
@@ -106,8 +132,9 @@ def table(results: list[dict]) -> str:
         cells = [statistics.mean(r["r_mean"][lang] for r in mine) for lang in langs]
         means = [r["mean_r_mean"] for r in mine]
         spread = f" ± {statistics.stdev(means):.2f}" if len(means) > 1 else ""
+        cos = " / ".join(f"{statistics.mean(r['weak_cos'].get(lab, 0) for r in mine):.2f}" for lab in ("high", "low", "none"))
         lines.append(f"| ({key}) {name} | " + " | ".join(f"{c:.2f}" for c in cells)
-                     + f" | {statistics.mean(means):.2f}{spread} | {len(mine)} |")
+                     + f" | {statistics.mean(means):.2f}{spread} | {len(mine)} | {cos} |")
     return "\n".join(lines)
 
 
@@ -129,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed in [int(s) for s in args.seeds.split(",")]:
         for key in args.runs:
             data = labelled if RUNS[key][2] else demo / "dataset"
-            results.append(run_one(key, seed, data, demo / "inputs" / "heldout", out, args.steps))
+            results.append(run_one(key, seed, data, demo / "inputs" / "heldout", out, args.steps, labelled))
     print(table(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))

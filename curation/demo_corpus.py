@@ -28,7 +28,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.synth import LANGUAGES, Sample, generate, sample_rng, split, weak_text
+from curation.synth import LANGUAGES, Sample, generate, sample_rng, split
+from curation.synth_weak import GRADED_KINDS, graded_weak_text
 
 IMAGE_SIZE = 96
 WDS_SHARD_SIZE = 1000
@@ -36,7 +37,8 @@ WDS_SHARD_SIZE = 1000
 PAIR_SHARES = (("captions_jsonl", 0.35), ("captions_csv", 0.05), ("captions_tsv", 0.15),
                ("img2dataset_parquet", 0.20), ("webdataset", 0.25))
 WEAK_SHARE = 0.6  # of the samples whose images lie in inputs/images/
-WEAK_RELEVANCE_CYCLE = ("high", "low", "high", "none")
+# Graded weak texts cycle whole/part/wrong_colour/unrelated (curation/synth_weak.py).
+WEAK_KIND_CYCLE = GRADED_KINDS
 NOT_AN_IMAGE = b"<!DOCTYPE html><html><body><h1>404 Not Found</h1></body></html>\n"
 EXPECTED_REJECTS = {"truncated": "image/truncated", "not_image": "image/not_an_image",
                     "empty": "text/empty", "duplicate": "dedup/duplicate",
@@ -163,21 +165,25 @@ def _write_webdataset_source(inputs: Path, samples: list[Sample]) -> int:
 
 
 def _write_weak_source(inputs: Path, samples: list[Sample], langs: Sequence[str], seed: int) -> Counter[str]:
-    """weak.jsonl: one non-English alt-text for a subset of on-disk images, relevance cycling
-    high/low/high/none and languages round-robin; every tenth row has no anchor."""
+    """weak.jsonl: one non-English alt-text for a subset of on-disk images, its construction
+    cycling whole/part/wrong_colour/unrelated (``curation.synth_weak``) and languages
+    round-robin; every tenth row has no anchor. Columns the build does not read record
+    the truth: ``relevance_kind``, ``relevance_grade`` (1.0/0.6/0.3/0.0) and
+    ``relevance_label`` (high/high/low/none, as the RC3 ablation script reads it)."""
     weak_langs = [lang for lang in langs if lang != "en"] or ["en"]
     chosen = [s for s in samples if sample_rng(seed, "weak-pick", s.index).random() < WEAK_SHARE]
     rows, labels = [], Counter()
     for j, s in enumerate(chosen):
         lang = weak_langs[j % len(weak_langs)]
-        text, label = weak_text(s.scene, lang, sample_rng(seed, "weak", s.index),
-                                WEAK_RELEVANCE_CYCLE[j % len(WEAK_RELEVANCE_CYCLE)])
+        kind = WEAK_KIND_CYCLE[j % len(WEAK_KIND_CYCLE)]
+        text, grade, label = graded_weak_text(s.scene, lang, sample_rng(seed, "weak", s.index), kind)
         row = {"key": f"w_{s.id}", "text": text, "lang": lang, "image": f"images/{s.id}.jpg"}
         if j % 10 != 9:
             row["anchor"] = s.captions["en"]
-        row["relevance_label"] = label
+        row.update(relevance_label=label, relevance_grade=grade, relevance_kind=kind)
         rows.append(row)
         labels[label] += 1
+        labels[f"kind:{kind}"] += 1
     _write_jsonl(inputs / "weak.jsonl", rows)
     return labels
 
@@ -303,7 +309,8 @@ def write_corpus(out_dir: Path, n: int, seed: int, langs: Sequence[str] = LANGUA
         "img2dataset_parquet": _write_parquet_source(inputs, parts["img2dataset_parquet"], planted),
         "webdataset": _write_webdataset_source(inputs, parts["webdataset"]),
     }
-    relevance = _write_weak_source(inputs, on_disk, langs, seed)
+    weak = _write_weak_source(inputs, on_disk, langs, seed)
+    relevance = {k: n for k, n in weak.items() if not k.startswith("kind:")}
     counts["weak"] = sum(relevance.values())
     counts.update(_write_parallel_sources(inputs, train, langs))
     counts["heldout"] = _write_heldout(inputs, heldout, train, langs)
@@ -316,6 +323,7 @@ def write_corpus(out_dir: Path, n: int, seed: int, langs: Sequence[str] = LANGUA
         "input_records": counts, "total_input_records": sum(counts.values()),
         "planted": planted, "rejects": dict(sorted(Counter(p["reject"] for p in planted).items())),
         "weak_relevance": dict(sorted(relevance.items())),
+        "weak_relevance_kinds": {k[5:]: n for k, n in sorted(weak.items()) if k.startswith("kind:")},
         "note": "rejects lists only the planted bad inputs; language ID and relevance "
                 "scoring may reject more (e.g. weak texts of relevance 'none').",
     }

@@ -118,7 +118,9 @@ class LossConfig:
 @dataclass
 class TrainConfig:
     """Optimisation and bookkeeping. ``steps`` counts optimiser steps, each of
-    ``accum_steps`` micro-batches. precision auto = bf16 autocast on CUDA, fp32 on CPU."""
+    ``accum_steps`` micro-batches. precision auto = bf16 autocast on CUDA, fp32 on CPU.
+    threads: torch intra-op threads per process (0 = torch's default). On a small shared
+    CPU, 1 thread plus a loader worker beats oversubscribed OpenMP threads by far."""
 
     steps: int = 1000
     warmup_steps: int = 100
@@ -135,6 +137,7 @@ class TrainConfig:
     precision: str = "auto"
     compile: bool = False
     device: str = "auto"
+    threads: int = 0
 
 
 @dataclass
@@ -261,6 +264,7 @@ def validate(cfg: PretrainConfig) -> None:
     _check(all(w >= 0 for w in weights) and any(w > 0 for w in weights), "loss weights must be >= 0, at least one > 0")
     _check(train.steps >= 1 and 0 <= train.warmup_steps <= train.steps, "train.warmup_steps must be in [0, train.steps]")
     _check(train.accum_steps >= 1, "train.accum_steps must be >= 1")
+    _check(train.threads >= 0, "train.threads must be >= 0 (0 = torch's default)")
     _check(train.precision in PRECISIONS, f"train.precision: use one of {list(PRECISIONS)}")
     _check(train.ckpt_every >= 1 and train.log_every >= 1, "train.ckpt_every and train.log_every must be >= 1")
     _check(len(train.betas) == 2, "train.betas must be [beta1, beta2]")

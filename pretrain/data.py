@@ -34,8 +34,9 @@ from pretrain.tokenizer import Tokenizer
 MAX_CONSECUTIVE_BAD = 2000
 
 
-def _pad(seqs: list[list[int]], pad: int, fill: int | None = None) -> torch.Tensor:
-    width = max(len(s) for s in seqs)
+def _pad(seqs: list[list[int]], pad: int, fill: int | None = None, width: int = 0) -> torch.Tensor:
+    """Right-pad to the longest sequence, or to ``width`` (static shapes for torch.compile)."""
+    width = max(width, max(len(s) for s in seqs))
     value = pad if fill is None else fill
     return torch.tensor([s + [value] * (width - len(s)) for s in seqs], dtype=torch.long)
 
@@ -79,18 +80,20 @@ def make_sample(row: dict[str, Any], cfg: PretrainConfig, tok: Tokenizer, rng: r
     return sample
 
 
-def collate(samples: list[dict[str, Any]], parallel: list[dict[str, Any]], tok: Tokenizer, max_len: int) -> dict[str, torch.Tensor]:
-    """Stack samples into the tensors the model's forward takes (see RC3Model.forward)."""
-    pad = tok.pad_id
+def collate(samples: list[dict[str, Any]], parallel: list[dict[str, Any]], tok: Tokenizer, max_len: int,
+            static: bool = False) -> dict[str, torch.Tensor]:
+    """Stack samples into the tensors the model's forward takes (see RC3Model.forward);
+    ``static`` pads every text to ``max_len``."""
+    pad, w = tok.pad_id, max_len if static else 0
     batch = {
         "images": torch.stack([s["image"] for s in samples]),
-        "text_ids": _pad([s["ids"] for s in samples], pad),
-        "mlm_ids": _pad([s["mlm_ids"] for s in samples], pad),
-        "mlm_labels": _pad([s["labels"] for s in samples], pad, fill=-100),
+        "text_ids": _pad([s["ids"] for s in samples], pad, width=w),
+        "mlm_ids": _pad([s["mlm_ids"] for s in samples], pad, width=w),
+        "mlm_labels": _pad([s["labels"] for s in samples], pad, fill=-100, width=w),
         "relevance": torch.tensor([s["relevance"] for s in samples], dtype=torch.float32),
         "is_weak": torch.tensor([s["is_weak"] for s in samples], dtype=torch.bool),
         "has_anchor": torch.tensor([s["anchor"] is not None for s in samples], dtype=torch.bool),
-        "anchor_ids": _pad([s["anchor"] or [tok.cls_id, tok.eos_id] for s in samples], pad),
+        "anchor_ids": _pad([s["anchor"] or [tok.cls_id, tok.eos_id] for s in samples], pad, width=w),
     }
     if "regions" in samples[0]:
         batch["regions"] = torch.stack([s["regions"][0] for s in samples])
@@ -98,8 +101,8 @@ def collate(samples: list[dict[str, Any]], parallel: list[dict[str, Any]], tok: 
         counts = torch.tensor([s["regions"][2] for s in samples])
         batch["region_mask"] = torch.arange(batch["regions"].shape[1])[None] < counts[:, None]
     if parallel:
-        batch["src_ids"] = _pad(tok.encode_batch([p["src_text"] for p in parallel], max_len), pad)
-        batch["tgt_ids"] = _pad(tok.encode_batch([p["tgt_text"] for p in parallel], max_len), pad)
+        batch["src_ids"] = _pad(tok.encode_batch([p["src_text"] for p in parallel], max_len), pad, width=w)
+        batch["tgt_ids"] = _pad(tok.encode_batch([p["tgt_text"] for p in parallel], max_len), pad, width=w)
     return batch
 
 
@@ -144,7 +147,8 @@ class RC3Batches(IterableDataset):
             state = {"pairs": [pairs.position.epoch, pairs.position.rows], "stats": dict(stats)}
             if parallel:
                 state["parallel"] = [parallel.position.epoch, parallel.position.rows]
-            yield collate(samples, par, self.tok, self.cfg.model.max_text_len), {"worker": worker, "state": state}
+            batch = collate(samples, par, self.tok, self.cfg.model.max_text_len, static=self.cfg.train.compile)
+            yield batch, {"worker": worker, "state": state}
 
     def _samples(self, rows: Iterator, stats: Counter[str], consumer: int) -> list[dict[str, Any]]:
         samples: list[dict[str, Any]] = []

@@ -18,11 +18,12 @@ from pretrain.config import load_config, merge
 from pretrain.evaluate import evaluate, format_table
 
 # Chosen on the demo corpus (benchmarks/RESULTS-pretrain.md): a peak LR that converges in a
-# few hundred steps, weak texts used at a neutral prior until the relevance stage scores them.
+# few hundred steps, weak texts used at a neutral prior until the relevance stage scores them,
+# one compute thread plus one loader process (robust on a busy two-core machine).
 DEMO_SETTINGS: dict[str, Any] = {
     "model": {"preset": "tiny"},
     "data": {"batch_size": 32, "parallel_batch_size": 32, "num_workers": 1, "null_relevance": 0.5},
-    "train": {"lr": 5e-4, "log_every": 25, "ckpt_every": 10_000, "keep_checkpoints": 1},
+    "train": {"lr": 5e-4, "log_every": 25, "ckpt_every": 10_000, "keep_checkpoints": 1, "threads": 1},
 }
 
 
@@ -39,6 +40,7 @@ def _calibrate_steps(minutes: float) -> int:
     from pretrain.model import build_model
 
     cfg = load_config(None, DEMO_SETTINGS)
+    torch.set_num_threads(cfg.train.threads or torch.get_num_threads())
     model = build_model(PRESETS["tiny"], cfg.loss, 2000, 0)
     loss = RC3Loss(cfg.loss)
     b, size = cfg.data.batch_size, cfg.model.image_size

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pretrain.shards import open_dataset, read_unit
+from pretrain.shards import open_dataset, read_unit, with_split
 
 CAPTION_FILE = re.compile(r"^captions\.([A-Za-z_]+)(?:\.(\d+))?\.txt$")
 
@@ -112,7 +112,7 @@ def load_curated(data_dir: str, split: str = "test", kinds: tuple[str, ...] = ("
     image's texts of ``kinds`` are its captions in their languages."""
     data = open_dataset(data_dir, full_validation=False)
     out = EvalSet(f"{Path(data_dir).name}:{split}")
-    for unit in data.pairs:
+    for unit in with_split(data.pairs, split):  # image bytes are read only where the split lives
         for row in read_unit(unit, ["split", "image", "texts"], split):
             i = len(out.images)
             data_bytes = row["image"]["bytes"]

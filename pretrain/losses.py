@@ -52,16 +52,20 @@ def global_mean(local_sum: torch.Tensor, local_count: torch.Tensor | int) -> tor
 
 
 def soft_infonce(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
-    """Per-pair symmetric InfoNCE with soft targets: (N,) losses.
+    """Per-pair symmetric InfoNCE with relevance-weighted targets: (N,) losses.
 
-    Row i's target puts ``mass[i]`` on its own pair and spreads ``1 - mass[i]`` uniformly over
-    all N candidates, in both directions (a->b and b->a). mass = 1 is CLIP's hard InfoNCE.
+    ``a`` are images, ``b`` texts. Text query i (b->a) has a soft target: ``mass[i]`` on its
+    own image, ``1 - mass[i]`` spread uniformly over all N images (RC3 form 1). Image query
+    i (a->b) is pulled to its own text with weight ``mass[i]`` and never spread: a weakly
+    related text says nothing about which texts the image should match, and spreading the
+    image's target would teach the image encoder to match every text equally.
+    mass = 1 is CLIP's symmetric InfoNCE.
     """
-    logits = logit_scale * a @ b.t()
+    logits = logit_scale * a.float() @ b.float().t()
     n = logits.shape[0]
-    uniform = (1 - mass)[:, None] / n
-    target = uniform + torch.diag(mass)
-    a2b = -(target * F.log_softmax(logits, dim=1)).sum(dim=1)
+    own = torch.arange(n, device=logits.device)
+    a2b = -mass * F.log_softmax(logits, dim=1)[own, own]
+    target = (1 - mass)[:, None] / n + torch.diag(mass)
     b2a = -(target * F.log_softmax(logits.t(), dim=1)).sum(dim=1)
     return (a2b + b2a) / 2
 
@@ -111,7 +115,8 @@ class RC3Loss(nn.Module):
 
     Image-text rows are strict (caption, translation, code-switched) or weak. With
     ``weak_form``:
-      soft        weak rows join the InfoNCE with target mass r on their own image (form 1);
+      soft        weak rows join the InfoNCE: the weak text's target puts mass r on its own
+                  image and 1 - r uniformly on all images; its image is pulled with weight r (form 1);
       regularizer weak rows with an anchor leave the InfoNCE as queries (they stay negatives
                   for others) and get RelevanceRegularizer (form 2); those without one fall
                   back to form 1;

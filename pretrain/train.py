@@ -142,6 +142,8 @@ def setup(cfg: PretrainConfig, data_dir: str, out_dir: str, resume: bool = False
     """Device, dataset (through schemas.dataset), tokenizer, model, optimiser; restores a
     checkpoint when resuming."""
     env = init_distributed(cfg.train.device)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
     if cfg.train.precision == "bf16" and env.device.type != "cuda":
         raise ValueError("train.precision = \"bf16\" needs CUDA; use \"auto\" (fp32 on CPU)")
     out = Path(out_dir)

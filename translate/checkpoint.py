@@ -168,6 +168,10 @@ def model_info(state: dict[str, Any]) -> ModelInfo:
     task = setting(task_cfg, "task") or setting(task_cfg, "_name")
     if task == BILINGUAL_TASK:
         src, tgt = setting(task_cfg, "source_lang"), setting(task_cfg, "target_lang")
+        if not src or not tgt:
+            raise ModelDirError("the bilingual checkpoint does not record its languages (fairseq-train inferred "
+                                "them from the data directory): train with --source-lang/--target-lang, or set "
+                                "cfg['task'].source_lang/target_lang in the checkpoint")
         return ModelInfo(task, ((src, tgt),), (src, tgt))
     if task != MULTILINGUAL_TASK:
         raise ModelDirError(f"checkpoint task {task!r} is not supported: use a '{BILINGUAL_TASK}' "

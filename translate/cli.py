@@ -120,7 +120,8 @@ def _train_demo(args: argparse.Namespace, beam_args: list[str]) -> int:
 
     started = time.time()
     spec = DemoModelSpec(epochs=args.epochs, seed=args.seed)
-    model = train_demo_model(args.out, _read_pairs(args.pairs), args.src, spec, log=_log)
+    model = train_demo_model(args.out, _read_pairs(args.pairs), args.src, spec, log=_log,
+                             both_directions=args.both_directions)
     _log(f"model in {model} ({time.time() - started:.0f}s)")
     return 0
 
@@ -171,4 +172,5 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     d.add_argument("--src", default="en", help="source language (default en)")
     d.add_argument("--epochs", type=int, default=15, help="training epochs (default 15)")
     d.add_argument("--seed", type=int, default=1, help="fairseq-train seed (default 1)")
+    d.add_argument("--both-directions", action="store_true", help="also train target -> source (back-translation)")
     return mt

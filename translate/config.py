@@ -18,6 +18,7 @@ ENGINES = ("fairseq", "ctranslate2")
 DEVICES = ("cpu", "cuda")
 DTYPES = ("float32", "float16", "bfloat16")
 SOURCE_KINDS = ("caption", "translation", "codeswitch", "weak")
+DEFAULT_GPU_HINT = "type:nvidia-l4;count:1;install-nvidia-driver"
 
 
 class TranslateConfigError(ValueError):
@@ -45,13 +46,16 @@ class TranslateConfig:
     max_tokens, max_sentences: the engine's batch budget (padded source tokens; sentences).
     device: cpu | cuda. dtype: float32 | float16 | bfloat16 (the last two on CUDA only).
     compute_type: CTranslate2's (default: as converted). cpu_threads: 0 = library default.
-    accelerator: a Beam accelerator resource hint for the step, e.g.
-        "type:nvidia-l4;count:1;install-nvidia-driver" (empty: no hint).
+    accelerator: the Beam accelerator resource hint of the inference step. Empty: on
+        ``device = "cuda"`` DEFAULT_GPU_HINT, on CPU none; "none": never a hint (e.g. when
+        every worker has a GPU through --dataflow_service_options).
     model_copies: models per worker machine, shared across its processes (Beam
         ``model_copies``); 0 = automatic: 1 on CUDA, one per process on CPU.
-    batch_size: most requests per RunInference batch. batch_seconds: how long Beam may
-        buffer a batch (enables length-bucketed batching). bucket_boundaries: source
-        lengths (in characters) at which buckets split.
+    batch_size: requests per RunInference batch (the last of each length bucket may be
+        smaller). batch_seconds: how long Beam may buffer a partial batch; 0 (batch
+        pipelines) flushes partial batches only at the end of their window. Streaming
+        pipelines need > 0. bucket_boundaries: source lengths (in characters) at which
+        length buckets split.
     trusted_globals: extra pickle globals allowed when loading the checkpoint, by name.
     """
 
@@ -79,7 +83,7 @@ class TranslateConfig:
     accelerator: str = ""
     model_copies: int = 0
     batch_size: int = 256
-    batch_seconds: int = 10
+    batch_seconds: int = 0
     bucket_boundaries: list[int] = field(default_factory=lambda: [32, 64, 128, 256, 512])
     trusted_globals: list[str] = field(default_factory=list)
 
@@ -88,8 +92,9 @@ class TranslateConfig:
         return bool(self.model)
 
     def decoding(self) -> Decoding:
-        return Decoding(self.beam, self.lenpen, self.max_len_a, self.max_len_b, self.no_repeat_ngram_size,
-                        self.max_tokens, self.max_sentences)
+        return Decoding(beam=self.beam, lenpen=self.lenpen, max_len_a=self.max_len_a, max_len_b=self.max_len_b,
+                        no_repeat_ngram_size=self.no_repeat_ngram_size, max_tokens=self.max_tokens,
+                        max_sentences=self.max_sentences)
 
     def model_code(self, lang: str) -> str:
         """The model's code for pipeline language ``lang``."""
@@ -97,6 +102,14 @@ class TranslateConfig:
 
     def resolved_model_id(self) -> str:
         return self.model_id or f"{self.engine}:{Path(self.model).name}"
+
+    def resource_hint(self) -> str | None:
+        """The accelerator hint for the inference step, or None."""
+        if self.accelerator == "none":
+            return None
+        if self.accelerator:
+            return self.accelerator
+        return DEFAULT_GPU_HINT if self.device == "cuda" else None
 
     def copies(self) -> int | None:
         """Beam's ``model_copies``: None keeps one model per process."""
@@ -149,9 +162,10 @@ def validate(cfg: TranslateConfig) -> TranslateConfig:
         cfg.decoding().check()
     except ValueError as err:
         raise TranslateConfigError(f"mt: {err}") from err
-    if cfg.batch_size < 1 or cfg.batch_seconds < 1:
-        raise _fail("batch_size" if cfg.batch_size < 1 else "batch_seconds",
-                    min(cfg.batch_size, cfg.batch_seconds), "must be >= 1")
+    if cfg.batch_size < 1:
+        raise _fail("batch_size", cfg.batch_size, "must be >= 1")
+    if cfg.batch_seconds < 0:
+        raise _fail("batch_seconds", cfg.batch_seconds, "must be >= 0 (0: flush partial batches at window end)")
     b = cfg.bucket_boundaries
     if not b or any(not isinstance(x, int) or x <= 0 for x in b) or b != sorted(b):
         raise _fail("bucket_boundaries", b, "use a non-empty increasing list of positive integers")

@@ -159,7 +159,7 @@ class CT2Translator(Translator):
         results = self.translator.translate_batch(
             [list(t) for t in batch], None if prefix is None else [[prefix]] * len(batch),
             beam_size=d.beam, length_penalty=d.lenpen, no_repeat_ngram_size=d.no_repeat_ngram_size,
-            max_decoding_length=max_len, min_decoding_length=1, max_input_length=0,
+            max_decoding_length=max_len, min_decoding_length=d.min_len, max_input_length=0,
             return_scores=True, max_batch_size=0,
         )
         prefix_lp = self._prefix_logprobs(batch, prefix) if prefix and self.fairseq_scores else None

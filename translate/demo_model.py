@@ -27,8 +27,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,35 +121,38 @@ def encode_pieces(spm_model: Path, texts: Sequence[str]) -> list[str]:
     return [" ".join(sp.encode(t, out_type=str)) for t in texts]
 
 
+Directions = dict[tuple[str, str], list[tuple[str, str]]]
+
+
 def binarize(
-    data: dict[str, list[tuple[str, str]]], split: str, src_lang: str, spm_model: Path,
-    dict_path: Path, raw: Path, dest: Path, log: Callable[[str], None] | None = None,
+    data: Directions, split: str, spm_model: Path, dict_path: Path, raw: Path, dest: Path,
+    log: Callable[[str], None] | None = None,
 ) -> None:
-    """Binarise ``split`` (train, valid or test) pairs per target language into ``dest``
-    with fairseq-preprocess, against the fixed shared dictionary, so that splits
-    binarised in separate runs share one vocabulary."""
+    """Binarise ``split`` (train, valid or test) pairs of each (source, target) direction
+    into ``dest`` with fairseq-preprocess, against the fixed shared dictionary, so that
+    splits binarised in separate runs share one vocabulary."""
     if split not in ("train", "valid", "test"):
         raise ValueError(f"split = {split!r}: fairseq-preprocess knows train, valid and test")
     raw.mkdir(parents=True, exist_ok=True)
     commands = []
-    for tgt, pairs in data.items():
-        stem = raw / f"{split}.{src_lang}-{tgt}"
-        for lang, side in ((src_lang, 0), (tgt, 1)):
+    for (src, tgt), pairs in data.items():
+        stem = raw / f"{split}.{src}-{tgt}"
+        for lang, side in ((src, 0), (tgt, 1)):
             lines = encode_pieces(spm_model, [p[side] for p in pairs])
             Path(f"{stem}.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        commands.append([fairseq_bin("fairseq-preprocess"), "--source-lang", src_lang, "--target-lang", tgt,
+        commands.append([fairseq_bin("fairseq-preprocess"), "--source-lang", src, "--target-lang", tgt,
                          f"--{split}pref", str(stem), "--destdir", str(dest),
                          "--srcdict", str(dict_path), "--tgtdict", str(dict_path), "--workers", "1"])
-    # one process per language pair, concurrently: each is mostly fairseq's import time
+    # one process per direction, concurrently: each is mostly fairseq's import time
     with ThreadPoolExecutor(max_workers=len(commands)) as pool:
         list(pool.map(lambda cmd: run_tool(cmd, log), commands))
 
 
-def _train_command(bin_dir: Path, save_dir: Path, src_lang: str, targets: list[str], spec: DemoModelSpec) -> list[str]:
+def _train_command(bin_dir: Path, save_dir: Path, directions: list[tuple[str, str]], spec: DemoModelSpec) -> list[str]:
     s = spec
     return [
         fairseq_bin("fairseq-train"), str(bin_dir), "--task", "translation_multi_simple_epoch",
-        "--lang-pairs", ",".join(f"{src_lang}-{t}" for t in targets),
+        "--lang-pairs", ",".join(f"{a}-{b}" for a, b in directions),
         "--encoder-langtok", "src", "--decoder-langtok",
         "--arch", "transformer", "--share-all-embeddings",
         "--encoder-layers", str(s.layers), "--decoder-layers", str(s.layers),
@@ -172,10 +175,13 @@ def train_demo_model(
     src_lang: str = "en",
     spec: DemoModelSpec | None = None,
     log: Callable[[str], None] | None = None,
+    both_directions: bool = False,
 ) -> Path:
     """Train a multilingual ``src_lang`` → each key of ``pairs_by_lang`` transformer.
 
     pairs_by_lang: target language → (source text, target text) training pairs.
+    both_directions: also train each target → ``src_lang`` on the same pairs, reversed
+        (back-translation of weak texts needs it); training takes about twice as long.
     Returns the model directory (``workdir/model``); ``workdir/bin`` holds the binarised
     training data and ``workdir/spm.model`` the SentencePiece model. Raises RuntimeError
     with fairseq's own message when one of its commands fails.
@@ -187,19 +193,21 @@ def train_demo_model(
         raise ValueError(f"pairs_by_lang has the source language {src_lang!r} as a target")
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
-    targets = sorted(pairs_by_lang)
+    data: Directions = {(src_lang, t): list(pairs_by_lang[t]) for t in sorted(pairs_by_lang)}
+    if both_directions:
+        data.update({(t, src_lang): [(b, a) for a, b in pairs_by_lang[t]] for t in sorted(pairs_by_lang)})
     texts = [t for pairs in pairs_by_lang.values() for pair in pairs for t in pair]
     spm_model = _train_spm(texts, work / "spm", spec.vocab_size)
     dict_path = work / "dict.txt"
     _write_dict(encode_pieces(spm_model, texts), dict_path)
     bin_dir = work / "bin"
-    binarize(pairs_by_lang, "train", src_lang, spm_model, dict_path, work / "raw", bin_dir, log)
+    binarize(data, "train", spm_model, dict_path, work / "raw", bin_dir, log)
     save_dir = work / "checkpoints"
-    run_tool(_train_command(bin_dir, save_dir, src_lang, targets, spec), log)
+    run_tool(_train_command(bin_dir, save_dir, sorted(data), spec), log)
     model_dir = work / "model"
     model_dir.mkdir(exist_ok=True)
     shutil.copyfile(save_dir / "checkpoint_last.pt", model_dir / MODEL_FILE)
     shutil.copyfile(spm_model, model_dir / SPM_FILE)
-    for lang in [src_lang, *targets]:
+    for lang in [src_lang, *sorted(pairs_by_lang)]:
         shutil.copyfile(dict_path, model_dir / f"dict.{lang}.txt")
     return model_dir

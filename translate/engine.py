@@ -41,6 +41,7 @@ class Decoding:
     length ** lenpen). max_len_a, max_len_b: generate at most ``a * src_len + b`` tokens
     (fairseq takes ``src_len`` as the longest source of the batch; see README).
     no_repeat_ngram_size: forbid repeating n-grams of this size (0 = off).
+    min_len: generate at least this many tokens before EOS (fairseq's --min-len).
     max_tokens: token budget of one model batch (padded source tokens).
     max_sentences: at most this many sentences per model batch (0 = no limit).
     """
@@ -52,6 +53,7 @@ class Decoding:
     no_repeat_ngram_size: int = 0
     max_tokens: int = 4096
     max_sentences: int = 0
+    min_len: int = 1
 
     def check(self) -> None:
         """Raise ValueError naming the setting that is out of range."""
@@ -61,6 +63,8 @@ class Decoding:
             raise ValueError("max_tokens must be >= 1 and max_sentences >= 0 (0 = no limit)")
         if self.max_len_a < 0 or self.max_len_b < 1:
             raise ValueError("max_len_a must be >= 0 and max_len_b >= 1")
+        if self.min_len < 1:
+            raise ValueError(f"min_len = {self.min_len}: use 1 or more")
         if self.no_repeat_ngram_size < 0:
             raise ValueError("no_repeat_ngram_size must be >= 0 (0 = off)")
 

@@ -147,7 +147,7 @@ class FairseqTranslator(Translator):
         d = self.decoding
         return SequenceGenerator(
             self.models, self.tgt_dict, beam_size=d.beam, max_len_a=d.max_len_a, max_len_b=d.max_len_b,
-            min_len=1, normalize_scores=True, len_penalty=d.lenpen, unk_penalty=0, temperature=1.0,
+            min_len=d.min_len, normalize_scores=True, len_penalty=d.lenpen, unk_penalty=0, temperature=1.0,
             match_source_len=False, no_repeat_ngram_size=d.no_repeat_ngram_size,
             search_strategy=search.BeamSearch(self.tgt_dict),
         )
@@ -214,7 +214,7 @@ class FairseqTranslator(Translator):
                           "src_lengths": torch.tensor([len(r) for r in rows]).to(self.device)},
         }
         prefix_tokens = None if prefix is None else torch.full((len(rows), 1), prefix, dtype=torch.long).to(self.device)
-        with torch.no_grad():
+        with torch.inference_mode():
             hypos = self.generator.generate(self.models, sample, prefix_tokens=prefix_tokens)
         strip = None if prefix is None else {prefix}
         out: list[Hypothesis | None] = [None] * len(batch)

@@ -4,15 +4,19 @@ An example is a request ``(text, model source code, model target code)``; a pred
 is a ``Hypothesis``. Wrap it in ``KeyedModelHandler`` to carry ``(row id, text index,
 target)`` keys through inference. What the handler tells RunInference:
 
-- batching (``batch_elements_kwargs``): up to ``mt.batch_size`` requests, bucketed by
-  source length (``batch_length_fn`` = ``request_length``, ``batch_bucket_boundaries``),
-  so a batch holds sentences of similar length. Bucketing only takes effect on Beam's
-  stateful batching path, which ``max_batch_duration_secs`` switches on; the engine
-  then cuts each batch into token-budget model batches. (``max_batch_weight`` is not
-  used: it raises TypeError in Beam 2.77.)
+- batching (``batch_elements_kwargs``): batches of ``mt.batch_size`` requests, bucketed
+  by source length (``batch_length_fn`` = ``request_length``, ``batch_bucket_boundaries``),
+  so a batch holds sentences of similar length; the engine then cuts each batch into
+  token-budget model batches. Bucketing only takes effect on Beam's stateful batching
+  path, which ``max_batch_duration_secs`` (not None) switches on. Its default here, 0,
+  flushes a bucket when it is full or its window ends and sets no processing-time
+  timer: FnApiRunner does not wait for such timers and can fail with "time-pending
+  bundles did not execute" when one is still set as the input ends. Streaming
+  pipelines should set ``mt.batch_seconds`` > 0. (``max_batch_weight`` is not used: it
+  raises TypeError in Beam 2.77.)
 - sharing (``model_copies``): on CUDA one model per machine, shared by its SDK
   processes, so one GPU holds one copy.
-- resources (``get_resource_hints``): the accelerator hint, when configured.
+- resources (``get_resource_hints``): the accelerator hint on CUDA (``mt.accelerator``).
 
 A batch mixes directions; ``run_inference`` translates each (source, target) group with
 one engine call and returns predictions in batch order. An exception fails the whole
@@ -43,7 +47,7 @@ class TranslationModelHandler(ModelHandler[Request, Hypothesis, Translator]):
 
     def __init__(self, cfg: TranslateConfig, loader: Any = None):
         super().__init__(
-            min_batch_size=1,
+            min_batch_size=cfg.batch_size,  # fixed-size batches: full GPU batches from the start
             max_batch_size=cfg.batch_size,
             max_batch_duration_secs=cfg.batch_seconds,
             batch_length_fn=request_length,
@@ -69,7 +73,7 @@ class TranslationModelHandler(ModelHandler[Request, Hypothesis, Translator]):
         for (src, tgt), members in groups.items():
             hyps = model.translate([batch[i][0] for i in members], src, tgt)
             if len(hyps) != len(members):
-                raise RuntimeError(f"{model.model_id} returned {len(hyps)} hypotheses for {len(members)} sentences")
+                raise RuntimeError(f"the engine returned {len(hyps)} hypotheses for {len(members)} sentences")
             for i, hyp in zip(members, hyps, strict=True):
                 out[i] = hyp
         return out  # type: ignore[return-value]
@@ -81,4 +85,5 @@ class TranslationModelHandler(ModelHandler[Request, Hypothesis, Translator]):
         return METRICS_NAMESPACE
 
     def get_resource_hints(self) -> dict[str, Any]:
-        return {"accelerator": self.cfg.accelerator} if self.cfg.accelerator else {}
+        hint = self.cfg.resource_hint()
+        return {"accelerator": hint} if hint else {}

@@ -122,7 +122,8 @@ def _parallel(row: dict[str, Any], src: dict[str, Any], out: Outcome, model_id: 
     return {"id": parallel_id(row["id"], out.index, out.target, model_id), "source": row["source"],
             "source_id": row["source_id"], "split": row["split"], "provenance": row["provenance"],
             "src_text": src["text"], "src_lang": src["lang"], "src_lang_score": src.get("lang_score"),
-            "tgt_text": out.text, "tgt_lang": out.target, "tgt_lang_score": None, "origin": model_id,
+            "tgt_text": out.text, "tgt_lang": out.target, "tgt_lang_score": None,
+            "src_declared_lang": src.get("declared_lang"), "tgt_declared_lang": None, "origin": model_id,
             "score": out.score, "pair_id": row["id"]}
 
 

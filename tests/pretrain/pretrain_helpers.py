@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from pretrain.config import PretrainConfig, load_config
-from schemas import SCHEMA_VERSION, validate_rows
+from schemas import SCHEMA_VERSION, SCHEMAS, validate_rows
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 170, 30), "blue": (30, 60, 220), "yellow": (230, 200, 20)}
 DE = {"red": "rot", "green": "grün", "blue": "blau", "yellow": "gelb"}
@@ -88,6 +88,7 @@ def write_dataset(root: Path, n: int = 48, n_test: int = 8, regions: bool = Fals
 
 def _write(root: Path, kind: str, rel: str, rows: list[dict[str, Any]], files: dict[str, list]) -> None:
     (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    rows = [{f.name: r.get(f.name) for f in SCHEMAS[kind]} for r in rows]  # later nullable fields: null
     pq.write_table(validate_rows(rows, kind), root / rel, row_group_size=8)
     files[kind].append({"path": rel, "rows": len(rows)})
 

@@ -14,6 +14,7 @@ from pretrain_helpers import MICRO, write_dataset
 from pretrain.cli import main, parse_set, register
 from pretrain.config import ConfigError, load_config
 from pretrain.train import run_training
+from schemas import SCHEMA_VERSION
 from schemas.dataset import DatasetError
 from schemas.validate import SchemaError
 
@@ -98,7 +99,7 @@ def test_schema_mismatch_is_refused_before_training(tmp_path):
     old = write_dataset(tmp_path / "old", n=8, n_test=0)
     manifest = json.loads((old / "manifest.json").read_text())
     (old / "manifest.json").write_text(json.dumps({**manifest, "schema_version": "2.0"}))
-    with pytest.raises(DatasetError, match="schema version 2.0, this m3curate reads 1.0"):
+    with pytest.raises(DatasetError, match=f"schema version 2.0, this m3curate reads {SCHEMA_VERSION}"):
         run_training(cfg, str(old), str(tmp_path / "r1"))
     typed = write_dataset(tmp_path / "typed", n=8, n_test=0)
     _rewrite_shard(typed, lambda t: t.drop_columns(["regions"]))
@@ -109,3 +110,14 @@ def test_schema_mismatch_is_refused_before_training(tmp_path):
     with pytest.raises(SchemaError, match="schema version 2.1 is not compatible"):
         run_training(cfg, str(meta), str(tmp_path / "r3"))
     assert not (tmp_path / "r1" / "checkpoints").exists() and not (tmp_path / "r3" / "checkpoints").exists()
+
+
+def test_demo_training_returns_metrics(tmp_path, dataset):
+    from pretrain.demo import run_demo_training
+
+    small = {"model": MICRO, "data": {"batch_size": 8, "parallel_batch_size": 8, "num_workers": 0},
+             "tokenizer": {"vocab_size": 100}}
+    out = run_demo_training(str(dataset), str(tmp_path / "demo"), steps=3, overrides=small, quiet=True)
+    assert out["train"]["step"] == 3 and set(out["eval"]["languages"]) == {"en", "de"}
+    assert out["chance_r_mean"] == pytest.approx(100 * (1 + 5 + 6) / 6 / 3, abs=0.01)  # 6 held-out images
+    assert (tmp_path / "demo" / "demo_eval.txt").read_text().startswith("retrieval on")

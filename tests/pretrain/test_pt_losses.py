@@ -30,14 +30,17 @@ def test_itc_is_symmetric_infonce():
     assert scaled.item() == pytest.approx(math.log(1 + math.exp(-2)), abs=1e-6)
 
 
+SOFT_T2I = 0.75 * math.log(1 + 1 / E) + 0.25 * math.log(1 + E)  # r = 0.5, N = 2: target [0.75, 0.25]
+SOFT = (0.5 * HARD + SOFT_T2I) / 2  # image side: pulled to its own text with weight r
+
+
 def test_soft_targets_put_mass_r_on_the_own_image():
-    # r = 0.5, N = 2: target [0.5 + 0.25, 0.25]
     rows = soft_infonce(EYE, EYE, torch.tensor(1.0), torch.tensor([1.0, 0.5]))
-    expected_soft = 0.75 * math.log(1 + 1 / E) + 0.25 * math.log(1 + E)
-    assert rows.tolist() == pytest.approx([HARD, expected_soft], abs=1e-6)
-    # r = 0: uniform target, whatever the logits' order
+    assert rows.tolist() == pytest.approx([HARD, SOFT], abs=1e-6)
+    # r = 0: the text's target is uniform over images; its image is not pulled at all
     uniform = soft_infonce(EYE, EYE, torch.tensor(1.0), torch.tensor([0.0, 0.0]))
-    assert uniform[0].item() == pytest.approx(0.5 * math.log(1 + 1 / E) + 0.5 * math.log(1 + E), abs=1e-6)
+    assert uniform[0].item() == pytest.approx((0.5 * math.log(1 + 1 / E) + 0.5 * math.log(1 + E)) / 2, abs=1e-6)
+
 
 
 def test_regularizer_pulls_weak_similarity_to_r_times_anchor_similarity():
@@ -73,7 +76,7 @@ def _rows(form: str, **weights: float) -> dict[str, torch.Tensor]:
 def test_rc3_loss_forms_split_strict_and_weak_rows():
     soft = _rows("soft")
     assert soft["itc"].item() == pytest.approx(HARD, abs=1e-6)
-    assert soft["weak"].item() == pytest.approx(0.75 * math.log(1 + 1 / E) + 0.25 * math.log(1 + E), abs=1e-6)
+    assert soft["weak"].item() == pytest.approx(SOFT, abs=1e-6)
     # weak as strict: one hard InfoNCE over both rows, no weak term
     strict = _rows("strict")
     assert strict["itc"].item() == pytest.approx(HARD, abs=1e-6) and "weak" not in strict

@@ -45,7 +45,7 @@ def tiny_mt(tmp_path_factory: pytest.TempPathFactory) -> TinyMT:
     model_dir = train_demo_model(work, train)
     seen = {src for pairs in train.values() for src, _ in pairs}
     test = {"de": [p for p in parallel_captions(TEST_PAIRS, TEST_SEED, "en", "de") if p[0] not in seen]}
-    binarize(test, "test", "en", work / "spm.model", work / "dict.txt", work / "raw", work / "bin")
+    binarize({("en", "de"): test["de"]}, "test", work / "spm.model", work / "dict.txt", work / "raw", work / "bin")
     return TinyMT(work, model_dir, work / "bin", work / "spm.model", test)
 
 

@@ -16,3 +16,13 @@ def row(texts: list[dict[str, Any]], rid: str = "r1") -> dict[str, Any]:
             "provenance": {"file": "f.jsonl", "row": 3, "url": None, "member": None},
             "image": {"bytes": b"x", "width": 1, "height": 1, "format": "JPEG", "sha256": "0"}, "regions": None,
             "texts": texts}
+
+
+# Outputs of in-process FnApiRunner pipelines, by run and table. The collecting function
+# lives in this importable module, so Beam pickles it by reference and, running in this
+# process, appends to this very dict.
+COLLECTED: dict[tuple[str, str], list[Any]] = {}
+
+
+def collect(element: Any, run: str, table: str) -> None:
+    COLLECTED.setdefault((run, table), []).append(element)

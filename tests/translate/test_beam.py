@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 
 import apache_beam as beam
 import pytest
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
-from mt_rows import row, text
+from mt_rows import COLLECTED, collect, row, text
 
 from translate.beam import TranslateCaptions, translate_stage
 from translate.checkpoint import ModelInfo
@@ -18,14 +19,15 @@ from translate.engine import Hypothesis, Translator
 
 def run_stage(stage: beam.PTransform, rows: list[dict], parallel: Sequence[dict] = ()) -> tuple[dict, dict]:
     """Run ``stage`` on FnApiRunner; returns ({"pairs", "parallel", "rejects"} lists, mt counters)."""
-    out: dict[str, list] = {"pairs": [], "parallel": [], "rejects": []}
-    p = beam.Pipeline(options=PipelineOptions(runner="FnApiRunner"))
+    run = uuid.uuid4().hex
+    p = beam.Pipeline(options=PipelineOptions([], runner="FnApiRunner"))
     tables = {"pairs": p | "Pairs" >> beam.Create(rows), "parallel": p | "Parallel" >> beam.Create(list(parallel))}
     result_tables, rejects = tables | "mt" >> stage
     for name, pcoll in {**result_tables, "rejects": rejects}.items():
-        pcoll | f"Collect[{name}]" >> beam.Map(out[name].append)  # FnApiRunner runs in this process
+        pcoll | f"Collect[{name}]" >> beam.Map(collect, run, name)  # FnApiRunner runs in this process
     result = p.run()
     result.wait_until_finish()
+    out = {name: COLLECTED.pop((run, name), []) for name in ("pairs", "parallel", "rejects")}
     counters = {c.key.metric.name: c.committed for c in
                 result.metrics().query(MetricsFilter().with_namespace("mt"))["counters"]}
     return out, counters
@@ -37,7 +39,7 @@ def test_captions_are_translated_into_every_target_in_order(tiny_mt, generate_ru
     rows.append(row([text("ein roter Kreis", "de", "weak", anchor=None)], rid="weak"))
     given = [{"id": "p0", "src_text": "x", "tgt_text": "y"}]
     cfg = TranslateConfig(model=str(tiny_mt.model_dir), targets=["de", "fr", "es"], beam=4, max_tokens=1024,
-                          cpu_threads=1, batch_seconds=1)
+                          cpu_threads=1)
     out, counters = run_stage(TranslateCaptions(cfg), rows, given)
 
     by_id = {r["id"]: r for r in out["pairs"]}
@@ -84,7 +86,7 @@ def test_a_failing_batch_becomes_rejects_not_a_crash():
     boom = "BOOM " + "x" * 600  # its own length bucket, so only its batch fails
     rows = [row([text("a red circle", "en")], "ok1"), row([text(boom, "en")], "bad"),
             row([text("EMPTY", "en")], "empty"), row([text("a blue square", "en")], "ok2")]
-    cfg = TranslateConfig(model="unused", targets=["de", "fr"], batch_seconds=1,
+    cfg = TranslateConfig(model="unused", targets=["de", "fr"],
                           accelerator="type:nvidia-l4;count:1;install-nvidia-driver")
     out, counters = run_stage(TranslateCaptions(cfg, loader=fake_loader, info=FAKE_INFO), rows)
 
@@ -110,3 +112,19 @@ def test_stage_is_off_without_a_model_and_checks_the_model_up_front(tmp_path):
 def test_model_check_names_a_missing_direction(tiny_mt):
     with pytest.raises(ValueError, match=r"mt.targets: the model cannot translate into \['ja'\]"):
         TranslateCaptions(TranslateConfig(model=str(tiny_mt.model_dir), targets=["de", "ja"]))
+
+
+def test_gpu_hint_and_one_shared_model_copy_work_on_fnapirunner():
+    cfg = TranslateConfig(model="unused", targets=["de"], model_copies=1,
+                          accelerator="type:nvidia-l4;count:1;install-nvidia-driver")
+    rows = [row([text(f"circle {i}", "en")], f"r{i}") for i in range(20)]
+    out, counters = run_stage(TranslateCaptions(cfg, loader=fake_loader, info=FAKE_INFO), rows)
+    assert counters["translated_de"] == 20 and len(out["parallel"]) == 20
+    p = beam.Pipeline(options=PipelineOptions([], runner="FnApiRunner"))
+    tables = {"pairs": p | beam.Create(rows), "parallel": p | "P" >> beam.Create([])}
+    _ = tables | TranslateCaptions(cfg, loader=fake_loader, info=FAKE_INFO)
+    proto = p.to_runner_api()
+    hinted = {t.unique_name for t in proto.components.transforms.values()
+              if t.environment_id and "beam:resources:accelerator:v1" in
+              proto.components.environments[t.environment_id].resource_hints}
+    assert hinted and all("RunInference" in name for name in hinted), "only the model step asks for a GPU"

@@ -7,6 +7,7 @@ from collections import Counter
 
 from mt_rows import row, text
 
+from schemas.arrow import PARALLEL, REJECTS, TEXT
 from translate.rows import Outcome, Plan, merge_row, parallel_id, plan_requests, request_length
 
 PLAN = Plan(targets=("de", "fr"), source_kinds=frozenset({"caption"}), source_langs=frozenset(), back_translate=True,
@@ -44,6 +45,8 @@ def test_merge_appends_in_fixed_order_with_parallel_rows_and_rejects():
     assert json.loads(rejects[0]["raw"])["target"] == "de"
     assert stats == {"translated_de": 1, "translated_fr": 1, "failed_batch_failed": 1, "failed_empty_output": 1}
     assert r["texts"] is not merged["texts"] and len(r["texts"]) == 2, "the input row is not mutated"
+    assert set(parallel[0]) == set(PARALLEL.names) and set(rejects[0]) == set(REJECTS.names)
+    assert all(set(t) == {f.name for f in TEXT} for t in added)
 
 
 def test_back_translations_are_texts_without_parallel_rows():

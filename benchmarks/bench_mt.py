@@ -1,0 +1,230 @@
+"""Benchmark: the pipeline's fairseq and CTranslate2 engines against ``fairseq-generate``.
+
+One run, one random-weight transformer, one set of binarised sentences, one beam size:
+
+1. make random "captions" (word tokens, 8-40 long) and a word dictionary; binarise them
+   with ``fairseq-preprocess``;
+2. make the checkpoint with ``fairseq-train`` (one update at a negligible learning rate:
+   the weights stay random, and the file is exactly what fairseq writes);
+3. time ``fairseq-generate`` on the binarised test split (its own reported generation
+   time, start-up and model loading excluded), then the fairseq engine and CTranslate2
+   (float32 and int8 on CPU; float16 and int8_float16 on CUDA) on the same sentences,
+   model loading excluded, tokenisation and detokenisation included;
+4. check the outputs agree, and append the figures with date, machine and settings to
+   ``benchmarks/RESULTS-mt.md``.
+
+A random model would stop at random lengths, so the output length is fixed
+(``--min-len`` = ``--max-len-b`` = ``--out-len``): every engine generates exactly the same
+number of tokens for every sentence.
+
+CPU (default): 6+6 layers, d=512, 8 heads, FFN 2048, 8k vocabulary, beam 4, one thread.
+GPU (``--m2m100``): the shape of M2M-100 418M (12+12 layers, d=1024, 16 heads, FFN 4096,
+128k vocabulary, pre-norm), fp16 on CUDA.
+
+    python benchmarks/bench_mt.py                 # CPU, < 5 minutes on 2 cores
+    python benchmarks/bench_mt.py --m2m100 --sentences 2000 --threads 8   # on a GPU machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from translate.demo_model import fairseq_bin, run_tool, tool_env  # noqa: E402
+from translate.engine import Decoding, Hypothesis  # noqa: E402
+
+RESULTS = Path(__file__).with_name("RESULTS-mt.md")
+
+
+@dataclass(frozen=True)
+class Shape:
+    layers: int
+    dim: int
+    ffn: int
+    heads: int
+    vocab: int
+    prenorm: bool = False
+
+
+CPU_SHAPE = Shape(6, 512, 2048, 8, 8000)
+M2M100_418M = Shape(12, 1024, 4096, 16, 128_000, prenorm=True)
+
+
+def make_data(work: Path, n: int, vocab: int, seed: int) -> list[str]:
+    """Random word-token sentences (train: 64 for the one update; test: n) and the dictionary."""
+    rng = random.Random(seed)
+    raw = work / "raw"
+    raw.mkdir(parents=True)
+
+    def sentence() -> str:
+        return " ".join(f"w{rng.randrange(vocab)}" for _ in range(rng.randint(8, 40)))
+
+    test = [sentence() for _ in range(n)]
+    for split, lines in (("train", [sentence() for _ in range(64)]), ("test", test)):
+        for side in ("src", "tgt"):
+            (raw / f"{split}.{side}").write_text("".join(f"{s}\n" for s in lines), encoding="utf-8")
+    (work / "dict.txt").write_text("".join(f"w{i} {vocab - i}\n" for i in range(vocab)), encoding="utf-8")
+    return test
+
+
+def make_model(work: Path, shape: Shape, cuda: bool) -> Path:
+    """Binarise, then one fairseq-train update; returns the model directory."""
+    d = str(work / "dict.txt")
+    run_tool([fairseq_bin("fairseq-preprocess"), "--source-lang", "src", "--target-lang", "tgt",
+              "--trainpref", str(work / "raw/train"), "--testpref", str(work / "raw/test"),
+              "--destdir", str(work / "bin"), "--srcdict", d, "--tgtdict", d, "--workers", "2"])
+    s = shape
+    cmd = [fairseq_bin("fairseq-train"), str(work / "bin"), "--task", "translation", "--arch", "transformer",
+           "--source-lang", "src", "--target-lang", "tgt",
+           "--share-all-embeddings", "--encoder-layers", str(s.layers), "--decoder-layers", str(s.layers),
+           "--encoder-embed-dim", str(s.dim), "--decoder-embed-dim", str(s.dim),
+           "--encoder-ffn-embed-dim", str(s.ffn), "--decoder-ffn-embed-dim", str(s.ffn),
+           "--encoder-attention-heads", str(s.heads), "--decoder-attention-heads", str(s.heads),
+           "--optimizer", "adam", "--lr", "1e-9", "--max-update", "1", "--max-tokens", "1024",
+           "--criterion", "cross_entropy", "--seed", "1", "--num-workers", "0", "--disable-validation",
+           "--no-epoch-checkpoints", "--save-dir", str(work / "ckpt"), "--log-format", "none"]
+    if s.prenorm:
+        cmd += ["--encoder-normalize-before", "--decoder-normalize-before"]
+    if not cuda:
+        cmd.append("--cpu")
+    run_tool(cmd, env=tool_env(2))
+    model = work / "model"
+    model.mkdir()
+    shutil.copyfile(work / "ckpt/checkpoint_last.pt", model / "model.pt")
+    for side in ("src", "tgt"):
+        shutil.copyfile(work / "dict.txt", model / f"dict.{side}.txt")
+    return model
+
+
+def timed(fn, *args) -> tuple[list[Hypothesis], float]:
+    started = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - started
+
+
+def load_engines(model: Path, work: Path, dec: Decoding, args: argparse.Namespace) -> dict[str, tuple[object, str]]:
+    """Every engine, loaded and warmed up: name -> (translator, note)."""
+    from translate.ct2_engine import CT2Translator, convert_checkpoint
+    from translate.fairseq_engine import FairseqTranslator
+
+    cuda = args.device == "cuda"
+    engines = {"m3curate fairseq engine": (
+        FairseqTranslator(model, dec, device=args.device, dtype="float16" if cuda else "float32",
+                          cpu_threads=args.threads), "float16" if cuda else "float32")}
+    variants = (("float16", "float16"), ("int8_float16", "int8_float16")) if cuda else ((None, "float32"), ("int8", "int8"))
+    for quant, compute in variants:
+        out = convert_checkpoint(model, work / f"ct2-{compute}", quant)
+        engines[f"m3curate CTranslate2 engine ({compute})"] = (
+            CT2Translator(out, dec, device=args.device, compute_type=compute, cpu_threads=args.threads), "")
+    return engines
+
+
+def run_engines(model: Path, work: Path, sentences: list[str], dec: Decoding, args: argparse.Namespace) -> list[dict]:
+    """Time every engine in ``args.rounds`` interleaved rounds and keep each one's best round
+    (the machine may be shared: the best round is the least disturbed). fairseq-generate first."""
+    from translate.baseline import run_generate
+    from translate.checkpoint import model_info, safe_load
+
+    info = model_info(safe_load(model / "model.pt"))
+    engines = load_engines(model, work, dec, args)
+    for translator, _ in engines.values():
+        translator.translate(sentences[:8], "src", "tgt")  # warm-up
+    best: dict[str, dict] = {}
+    for _ in range(args.rounds):
+        gen = run_generate(work / "bin", model / "model.pt", info, "src", "tgt", dec, threads=args.threads,
+                           cuda=args.device == "cuda", fp16=args.device == "cuda")
+        runs = [("fairseq-generate", gen.hypotheses, gen.gen_seconds,
+                 f"its own generation time (whole process {gen.wall_seconds:.1f}s)")]
+        for name, (translator, note) in engines.items():
+            hyps, seconds = timed(translator.translate, sentences, "src", "tgt")
+            runs.append((name, hyps, seconds, note))
+        for name, hyps, seconds, note in runs:
+            entry = best.setdefault(name, {"engine": name, "seconds": seconds, "hyps": hyps, "note": note, "all": []})
+            entry["all"].append(seconds)
+            if seconds < entry["seconds"]:
+                entry.update(seconds=seconds, hyps=hyps, note=note)
+    return list(best.values())
+
+
+def machine() -> dict[str, str]:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    import ctranslate2
+    import fairseq
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return {"date": subprocess.run(["date"], capture_output=True, text=True).stdout.strip(),
+            "cpu": f"{model}, nproc {os.cpu_count()}", "gpu": gpu, "load": " ".join(f"{x:.1f}" for x in os.getloadavg()),
+            "versions": f"torch {torch.__version__}, fairseq {fairseq.__version__}, ctranslate2 {ctranslate2.__version__}"}
+
+
+def report(rows: list[dict], n: int, shape: Shape, dec: Decoding, args: argparse.Namespace, info: dict) -> str:
+    base = rows[0]
+    lines = [f"## MT engines, {'M2M-100-418M-shaped' if shape == M2M100_418M else 'CPU-sized'} random model "
+             f"({info['date']})", "",
+             f"- machine: {info['cpu']}; GPU: {info['gpu']}; load average at start: {info['load']}",
+             f"- {info['versions']}; device {args.device}, {args.threads} thread(s) for every engine",
+             f"- model: {shape.layers}+{shape.layers} layers, d={shape.dim}, {shape.heads} heads, FFN {shape.ffn}, "
+             f"vocab {shape.vocab}{', pre-norm' if shape.prenorm else ''}; random weights",
+             f"- data: {n} sentences of 8-40 tokens; output fixed at {args.out_len} tokens + EOS; beam {dec.beam}; "
+             f"max_tokens {dec.max_tokens}; best of {args.rounds} interleaved rounds", "",
+             "| engine | sentences/s | vs fairseq-generate | same output as fairseq-generate | note |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        rate = n / r["seconds"]
+        same = sum(a.text == b.text for a, b in zip(r["hyps"], base["hyps"], strict=True))
+        rounds = ", ".join(f"{n / x:.1f}" for x in r["all"])
+        lines.append(f"| {r['engine']} | {rate:.1f} | {base['seconds'] / r['seconds']:.2f}x | "
+                     f"{same}/{n} | rounds: {rounds} sent/s. {r['note']} |")
+    lines += ["", "Targets: fairseq engine >= 1.0x fairseq-generate; CTranslate2 >= 2x on CPU (>= 3x on GPU).", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sentences", type=int, default=200)
+    p.add_argument("--beam", type=int, default=4)
+    p.add_argument("--out-len", type=int, default=24, help="fixed output length in tokens")
+    p.add_argument("--max-tokens", type=int, default=4096)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=2, help="interleaved timing rounds; the best is reported")
+    p.add_argument("--m2m100", action="store_true", help="M2M-100-418M shape, CUDA, fp16")
+    p.add_argument("--workdir", help="keep the model and data here (default: a temporary directory)")
+    p.add_argument("--no-write", action="store_true", help=f"print only, do not append to {RESULTS.name}")
+    args = p.parse_args(argv)
+    args.device = "cuda" if args.m2m100 else "cpu"
+    shape = M2M100_418M if args.m2m100 else CPU_SHAPE
+    dec = Decoding(beam=args.beam, max_len_a=0, max_len_b=args.out_len, min_len=args.out_len, max_tokens=args.max_tokens)
+    info = machine()
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_mt_"))
+    started = time.time()
+    sentences = make_data(work, args.sentences, shape.vocab, seed=0)
+    model = make_model(work, shape, args.device == "cuda")
+    print(f"model ready in {time.time() - started:.0f}s", file=sys.stderr)
+    rows = run_engines(model, work, sentences, dec, args)
+    text = report(rows, len(sentences), shape, dec, args, info)
+    print(text)
+    if not args.no_write:
+        header = "" if RESULTS.exists() else "# Machine translation benchmarks (benchmarks/bench_mt.py)\n\n"
+        with open(RESULTS, "a", encoding="utf-8") as f:
+            f.write(header + text + "\n")
+    if not args.workdir:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"total {time.time() - started:.0f}s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,327 @@
+"""Weak-text relevance (RC3): the ``relevance`` row stage, ``ScoreRelevance``.
+
+RC3 keeps weakly-aligned web texts (alt-texts, WIT reference descriptions) and lets the
+trainer pull each towards its image only as far as its *textual relevance* to the image's
+strictly-aligned caption allows. This stage computes that relevance, in [0, 1], for every
+``weak`` text of a ``pairs`` row, with one of the scorers of ``curation.relevance_scorers``.
+
+Anchor resolution, per weak text:
+
+1. its ``anchor`` index, when it points at a non-weak text of the row (the caption the
+   input paired it with, language and all: the index records which anchor was used);
+2. else, with ``no_anchor = "fallback"``, the configured ``fallback_anchor`` text (in
+   ``fallback_anchor_lang``); ``relevance_scorer`` then reads ``<scorer>@fallback``;
+3. else the text is rejected: ``relevance/no_anchor``.
+
+Then ``relevance`` and ``relevance_scorer`` are written into the text. A score below
+``threshold`` (when > 0) rejects the text, ``relevance/below_threshold``, its score kept in
+the reject's detail and raw text. A text the scorer cannot judge (no dictionary or
+translation direction between its language and the anchor's) keeps ``relevance`` null:
+it is not evidence of irrelevance, and the trainer's ``data.null_relevance`` decides.
+Dropped texts are text-level rejects; the row's indices are remapped as the ``lid`` stage
+does; a row left with no text is one record-level reject. ``parallel`` rows pass through.
+
+Beam: rows with a weak text go through ``RunInference`` with ``RelevanceModelHandler``
+(the scorer is its model: loaded once per process, or once per machine with
+``model_copies``; ``batch_size`` rows per scoring call, so an encoder sees whole batches);
+other rows bypass it. Counters (namespace ``relevance``): ``scored_<scorer>_<lang>``,
+``unscored_<scorer>_<lang>``, ``fallback_anchor``, ``rejected_<reason>``,
+``rows_rejected_<reason>``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, NamedTuple
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.ml.inference.base import ModelHandler, RunInference
+from apache_beam.pvalue import TaggedOutput
+
+from curation.lid_policy import _remap, _without_bytes
+from curation.records import REJECTS_TAG, Reject
+from curation.relevance_config import RelevanceConfig
+from curation.relevance_scorers import Pair, Scorer
+
+STAGE = "relevance"
+NO_ANCHOR = "no_anchor"
+BELOW_THRESHOLD = "below_threshold"
+HIST_BINS = 10
+
+
+class Anchor(NamedTuple):
+    text: str
+    lang: str
+    fallback: bool
+
+
+def resolve_anchor(texts: Sequence[dict[str, Any]], i: int, cfg: RelevanceConfig) -> Anchor | None:
+    """The anchor of weak text ``i`` (module docstring, steps 1-3); None: reject it."""
+    idx = texts[i].get("anchor")
+    if idx is not None and 0 <= idx < len(texts) and idx != i and texts[idx]["kind"] != "weak":
+        return Anchor(texts[idx]["text"], texts[idx]["lang"], False)
+    if cfg.no_anchor == "fallback":
+        return Anchor(cfg.fallback_anchor, cfg.fallback_anchor_lang, True)
+    return None
+
+
+Result = tuple[float | None, Anchor | None]
+
+
+def _apply(row: dict[str, Any], results: dict[int, Result], scorer_id: str, cfg: RelevanceConfig,
+           stats: Counter[str], kept_rows: list[dict[str, Any]], rejects: list[Reject]) -> None:
+    """Write the scores of one row's weak texts; drop (and reject) the texts that fail."""
+    texts = list(row["texts"])
+    dropped: list[tuple[int, str, str]] = []
+    for i, (score, anchor) in sorted(results.items()):
+        lang = texts[i]["lang"]
+        if anchor is None:
+            stats[f"rejected_{NO_ANCHOR}"] += 1
+            dropped.append((i, NO_ANCHOR, "weak text without an anchor caption (relevance.no_anchor = \"reject\")"))
+            continue
+        sid = scorer_id
+        if anchor.fallback:
+            sid = f"{scorer_id}@fallback"
+            stats["fallback_anchor"] += 1
+        text = texts[i].copy()
+        text["relevance"], text["relevance_scorer"] = score, None if score is None else sid
+        texts[i] = text
+        if score is None:
+            stats[f"unscored_{cfg.scorer}_{lang}"] += 1
+        elif cfg.threshold > 0 and score < cfg.threshold:
+            stats[f"rejected_{BELOW_THRESHOLD}"] += 1
+            dropped.append((i, BELOW_THRESHOLD, f"relevance {score:.4f} < threshold {cfg.threshold} ({sid})"))
+        else:
+            stats[f"scored_{cfg.scorer}_{lang}"] += 1
+    if not dropped:
+        new_row = row.copy()
+        new_row["texts"] = texts
+        kept_rows.append(new_row)
+        return
+    _drop(row, texts, dropped, stats, kept_rows, rejects)
+
+
+def _drop(row: dict[str, Any], texts: list[dict[str, Any]], dropped: list[tuple[int, str, str]],
+          stats: Counter[str], kept_rows: list[dict[str, Any]], rejects: list[Reject]) -> None:
+    """Remove the dropped texts (text-level rejects), or reject the row if none is left."""
+    gone = {i for i, _, _ in dropped}
+    new_index = {i: n for n, i in enumerate(i for i in range(len(texts)) if i not in gone)}
+    kept = [texts[i] for i in new_index]
+    src, src_id, rid = row["source"], row["source_id"], row["id"]
+    if not kept:
+        reason = dropped[-1][1]
+        stats[f"rows_rejected_{reason}"] += 1
+        detail = "every text dropped: " + "; ".join(f"text {i}: {r}: {d}" for i, r, d in dropped)
+        raw = _without_bytes({**row, "texts": texts})
+        rejects.append(Reject(STAGE, reason, detail, src, src_id, raw, rid, "record"))
+        return
+    _remap(kept, new_index)
+    for i, reason, detail in dropped:
+        raw = {"row_id": rid, "index": i, "text": texts[i]}
+        rejects.append(Reject(STAGE, reason, f"text {i} (weak, {texts[i]['lang']}): {detail}", src, src_id, raw, rid, "text"))
+    kept_rows.append({**row, "texts": kept})
+
+
+def score_rows(rows: Sequence[dict[str, Any]], scorer: Scorer, cfg: RelevanceConfig, stats: Counter[str],
+               scorer_id: str | None = None) -> tuple[list[dict[str, Any]], list[Reject]]:
+    """Score every weak text of a batch of pairs rows with one scorer call: (rows, rejects)."""
+    jobs: list[tuple[int, int, Anchor | None]] = []
+    pairs: list[Pair] = []
+    for r, row in enumerate(rows):
+        texts = row["texts"]
+        for i, text in enumerate(texts):
+            if text["kind"] == "weak":
+                anchor = resolve_anchor(texts, i, cfg)
+                jobs.append((r, i, anchor))
+                if anchor is not None:
+                    pairs.append(Pair(text["text"], text["lang"], anchor.text, anchor.lang))
+    scores = iter(scorer.score(pairs) if pairs else [])
+    per_row: dict[int, dict[int, Result]] = {}
+    for r, i, anchor in jobs:
+        per_row.setdefault(r, {})[i] = (None if anchor is None else next(scores), anchor)
+    sid = scorer_id or scorer.id
+    kept: list[dict[str, Any]] = []
+    rejects: list[Reject] = []
+    for r, row in enumerate(rows):
+        if r in per_row:
+            _apply(row, per_row[r], sid, cfg, stats, kept, rejects)
+        else:
+            kept.append(row)
+    return kept, rejects
+
+
+def has_weak(row: dict[str, Any]) -> bool:
+    return any(t["kind"] == "weak" for t in row["texts"])
+
+
+class RelevanceModelHandler(ModelHandler[dict, Any, Scorer]):
+    """RunInference handler whose model is a scorer and whose examples are pairs rows.
+
+    cfg: the ``[relevance]`` settings (batch size, model copies). loader: builds the
+    scorer from cfg (``curation.relevance_build.build_scorer``; tests pass fakes).
+    scorer_id: recorded id, when known without loading the model (a model shared across
+    processes is a proxy whose attributes cannot be read). Predictions are the scored rows
+    and the Rejects, in one list: ``ScoreRelevance`` splits them.
+    """
+
+    def __init__(self, cfg: RelevanceConfig, loader: Callable[[RelevanceConfig], Scorer], scorer_id: str | None = None):
+        super().__init__(min_batch_size=1, max_batch_size=cfg.batch_size, model_copies=cfg.copies())
+        self.cfg = cfg
+        self.loader = loader
+        self.scorer_id = scorer_id
+
+    def load_model(self) -> Scorer:
+        return self.loader(self.cfg)
+
+    def run_inference(self, batch: Sequence[dict], model: Scorer, inference_args: dict[str, Any] | None = None) -> Iterable[Any]:
+        stats: Counter[str] = Counter()
+        kept, rejects = score_rows(batch, model, self.cfg, stats, self.scorer_id)
+        for name, n in stats.items():
+            if n:
+                Metrics.counter(STAGE, name).inc(n)
+        return [*kept, *rejects]
+
+    def get_num_bytes(self, batch: Sequence[dict]) -> int:
+        return sum(len(t["text"]) for row in batch for t in row["texts"])
+
+    def get_metrics_namespace(self) -> str:
+        return "relevance_inference"
+
+
+def _route(row: dict[str, Any]) -> Iterator[Any]:
+    yield row if has_weak(row) else TaggedOutput("plain", row)
+
+
+def _split(element: Any) -> Iterator[Any]:
+    yield TaggedOutput(REJECTS_TAG, element) if isinstance(element, Reject) else element
+
+
+class _BufferedScoreFn(beam.DoFn):
+    """Routing, batching, scoring and splitting in one step, for input in the global
+    window whose scorer is one per process (no ``model_copies``): rows without a weak text
+    pass straight through, the others are scored ``batch_size`` rows at a time with the
+    handler's ``run_inference``. On FnApiRunner, RunInference's BatchElements and the two
+    extra maps around it cost more per row than the lexical scorer itself
+    (benchmarks/RESULTS-relevance.md); the model is still the handler's, shared by every
+    DoFn instance of the process (``beam.utils.shared``)."""
+
+    def __init__(self, handler: RelevanceModelHandler):
+        from apache_beam.utils.shared import Shared
+
+        self.handler = handler
+        self._shared = Shared()
+        self.model: Scorer | None = None
+
+    def setup(self) -> None:
+        self.model = self._shared.acquire(lambda: _Held(self.handler.load_model())).scorer
+
+    def start_bundle(self) -> None:
+        self._rows: list[dict[str, Any]] = []
+
+    def _flush(self) -> list[Any]:
+        rows, self._rows = self._rows, []
+        if not rows:
+            return []
+        assert self.model is not None
+        return [TaggedOutput(REJECTS_TAG, e) if isinstance(e, Reject) else e
+                for e in self.handler.run_inference(rows, self.model)]
+
+    def process(self, row: dict[str, Any]) -> Any:
+        if not has_weak(row):
+            return (row,)
+        self._rows.append(row)
+        return self._flush() if len(self._rows) >= self.handler.cfg.batch_size else ()
+
+    def finish_bundle(self) -> Iterator[Any]:
+        from apache_beam.transforms.window import GlobalWindows
+
+        for e in self._flush():
+            if isinstance(e, TaggedOutput):
+                yield TaggedOutput(e.tag, GlobalWindows.windowed_value(e.value))
+            else:
+                yield GlobalWindows.windowed_value(e)
+
+
+class _Held:
+    """A weak-referenceable holder: ``Shared`` keeps its objects by weak reference."""
+
+    def __init__(self, scorer: Scorer):
+        self.scorer = scorer
+
+
+class ScoreRelevance(beam.PTransform):
+    """Row stage: {"pairs", "parallel"} -> ({"pairs" with weak texts scored, "parallel"}, rejects).
+
+    cfg: the ``[relevance]`` settings. loader: cfg -> Scorer, called on the workers
+    (default: ``curation.relevance_build.build_scorer`` with ``mt``, the build's ``[mt]``
+    settings, for the translate scorer). Building the transform checks the configuration
+    and its files (``check_relevance``), before the pipeline runs. A batch build (global
+    window) with one scorer per process scores in ``_BufferedScoreFn``; windowed input, or
+    ``model_copies`` (one encoder per GPU machine), goes through ``RunInference``.
+    """
+
+    def __init__(self, cfg: RelevanceConfig, loader: Callable[[RelevanceConfig], Scorer] | None = None,
+                 mt: Any = None, label: str | None = None):
+        super().__init__(label)
+        from curation.relevance_build import ScorerLoader, check_relevance
+
+        self.cfg = cfg
+        self.scorer_id = None if loader is not None else check_relevance(cfg, mt)
+        self.loader = loader or ScorerLoader(mt)
+
+    def expand(self, tables: dict[str, beam.PCollection]) -> tuple[dict[str, beam.PCollection], beam.PCollection]:
+        from apache_beam.transforms.window import GlobalWindows
+
+        handler = RelevanceModelHandler(self.cfg, self.loader, self.scorer_id)
+        pairs = tables["pairs"]
+        if isinstance(pairs.windowing.windowfn, GlobalWindows) and self.cfg.copies() is None:
+            out = pairs | "Score" >> beam.ParDo(_BufferedScoreFn(handler)).with_outputs(REJECTS_TAG, main="rows")
+            return {"pairs": out.rows, "parallel": tables["parallel"]}, out[REJECTS_TAG]
+        routed = pairs | "HasWeak" >> beam.FlatMap(_route).with_outputs("plain", main="weak")
+        scored = routed.weak | "Score" >> RunInference(handler)
+        out = scored | "Split" >> beam.FlatMap(_split).with_outputs(REJECTS_TAG, main="rows")
+        merged = (routed.plain, out.rows) | "Pairs" >> beam.Flatten()
+        return {"pairs": merged, "parallel": tables["parallel"]}, out[REJECTS_TAG]
+
+
+class RelevanceHistogram:
+    """The manifest's relevance distribution, accumulated one row at a time (a build's rows
+    need not fit in memory): per language, per scorer, the weak texts' score counts in
+    ``bins`` equal bins over [0, 1] (the last one closed), their mean, and how many stayed
+    unscored (null, listed under scorer "none")."""
+
+    def __init__(self, bins: int = HIST_BINS):
+        self.bins = bins
+        self.cells: dict[tuple[str, str], list[Any]] = {}  # (lang, scorer) -> [n, null, sum, counts]
+
+    def add(self, texts: Iterable[dict[str, Any]]) -> None:
+        """Count the weak texts of one pairs row's ``texts``."""
+        for t in texts:
+            if t["kind"] != "weak":
+                continue
+            cell = self.cells.setdefault((t["lang"], t.get("relevance_scorer") or "none"), [0, 0, 0.0, [0] * self.bins])
+            cell[0] += 1
+            r = t.get("relevance")
+            if r is None:
+                cell[1] += 1
+            else:
+                cell[2] += r
+                cell[3][min(int(r * self.bins), self.bins - 1)] += 1
+
+    def result(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"bins": [round(i / self.bins, 6) for i in range(self.bins + 1)], "by_lang": {}}
+        for (lang, sid), (n, null, total, counts) in sorted(self.cells.items()):
+            scored = n - null
+            out["by_lang"].setdefault(lang, {})[sid] = {
+                "n": n, "null": null, "counts": counts, "mean": round(total / scored, 4) if scored else None}
+        return out
+
+
+def relevance_histogram(rows: Iterable[dict[str, Any]], bins: int = HIST_BINS) -> dict[str, Any]:
+    """``RelevanceHistogram`` of pairs rows (only ``texts`` is read)."""
+    hist = RelevanceHistogram(bins)
+    for row in rows:
+        hist.add(row["texts"])
+    return hist.result()
