@@ -122,7 +122,8 @@ def load_engines(model: Path, work: Path, dec: Decoding, args: argparse.Namespac
     engines = {"m3curate fairseq engine": (
         FairseqTranslator(model, dec, device=args.device, dtype="float16" if cuda else "float32",
                           cpu_threads=args.threads), "float16" if cuda else "float32")}
-    variants = (("float16", "float16"), ("int8_float16", "int8_float16")) if cuda else ((None, "float32"), ("int8", "int8"))
+    variants = ((("float16", "float16"), ("int8_float16", "int8_float16")) if cuda
+                else ((None, "float32"), ("int8", "int8")))
     for quant, compute in variants:
         out = convert_checkpoint(model, work / f"ct2-{compute}", quant)
         engines[f"m3curate CTranslate2 engine ({compute})"] = (

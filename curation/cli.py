@@ -111,7 +111,10 @@ def _register_stage_commands(sub: argparse._SubParsersAction) -> None:
     from codeswitch.cli import register as register_codeswitch
     from curation.lid_cli import register as register_lid
 
+    from translate.cli import register as register_mt
+
     register_lid(sub)
+    register_mt(sub)
     register_codeswitch(sub)
 
 

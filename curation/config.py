@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from codeswitch.config import CodeSwitchConfig, codeswitch_config_from_dict
+from translate.config import TranslateConfig, translate_config_from_dict
 
 FORMATS = ("jsonl", "csv", "tsv", "parquet", "webdataset", "parallel_files")
 KINDS = ("pair", "weak", "parallel")
@@ -175,6 +176,7 @@ class BuildConfig:
     text: TextConfig = field(default_factory=TextConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
     lid: LidConfig = field(default_factory=LidConfig)
+    mt: TranslateConfig = field(default_factory=TranslateConfig)
     codeswitch: CodeSwitchConfig = field(default_factory=CodeSwitchConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     seed: int = 0
@@ -299,14 +301,15 @@ def config_from_dict(data: dict[str, Any], base_dir: str | Path = ".") -> BuildC
         data["lid"] = {**data["lid"], "model": _resolve(data["lid"]["model"], base)}
     sections = {"image": ImageConfig, "text": TextConfig, "dedup": DedupConfig, "lid": LidConfig, "output": OutputConfig}
     kwargs: dict[str, Any] = {name: _build(cls, data.pop(name, {}), name) for name, cls in sections.items()}
-    try:
+    try:  # the stage packages own their sections and say which setting is wrong
+        kwargs["mt"] = translate_config_from_dict(data.pop("mt", {}), str(base))
         kwargs["codeswitch"] = codeswitch_config_from_dict(data.pop("codeswitch", {}), str(base))
     except ValueError as err:
         raise ConfigError(str(err)) from err
     seed = data.pop("seed", 0)
     if data:
         raise ConfigError(
-            f"unknown top-level setting(s) {sorted(data)}; known: sources, seed, {', '.join(sections)}, codeswitch"
+            f"unknown top-level setting(s) {sorted(data)}; known: sources, seed, {', '.join(sections)}, mt, codeswitch"
         )
     _check_type("", "seed", seed, int)
     return validate(BuildConfig(sources=sources, seed=seed, base_dir=str(base), **kwargs))

@@ -60,10 +60,11 @@ def summarise(directory: str) -> dict[str, Any]:
     by_kind: dict[str, Counter[str]] = {}
     out_by_source: Counter[str] = Counter()
     rejects: list[dict[str, Any]] = []
+    derived = 0
     for table in TABLES:
         files[table] = []
         for path in shard_files(directory, table):
-            columns = {"pairs": ["source", "texts"], "parallel": ["source", "src_lang", "tgt_lang", "origin"]}
+            columns = {"pairs": ["source", "texts"], "parallel": ["source", "src_lang", "tgt_lang", "origin", "pair_id"]}
             cols = columns.get(table, ["source", "stage", "reason", "level"])
             data = _read(path, cols).to_pylist()
             files[table].append({"path": f"{table}/{posixpath.basename(path)}", "rows": len(data)})
@@ -71,7 +72,10 @@ def summarise(directory: str) -> dict[str, Any]:
                 if table == "rejects":
                     rejects.append(row)
                     continue
-                out_by_source[row["source"]] += 1
+                if row.get("pair_id") is None:  # rows made by translation are derived, not input records
+                    out_by_source[row["source"]] += 1
+                else:
+                    derived += 1
                 texts = row["texts"] if table == "pairs" else [
                     {"lang": row["src_lang"], "kind": "parallel"}, {"lang": row["tgt_lang"], "kind": "parallel"}
                 ]
@@ -83,6 +87,7 @@ def summarise(directory: str) -> dict[str, Any]:
         "languages": dict(sorted(langs.items())),
         "languages_by_kind": {k: dict(sorted(v.items())) for k, v in sorted(by_kind.items())},
         "output_by_source": dict(out_by_source),
+        "derived_parallel_rows": derived,
         "rejects": rejects,
     }
 
@@ -112,7 +117,7 @@ def reconcile(inputs: dict[str, int], summary: dict[str, Any], stages: tuple[str
     by_reason = Counter(f"{r['stage']}/{r['reason']}" for r in record_rejects)
     text_by_reason = Counter(f"{r['stage']}/{r['reason']}" for r in summary["rejects"] if r["level"] == "text")
     rejected_by_source = Counter(r["source"] for r in record_rejects)
-    output = sum(f["rows"] for t in ("pairs", "parallel") for f in summary["files"][t])
+    output = sum(summary["output_by_source"].values())
     total_in = sum(inputs.values())
     per_source = {}
     for source in sorted(set(inputs) | set(summary["output_by_source"]) | set(rejected_by_source)):
@@ -129,6 +134,7 @@ def reconcile(inputs: dict[str, int], summary: dict[str, Any], stages: tuple[str
         "rejected_texts_by_reason": dict(sorted(text_by_reason.items())),
         "pairs_rows": sum(f["rows"] for f in summary["files"]["pairs"]),
         "parallel_rows": sum(f["rows"] for f in summary["files"]["parallel"]),
+        "derived_parallel_rows": summary.get("derived_parallel_rows", 0),
         "by_source": per_source,
         "stages": stage_rows,
         "reconciled": ok,

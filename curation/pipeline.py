@@ -49,6 +49,12 @@ def _lid(cfg: BuildConfig) -> beam.PTransform:
     return DetectLanguage(cfg.lid)
 
 
+def _mt(cfg: BuildConfig) -> beam.PTransform:
+    from translate.beam import TranslateCaptions
+
+    return TranslateCaptions(cfg.mt)
+
+
 def _codeswitch(cfg: BuildConfig) -> beam.PTransform:
     from codeswitch.beam import CodeSwitch
 
@@ -59,6 +65,7 @@ def _codeswitch(cfg: BuildConfig) -> beam.PTransform:
 # then code-switching (which may switch translations), then relevance scoring.
 ROW_STAGES: list[RowStage] = [
     RowStage("lid", lambda cfg: bool(cfg.lid.model), _lid),
+    RowStage("mt", lambda cfg: cfg.mt.enabled, _mt),
     RowStage("codeswitch", lambda cfg: bool(cfg.codeswitch.dictionaries), _codeswitch),
 ]
 

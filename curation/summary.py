@@ -26,6 +26,7 @@ def format_summary(manifest: dict[str, Any], out: str) -> str:
             ("rejected records", str(counts["rejected_records"])),
             ("pairs rows", str(counts["pairs_rows"])),
             ("parallel rows", str(counts["parallel_rows"])),
+            ("  of them made by MT", str(counts.get("derived_parallel_rows", 0))),
             ("rejected texts", str(counts["rejected_texts"])),
         ],
         "counts:",

@@ -61,7 +61,8 @@ def generate_command(data_dir: Path, checkpoint: Path, info: ModelInfo, src_lang
     d = decoding
     cmd = [fairseq_bin("fairseq-generate"), str(data_dir), "--path", str(checkpoint), "--gen-subset", subset,
            *task_args(info, src_lang, tgt_lang), "--beam", str(d.beam), "--nbest", "1",
-           "--lenpen", str(d.lenpen), "--min-len", str(d.min_len), "--max-len-a", str(d.max_len_a), "--max-len-b", str(d.max_len_b),
+           "--lenpen", str(d.lenpen), "--min-len", str(d.min_len),
+           "--max-len-a", str(d.max_len_a), "--max-len-b", str(d.max_len_b),
            "--no-repeat-ngram-size", str(d.no_repeat_ngram_size), "--max-tokens", str(d.max_tokens),
            # the default (8) silently drops the last batch when its size is not a multiple
            # of 8 (fairseq issue #5036): up to 7 sentences would go untranslated

@@ -53,7 +53,8 @@ def _decoding_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-len-a", type=float, default=d.max_len_a, help="max length = a * source length + b")
     p.add_argument("--max-len-b", type=int, default=d.max_len_b, help=f"(default a=0, b={d.max_len_b})")
     p.add_argument("--no-repeat-ngram-size", type=int, default=0, help="forbid repeated n-grams of this size")
-    p.add_argument("--max-tokens", type=int, default=d.max_tokens, help=f"token budget per model batch (default {d.max_tokens})")
+    p.add_argument("--max-tokens", type=int, default=d.max_tokens,
+                   help=f"token budget per model batch (default {d.max_tokens})")
 
 
 def _translate(args: argparse.Namespace, beam_args: list[str]) -> int:
@@ -69,7 +70,8 @@ def _translate(args: argparse.Namespace, beam_args: list[str]) -> int:
     lines = read_lines(args.input) if args.input != "-" else sys.stdin.read().splitlines()
     started = time.time()
     model = load_translator(cfg)
-    _log(f"loaded {model.model_id} in {time.time() - started:.1f}s; translating {len(lines)} lines {args.src}->{args.tgt}")
+    _log(f"loaded {model.model_id} in {time.time() - started:.1f}s; "
+         f"translating {len(lines)} lines {args.src}->{args.tgt}")
     started = time.time()
     hyps = model.translate(lines, args.src, args.tgt)
     seconds = time.time() - started
@@ -136,7 +138,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``mt`` and its sub-commands to the main CLI's sub-parsers; returns the ``mt`` parser."""
     mt = subparsers.add_parser("mt", help="machine translation: translate, eval, convert, train-demo",
                                formatter_class=FMT, description="The translation stage alone, for files.",
-                               epilog="example:\n  m3curate mt translate --help\n  m3curate mt eval --hyp out.de --ref ref.de")
+                               epilog="example:\n  m3curate mt translate --help\n"
+                                      "  m3curate mt eval --hyp out.de --ref ref.de")
     sub = mt.add_subparsers(dest="mt_command", required=True, metavar="MT_COMMAND")
     t = _add(sub, "translate", "translate a text file, one sentence a line", TRANSLATE_EXAMPLE,
              "Translate each line of --input with a fairseq checkpoint directory or a CTranslate2 model; "
@@ -172,5 +175,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     d.add_argument("--src", default="en", help="source language (default en)")
     d.add_argument("--epochs", type=int, default=15, help="training epochs (default 15)")
     d.add_argument("--seed", type=int, default=1, help="fairseq-train seed (default 1)")
-    d.add_argument("--both-directions", action="store_true", help="also train target -> source (back-translation)")
+    d.add_argument("--both-directions", action="store_true",
+                   help="also train target -> source (for back-translation)")
     return mt

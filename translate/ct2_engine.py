@@ -138,7 +138,8 @@ class CT2Translator(Translator):
         todo = []
         for i, tokens in enumerate(encoded):
             if len(tokens) + 1 > self.max_source:
-                out[i] = Hypothesis("", None, f"source has {len(tokens) + 1} tokens; the model takes at most {self.max_source}", "too_long")
+                detail = f"source has {len(tokens) + 1} tokens; the model takes at most {self.max_source}"
+                out[i] = Hypothesis("", None, detail, "too_long")
             elif len(tokens) <= langtok:
                 out[i] = Hypothesis("", None, "source is empty after tokenisation", "empty_source")
             else:
@@ -152,6 +153,7 @@ class CT2Translator(Translator):
         return out  # type: ignore[return-value]
 
     def _generate(self, batch: list[list[str]], prefix: str | None) -> list[Hypothesis]:
+        """One token-budget batch; CTranslate2 sorts and pads it itself (max_batch_size=0)."""
         d = self.decoding
         longest = max(len(t) for t in batch) + 1
         # fairseq: at most a * src_len + b steps (the forced prefix token is one of them)

@@ -102,7 +102,7 @@ class FairseqTranslator(Translator):
                  spm_model: str | None = None, device: str = "cpu", dtype: str = "float32",
                  trusted_globals: Sequence[str] = (), model_id: str | None = None, cpu_threads: int = 0):
         import torch
-        from fairseq import checkpoint_utils
+        from fairseq import checkpoint_utils, utils
 
         self.decoding = decoding or Decoding()
         self.decoding.check()
@@ -132,9 +132,8 @@ class FairseqTranslator(Translator):
         self.models, self.task = models, task
         self.src_dict, self.tgt_dict = task.source_dictionary, task.target_dictionary
         self.left_pad = bool(_task_setting(task, "left_pad_source", True))
-        from fairseq import utils
-
-        self.max_source = utils.resolve_max_positions(task.max_positions(), *[m.max_positions() for m in models])[0]
+        limits = utils.resolve_max_positions(task.max_positions(), *[m.max_positions() for m in models])
+        self.max_source = limits[0]
         self.pieces = Pieces(find_spm(root, spm_model))
         self.generator = self._build_generator()
         self.model_id = model_id or f"fairseq:{root.resolve().name}"
@@ -187,7 +186,8 @@ class FairseqTranslator(Translator):
         todo = []
         for i, ids in enumerate(encoded):
             if len(ids) > self.max_source:
-                out[i] = Hypothesis("", None, f"source has {len(ids)} tokens; the model takes at most {self.max_source}", "too_long")
+                detail = f"source has {len(ids)} tokens; the model takes at most {self.max_source}"
+                out[i] = Hypothesis("", None, detail, "too_long")
             elif len(ids) <= 1 + (1 if self.info.multilingual and self.info.encoder_langtok else 0):
                 out[i] = Hypothesis("", None, "source is empty after tokenisation", "empty_source")
             else:

@@ -55,7 +55,8 @@ def test_captions_are_translated_into_every_target_in_order(tiny_mt, generate_ru
         assert texts[1]["score"] == pytest.approx(reference[i].score, abs=1e-5)
     made = [p for p in out["parallel"] if p["id"] != "p0"]
     assert len(made) == 3 * len(captions) and any(p["id"] == "p0" for p in out["parallel"])
-    assert {(p["pair_id"], p["tgt_lang"]) for p in made} == {(f"r{i:02d}", t) for i in range(12) for t in ("de", "fr", "es")}
+    expected = {(f"r{i:02d}", t) for i in range(12) for t in ("de", "fr", "es")}
+    assert {(p["pair_id"], p["tgt_lang"]) for p in made} == expected
     assert all(p["src_lang"] == "en" and p["origin"] == model_id and p["source"] == "cc" for p in made)
     assert counters["translated_de"] == counters["translated_fr"] == counters["translated_es"] == 12
     assert counters["requests"] == 36
