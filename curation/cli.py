@@ -110,7 +110,6 @@ def _register_stage_commands(sub: argparse._SubParsersAction) -> None:
     """Each stage package adds its own command (``m3curate codeswitch``, ``lid``, ``mt``...)."""
     from codeswitch.cli import register as register_codeswitch
     from curation.lid_cli import register as register_lid
-
     from translate.cli import register as register_mt
 
     register_lid(sub)
