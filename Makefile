@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_spine.py
 	$(BIN)/python benchmarks/bench_lid.py
 	$(BIN)/python benchmarks/bench_codeswitch.py
+	$(BIN)/python benchmarks/bench_mt.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info
