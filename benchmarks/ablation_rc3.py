@@ -3,9 +3,10 @@
 Runs, all with the same steps, seeds, model and data order:
   a  strict       strict pairs only (weak texts never sampled)
   b  weak-strict  weak texts treated as strict pairs (relevance ignored)
-  c  rc3-soft     RC3 form 1: soft targets with mass r on the own image
+  c  rc3-soft     RC3 form 1: target mass r on the own pair (the rest goes nowhere)
   d  rc3-reg      RC3 form 2: regulariser towards r * sim(image, anchor)
   e  rc3-null     form 1 with no relevance scores (null -> data.null_relevance = 0.5)
+  f  rc3-spread   form 1 with the text's 1 - r spread uniformly over images (text side only)
 
 The pipeline's relevance stage has not landed yet, so texts.relevance is null in the built
 dataset. For a-d this script writes a copy of the dataset whose weak texts carry the demo
@@ -45,6 +46,7 @@ RUNS = {
     "c": ("RC3 soft targets, r from labels", {"loss": {"weak_form": "soft"}}, True),
     "d": ("RC3 regulariser, r from labels", {"loss": {"weak_form": "regularizer"}}, True),
     "e": ("RC3 soft targets, r unscored (0.5)", {"loss": {"weak_form": "soft"}, "data": {"null_relevance": 0.5}}, False),
+    "f": ("RC3 soft targets + uniform spread", {"loss": {"weak_form": "soft", "weak_spread": True}}, True),
 }
 
 
@@ -145,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="/tmp/m3-ablation", help="where the runs go")
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--seeds", default="0")
-    ap.add_argument("--runs", default="abcde")
+    ap.add_argument("--runs", default="abcdef")
     ap.add_argument("--json", help="write all results here")
     args = ap.parse_args(argv)
     demo, out = Path(args.demo), Path(args.out)

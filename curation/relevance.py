@@ -67,44 +67,56 @@ def resolve_anchor(texts: Sequence[dict[str, Any]], i: int, cfg: RelevanceConfig
     return None
 
 
-Result = tuple[float | None, Anchor | None]
+Result = tuple[int, float | None, Anchor | None]  # (text index, score, anchor)
 
 
-def _apply(row: dict[str, Any], results: dict[int, Result], scorer_id: str, cfg: RelevanceConfig,
-           stats: Counter[str], kept_rows: list[dict[str, Any]], rejects: list[Reject]) -> None:
-    """Write the scores of one row's weak texts; drop (and reject) the texts that fail."""
+def _apply(row: dict[str, Any], results: list[Result], scorer_id: str, cfg: RelevanceConfig,
+           tally: Counter[tuple[str, str]], kept_rows: list[dict[str, Any]], rejects: list[Reject]) -> None:
+    """Write the scores of one row's weak texts; drop (and reject) the texts that fail.
+    ``tally`` counts (outcome, language): ``score_rows`` names the counters once a batch."""
     texts = list(row["texts"])
     dropped: list[tuple[int, str, str]] = []
-    for i, (score, anchor) in sorted(results.items()):
-        lang = texts[i]["lang"]
+    threshold = cfg.threshold
+    for i, score, anchor in results:
         if anchor is None:
-            stats[f"rejected_{NO_ANCHOR}"] += 1
+            tally[("rejected", NO_ANCHOR)] += 1
             dropped.append((i, NO_ANCHOR, "weak text without an anchor caption (relevance.no_anchor = \"reject\")"))
             continue
         sid = scorer_id
         if anchor.fallback:
             sid = f"{scorer_id}@fallback"
-            stats["fallback_anchor"] += 1
+            tally[("fallback", "")] += 1
         text = texts[i].copy()
         text["relevance"], text["relevance_scorer"] = score, None if score is None else sid
         texts[i] = text
         if score is None:
-            stats[f"unscored_{cfg.scorer}_{lang}"] += 1
-        elif cfg.threshold > 0 and score < cfg.threshold:
-            stats[f"rejected_{BELOW_THRESHOLD}"] += 1
-            dropped.append((i, BELOW_THRESHOLD, f"relevance {score:.4f} < threshold {cfg.threshold} ({sid})"))
+            tally[("unscored", text["lang"])] += 1
+        elif score < threshold:
+            tally[("rejected", BELOW_THRESHOLD)] += 1
+            dropped.append((i, BELOW_THRESHOLD, f"relevance {score:.4f} < threshold {threshold} ({sid})"))
         else:
-            stats[f"scored_{cfg.scorer}_{lang}"] += 1
+            tally[("scored", text["lang"])] += 1
     if not dropped:
         new_row = row.copy()
         new_row["texts"] = texts
         kept_rows.append(new_row)
         return
-    _drop(row, texts, dropped, stats, kept_rows, rejects)
+    _drop(row, texts, dropped, tally, kept_rows, rejects)
+
+
+def _counter_names(tally: Counter[tuple[str, str]], scorer: str, stats: Counter[str]) -> None:
+    """(outcome, language) tallies as the stage's counter names (module docstring)."""
+    for (outcome, what), n in tally.items():
+        if outcome in ("scored", "unscored"):
+            stats[f"{outcome}_{scorer}_{what}"] += n
+        elif outcome == "fallback":
+            stats["fallback_anchor"] += n
+        else:
+            stats[f"{outcome}_{what}"] += n
 
 
 def _drop(row: dict[str, Any], texts: list[dict[str, Any]], dropped: list[tuple[int, str, str]],
-          stats: Counter[str], kept_rows: list[dict[str, Any]], rejects: list[Reject]) -> None:
+          tally: Counter[tuple[str, str]], kept_rows: list[dict[str, Any]], rejects: list[Reject]) -> None:
     """Remove the dropped texts (text-level rejects), or reject the row if none is left."""
     gone = {i for i, _, _ in dropped}
     new_index = {i: n for n, i in enumerate(i for i in range(len(texts)) if i not in gone)}
@@ -112,7 +124,7 @@ def _drop(row: dict[str, Any], texts: list[dict[str, Any]], dropped: list[tuple[
     src, src_id, rid = row["source"], row["source_id"], row["id"]
     if not kept:
         reason = dropped[-1][1]
-        stats[f"rows_rejected_{reason}"] += 1
+        tally[("rows_rejected", reason)] += 1
         detail = "every text dropped: " + "; ".join(f"text {i}: {r}: {d}" for i, r, d in dropped)
         raw = _without_bytes({**row, "texts": texts})
         rejects.append(Reject(STAGE, reason, detail, src, src_id, raw, rid, "record"))
@@ -127,28 +139,29 @@ def _drop(row: dict[str, Any], texts: list[dict[str, Any]], dropped: list[tuple[
 def score_rows(rows: Sequence[dict[str, Any]], scorer: Scorer, cfg: RelevanceConfig, stats: Counter[str],
                scorer_id: str | None = None) -> tuple[list[dict[str, Any]], list[Reject]]:
     """Score every weak text of a batch of pairs rows with one scorer call: (rows, rejects)."""
-    jobs: list[tuple[int, int, Anchor | None]] = []
+    plan: list[list[tuple[int, Anchor | None]]] = []
     pairs: list[Pair] = []
-    for r, row in enumerate(rows):
+    for row in rows:
         texts = row["texts"]
+        weak: list[tuple[int, Anchor | None]] = []
         for i, text in enumerate(texts):
             if text["kind"] == "weak":
                 anchor = resolve_anchor(texts, i, cfg)
-                jobs.append((r, i, anchor))
+                weak.append((i, anchor))
                 if anchor is not None:
                     pairs.append(Pair(text["text"], text["lang"], anchor.text, anchor.lang))
-    scores = iter(scorer.score(pairs) if pairs else [])
-    per_row: dict[int, dict[int, Result]] = {}
-    for r, i, anchor in jobs:
-        per_row.setdefault(r, {})[i] = (None if anchor is None else next(scores), anchor)
+        plan.append(weak)
+    scores = iter(scorer.score(pairs) if pairs else ())
     sid = scorer_id or scorer.id
+    tally: Counter[tuple[str, str]] = Counter()
     kept: list[dict[str, Any]] = []
     rejects: list[Reject] = []
-    for r, row in enumerate(rows):
-        if r in per_row:
-            _apply(row, per_row[r], sid, cfg, stats, kept, rejects)
+    for row, weak in zip(rows, plan, strict=True):
+        if weak:
+            _apply(row, [(i, None if a is None else next(scores), a) for i, a in weak], sid, cfg, tally, kept, rejects)
         else:
             kept.append(row)
+    _counter_names(tally, cfg.scorer, stats)
     return kept, rejects
 
 

@@ -143,17 +143,23 @@ def train_fasttext_encoder(lines: Iterable[str], out_dir: str | Path, *, dim: in
 
     For a cross-lingual encoder, pass translation pairs joined into one line each and
     ``multilingual=True``. One thread keeps the model reproducible (fastText's seed is
-    fixed). Training runs in a fresh process: in a process that has run a Beam pipeline,
+    fixed). Training runs in a fresh interpreter (a subprocess, so no main-module guard is
+    needed): in a process that has run a Beam pipeline,
     fastText's unsupervised training diverges ("Encountered NaN") on tiny corpora.
     """
-    import multiprocessing
+    import subprocess
+    import sys
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = out / "train.txt"
     data.write_text("".join(" ".join(line.lower().split()) + "\n" for line in lines), encoding="utf-8")
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        pool.apply(_train_unsupervised, (str(data), str(out / "model.bin"), dim, epochs))
+    code = "import sys; from curation.relevance_encoders import _train_unsupervised as t; t(*sys.argv[1:3], *map(int, sys.argv[3:]))"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", code, str(data), str(out / "model.bin"), str(dim), str(epochs)],
+                          env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"fastText encoder training failed: {done.stderr.strip().splitlines()[-1:]}")
     data.unlink()
     meta = {"kind": "fasttext", "model": "model.bin", "multilingual": multilingual, "name": name or out.name}
     (out / MARKER).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")

@@ -17,7 +17,7 @@ PRETRAIN_EXAMPLE = """example:
   m3curate pretrain --data out/ds --out runs/tiny --steps 2000
   m3curate pretrain --data out/ds --out runs/tiny --resume
   m3curate pretrain --data out/ds --out runs/base --config rc3_base.toml \\
-      --set loss.weak_form=\\"regularizer\\" --set data.lang_weights.en=0.5
+      --set loss.weak_form=regularizer --set data.lang_weights.en=0.5
   torchrun --nproc_per_node 8 $(which m3curate) pretrain --data out/ds --out runs/base \\
       --config rc3_base.toml
   m3curate pretrain tokenizer --data out/ds --out runs/spm.model --vocab-size 32000
@@ -30,8 +30,9 @@ TOKENIZER_EXAMPLE = """example:
   m3curate pretrain tokenizer --data out/ds --out spm.model
   m3curate pretrain tokenizer --data out/ds --out spm.model --vocab-size 32000 --split train
 
-Use the model with --set tokenizer.model=\\"spm.model\\" (an existing model such as XLM-R's
-sentencepiece.bpe.model works the same way)."""
+Use the model with --set tokenizer.model=spm.model (an existing model such as XLM-R's
+sentencepiece.bpe.model works the same way). --set values are TOML (numbers, true/false,
+[lists]); anything that is not valid TOML is taken as a string."""
 
 EVALUATE_EXAMPLE = """example:
   m3curate evaluate --checkpoint runs/tiny --data out/ds --split test

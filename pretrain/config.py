@@ -101,6 +101,8 @@ class LossConfig:
     weak_form: soft (the weak text's contrastive target puts mass r on its own image),
         regularizer (pull sim(image, weak) towards r * sim(image, anchor)), or strict
         (weak texts are treated as strict pairs; the ablation baseline).
+    weak_spread: with soft, also spread the remaining 1 - r uniformly over all images
+        (text side only); off by default, see pretrain/README.md.
     itm_negatives: sample (ALBEF/CCLM: draw by softmax of ITC similarities) or hardest.
     """
 
@@ -110,6 +112,7 @@ class LossConfig:
     mlm: float = 1.0
     itm: float = 1.0
     weak_form: str = "soft"
+    weak_spread: bool = False
     temperature: float = 0.07
     learn_temperature: bool = True
     itm_negatives: str = "sample"

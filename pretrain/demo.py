@@ -8,6 +8,7 @@ pairs, which is exactly the cross-lingual transfer RC3 and CCLM rely on.
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -59,15 +60,30 @@ def _calibrate_steps(minutes: float) -> int:
     return int(max(100, min(5000, minutes * 60 / per_step)))
 
 
+RUN_FILES = ("checkpoints", "metrics.jsonl", "tokenizer.model", "config.json", "demo_eval.txt")
+
+
+def _clear_previous(out: Path) -> None:
+    """A re-run of the demo replaces its earlier run (only the files a run writes)."""
+    for name in RUN_FILES:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
 def run_demo_training(data_dir: str, out_dir: str, minutes: float | None = 3.0, steps: int | None = None,
                       heldout: str | None = None, overrides: dict[str, Any] | None = None, quiet: bool = False) -> dict[str, Any]:
     """Train ``tiny`` on ``data_dir`` into ``out_dir`` (``steps``, or as many as fit ``minutes``),
     then evaluate on ``heldout`` (a benchmark-style folder) or the dataset's test split.
 
     Returns {"train": run summary, "eval": evaluate() result, "chance_r_mean", "table"}.
+    An earlier demo run in ``out_dir`` is replaced.
     """
     from pretrain.train import run_training
 
+    _clear_previous(Path(out_dir))
     if steps is None:
         steps = _calibrate_steps(minutes or 3.0)
     settings = merge(DEMO_SETTINGS, {"train": {"steps": steps, "warmup_steps": max(1, steps // 10)}})

@@ -10,7 +10,6 @@ Ties are broken against the model (a constant scorer gets no credit).
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ def load_model(checkpoint: str | Path, device: torch.device) -> tuple[RC3Model, 
     state = load_checkpoint(checkpoint)
     tok = Tokenizer(state["tokenizer"])
     model_cfg = ModelConfig(**state["model_config"])
-    loss_cfg = replace(LossConfig(**state["config"]["loss"]))
+    loss_cfg = LossConfig(**state["config"]["loss"])
     model = RC3Model(model_cfg, loss_cfg, tok.pad_id)
     model.load_state_dict(state["model"])
     return model.to(device).eval(), tok

@@ -2,9 +2,9 @@
 
 Every loss gives, under DDP, the gradient of the *global-batch* loss:
 
-* contrastive losses all-gather the features with gradient
-  (``torch.distributed.nn.functional.all_gather``) and compute the full global loss on every
-  rank; the gather's backward sums the W identical copies and DDP's average divides by W;
+* contrastive losses all-gather the features with gradient (``_GatherWithGrad``) and
+  compute the full global loss on every rank; the gather's backward sums the W identical
+  copies and DDP's average divides by W;
 * per-token/per-row losses (MLM, ITM, the relevance regulariser) return
   ``W * local_sum / global_count``, so DDP's average is the global mean even when ranks hold
   different numbers of masked tokens or weak texts.
@@ -14,6 +14,8 @@ So two processes with half the batch each train exactly as one process with the 
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -27,14 +29,31 @@ def _world() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather whose backward hands each rank the sum over ranks of the gradient of its
+    own slice (every rank computes the same global loss, so DDP's average then gives the
+    single-process gradient). Equal slice sizes on every rank, as the loader guarantees."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x.contiguous())
+        ctx.rank, ctx.rows = dist.get_rank(), x.shape[0]
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows]
+
+
 def gather(x: torch.Tensor, with_grad: bool = True) -> torch.Tensor:
     """Concatenate ``x`` from all ranks in rank order (identity on one process)."""
     if _world() == 1:
         return x
     if with_grad:
-        from torch.distributed.nn.functional import all_gather
-
-        return torch.cat(all_gather(x), dim=0)
+        return _GatherWithGrad.apply(x)
     src = x.to(torch.uint8) if x.dtype == torch.bool else x  # gloo has no bool all_gather
     parts = [torch.empty_like(src) for _ in range(_world())]
     dist.all_gather(parts, src.contiguous())
@@ -51,22 +70,24 @@ def global_mean(local_sum: torch.Tensor, local_count: torch.Tensor | int) -> tor
     return local_sum * world / count.clamp(min=1)
 
 
-def soft_infonce(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
-    """Per-pair symmetric InfoNCE with relevance-weighted targets: (N,) losses.
+def soft_infonce(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor, mass: torch.Tensor,
+                 spread: bool = False) -> torch.Tensor:
+    """Per-pair symmetric InfoNCE whose target puts ``mass[i]`` on pair i's own match: (N,).
 
-    ``a`` are images, ``b`` texts. Text query i (b->a) has a soft target: ``mass[i]`` on its
-    own image, ``1 - mass[i]`` spread uniformly over all N images (RC3 form 1). Image query
-    i (a->b) is pulled to its own text with weight ``mass[i]`` and never spread: a weakly
-    related text says nothing about which texts the image should match, and spreading the
-    image's target would teach the image encoder to match every text equally.
-    mass = 1 is CLIP's symmetric InfoNCE.
+    ``a`` are images, ``b`` texts; mass = 1 is CLIP's symmetric InfoNCE. With mass r < 1 the
+    pair is pulled together with weight r in both directions and the remaining 1 - r goes
+    nowhere (RC3 form 1, default). With ``spread``, text query i's remaining 1 - r is spread
+    uniformly over all N images, pushing the weak text towards equal similarity with every
+    image; only the text side learns from that part (images detached), because a text that is
+    irrelevant here says nothing about how images should be placed.
     """
     logits = logit_scale * a.float() @ b.float().t()
-    n = logits.shape[0]
-    own = torch.arange(n, device=logits.device)
+    own = torch.arange(logits.shape[0], device=logits.device)
     a2b = -mass * F.log_softmax(logits, dim=1)[own, own]
-    target = (1 - mass)[:, None] / n + torch.diag(mass)
-    b2a = -(target * F.log_softmax(logits.t(), dim=1)).sum(dim=1)
+    b2a = -mass * F.log_softmax(logits.t(), dim=1)[own, own]
+    if spread:
+        text_side = logit_scale * b.float() @ a.detach().float().t()
+        b2a = b2a - (1 - mass) * F.log_softmax(text_side, dim=1).mean(dim=1)
     return (a2b + b2a) / 2
 
 
@@ -79,7 +100,8 @@ class ContrastiveLoss(nn.Module):
 
 
 class RelevanceRegularizer(nn.Module):
-    """RC3 form 2: pull cos(image, weak) towards r * cos(image, anchor).
+    """RC3 form 2: pull cos(image, weak) towards r * cos(image, anchor), summed over the
+    ``mask``ed rows and divided by all rows of the (global) batch.
 
     The anchor side is detached: it is the reference the weak text is measured against, and
     must not be dragged towards the weak text.
@@ -89,7 +111,7 @@ class RelevanceRegularizer(nn.Module):
                 mask: torch.Tensor) -> torch.Tensor:
         target = relevance * (image * anchor).sum(-1).detach()
         err = ((image * weak).sum(-1) - target) ** 2
-        return global_mean((err * mask).sum(), mask.sum())
+        return global_mean((err * mask).sum(), mask.numel())  # per row of the batch, like ITC
 
 
 class MaskedLMLoss(nn.Module):
@@ -115,8 +137,8 @@ class RC3Loss(nn.Module):
 
     Image-text rows are strict (caption, translation, code-switched) or weak. With
     ``weak_form``:
-      soft        weak rows join the InfoNCE: the weak text's target puts mass r on its own
-                  image and 1 - r uniformly on all images; its image is pulled with weight r (form 1);
+      soft        weak rows join the InfoNCE with target mass r on their own pair (form 1;
+                  ``weak_spread`` also spreads the text's 1 - r over all images, text side only);
       regularizer weak rows with an anchor leave the InfoNCE as queries (they stay negatives
                   for others) and get RelevanceRegularizer (form 2); those without one fall
                   back to form 1;
@@ -142,11 +164,12 @@ class RC3Loss(nn.Module):
         mass, weak, soft_weak = gather(mass, False), gather(weak, False), gather(soft_weak, False)
         if form != "strict":  # weak rows dropped by the policy weight still are not asserted strict
             weak = weak | gather(is_weak, False)
-        rows = soft_infonce(img, txt, logit_scale, mass)
-        strict = ~weak
-        itc = (rows * strict).sum() / strict.sum().clamp(min=1)
-        soft = (rows * soft_weak).sum() / soft_weak.sum().clamp(min=1)
-        return itc, soft
+        rows = soft_infonce(img, txt, logit_scale, mass, spread=self.cfg.weak_spread)
+        # Both sums are divided by all N rows, so every row weighs the same whatever the
+        # mix of the batch (a mean over the few weak rows would weigh each ~N/n_weak times a
+        # strict row). itc + weak is then CLIP's mean loss when every r is 1.
+        n = rows.shape[0]
+        return (rows * ~weak).sum() / n, (rows * soft_weak).sum() / n
 
     def forward(self, image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor,
                 relevance: torch.Tensor, is_weak: torch.Tensor, has_anchor: torch.Tensor,

@@ -164,6 +164,19 @@ def test_score_relevance_windowed_input_uses_run_inference() -> None:
     p.run().wait_until_finish()
 
 
+def test_score_relevance_shared_model_copies(dicts: Path) -> None:
+    """With model_copies (one encoder per GPU machine), RunInference shares the scorer
+    across processes through a proxy: the recorded scorer id comes from the config."""
+    cfg = RelevanceConfig(enabled=True, dictionaries=str(dicts), model_copies=1)
+    p = beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"]))
+    tables = {"pairs": p | "P" >> beam.Create([row("a", ("ein kleiner roter Kreis links", "de", 0))]),
+              "parallel": p | "Q" >> beam.Create([])}
+    out, _ = tables | "Relevance" >> ScoreRelevance(cfg)
+    scorers = out["pairs"] | beam.FlatMap(lambda r: [t["relevance_scorer"] for t in r["texts"] if t["kind"] == "weak"])
+    assert_that(scorers, equal_to(["lexical"]))
+    p.run().wait_until_finish()
+
+
 def test_check_relevance_fails_early(tmp_path: Path, dicts: Path) -> None:
     assert check_relevance(RelevanceConfig(dictionaries=str(dicts))) == "lexical"
     with pytest.raises(RelevanceConfigError, match="no \\{src\\}-\\{tgt\\}.txt dictionary"):

@@ -121,3 +121,5 @@ def test_demo_training_returns_metrics(tmp_path, dataset):
     assert out["train"]["step"] == 3 and set(out["eval"]["languages"]) == {"en", "de"}
     assert out["chance_r_mean"] == pytest.approx(100 * (1 + 5 + 6) / 6 / 3, abs=0.01)  # 6 held-out images
     assert (tmp_path / "demo" / "demo_eval.txt").read_text().startswith("retrieval on")
+    again = run_demo_training(str(dataset), str(tmp_path / "demo"), steps=2, overrides=small, quiet=True)
+    assert again["train"]["step"] == 2  # a re-run replaces the earlier demo run

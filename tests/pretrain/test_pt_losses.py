@@ -30,16 +30,20 @@ def test_itc_is_symmetric_infonce():
     assert scaled.item() == pytest.approx(math.log(1 + math.exp(-2)), abs=1e-6)
 
 
-SOFT_T2I = 0.75 * math.log(1 + 1 / E) + 0.25 * math.log(1 + E)  # r = 0.5, N = 2: target [0.75, 0.25]
-SOFT = (0.5 * HARD + SOFT_T2I) / 2  # image side: pulled to its own text with weight r
+SOFT = 0.5 * HARD  # r = 0.5: mass 0.5 on the own pair, in both directions
+UNIFORM = 0.5 * math.log(1 + 1 / E) + 0.5 * math.log(1 + E)  # CE of a uniform target over N = 2
 
 
 def test_soft_targets_put_mass_r_on_the_own_image():
     rows = soft_infonce(EYE, EYE, torch.tensor(1.0), torch.tensor([1.0, 0.5]))
     assert rows.tolist() == pytest.approx([HARD, SOFT], abs=1e-6)
-    # r = 0: the text's target is uniform over images; its image is not pulled at all
-    uniform = soft_infonce(EYE, EYE, torch.tensor(1.0), torch.tensor([0.0, 0.0]))
-    assert uniform[0].item() == pytest.approx((0.5 * math.log(1 + 1 / E) + 0.5 * math.log(1 + E)) / 2, abs=1e-6)
+    assert soft_infonce(EYE, EYE, torch.tensor(1.0), torch.tensor([0.0, 0.0])).tolist() == [0.0, 0.0]
+    # spread: the text's remaining 1 - r = 0.5 goes uniformly over the images
+    spread = soft_infonce(EYE, EYE, torch.tensor(1.0), torch.tensor([1.0, 0.5]), spread=True)
+    assert spread[1].item() == pytest.approx((0.5 * HARD + 0.5 * HARD + 0.5 * UNIFORM) / 2, abs=1e-6)
+    images = EYE.clone().requires_grad_(True)
+    soft_infonce(images, EYE, torch.tensor(1.0), torch.tensor([0.0, 0.0]), spread=True).sum().backward()
+    assert images.grad is None or not images.grad.any(), "the spread part teaches the text side only"
 
 
 
@@ -47,9 +51,9 @@ def test_regularizer_pulls_weak_similarity_to_r_times_anchor_similarity():
     image = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
     weak = torch.tensor([[0.6, 0.8], [0.0, 1.0]])
     anchor = torch.tensor([[0.8, 0.6], [1.0, 0.0]])
-    # row 0: cos(v, w) = 0.6, r * cos(v, a) = 0.5 * 0.8 = 0.4 -> 0.04; row 1 masked out
+    # row 0: cos(v, w) = 0.6, r * cos(v, a) = 0.5 * 0.8 = 0.4 -> 0.04; row 1 masked out; / 2 rows
     loss = RelevanceRegularizer()(image, weak, anchor, torch.tensor([0.5, 1.0]), torch.tensor([1.0, 0.0]))
-    assert loss.item() == pytest.approx(0.04, abs=1e-6)
+    assert loss.item() == pytest.approx(0.02, abs=1e-6)
     weak.requires_grad_(True)
     anchor.requires_grad_(True)
     RelevanceRegularizer()(image, weak, anchor, torch.tensor([0.5, 1.0]), torch.tensor([1.0, 0.0])).backward()
@@ -74,15 +78,16 @@ def _rows(form: str, **weights: float) -> dict[str, torch.Tensor]:
 
 
 def test_rc3_loss_forms_split_strict_and_weak_rows():
+    # each row's loss is divided by all N = 2 rows: a weak row weighs what a strict row does
     soft = _rows("soft")
-    assert soft["itc"].item() == pytest.approx(HARD, abs=1e-6)
-    assert soft["weak"].item() == pytest.approx(SOFT, abs=1e-6)
+    assert soft["itc"].item() == pytest.approx(HARD / 2, abs=1e-6)
+    assert soft["weak"].item() == pytest.approx(SOFT / 2, abs=1e-6)
     # weak as strict: one hard InfoNCE over both rows, no weak term
     strict = _rows("strict")
     assert strict["itc"].item() == pytest.approx(HARD, abs=1e-6) and "weak" not in strict
     # regulariser: row 1 has an anchor, so it leaves the InfoNCE; cos(v1, w1) = 1,
-    # r * cos(v1, a1) = 0.5 * 0 -> (1 - 0)^2
+    # r * cos(v1, a1) = 0.5 * 0 -> (1 - 0)^2, over 2 rows
     reg = _rows("regularizer")
-    assert reg["weak"].item() == pytest.approx(1.0, abs=1e-6)
+    assert reg["weak"].item() == pytest.approx(0.5, abs=1e-6)
     weighted = _rows("soft", itc=2.0, weak=0.5)
     assert weighted["loss"].item() == pytest.approx(2 * weighted["itc"].item() + 0.5 * weighted["weak"].item(), abs=1e-6)
