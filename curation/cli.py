@@ -47,7 +47,8 @@ def _build(args: argparse.Namespace, beam_args: list[str]) -> int:
 def _demo(args: argparse.Namespace, beam_args: list[str]) -> int:
     from curation.demo import run_demo
 
-    run_demo(args.out, samples=args.samples, seed=args.seed, overwrite=args.overwrite, beam_args=beam_args)
+    run_demo(args.out, samples=args.samples, seed=args.seed, overwrite=args.overwrite, beam_args=beam_args,
+             pretrain_minutes=args.pretrain_minutes)
     return 0
 
 
@@ -89,6 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--samples", type=int, default=600, help="number of generated images (default 600)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the generator (default 0)")
     demo.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --out")
+    demo.add_argument("--pretrain-minutes", type=float, default=3.0,
+                      help="CPU minutes for the tiny RC3 pre-training run (0: skip it; default 3)")
     demo.set_defaults(func=_demo)
 
     validate = sub.add_parser("validate", help="check a built dataset against the schema",
@@ -110,11 +113,15 @@ def _register_stage_commands(sub: argparse._SubParsersAction) -> None:
     """Each stage package adds its own command (``m3curate codeswitch``, ``lid``, ``mt``...)."""
     from codeswitch.cli import register as register_codeswitch
     from curation.lid_cli import register as register_lid
+    from curation.relevance_cli import register as register_relevance
+    from pretrain.cli import register as register_pretrain
     from translate.cli import register as register_mt
 
     register_lid(sub)
     register_mt(sub)
     register_codeswitch(sub)
+    register_relevance(sub)
+    register_pretrain(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

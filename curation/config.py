@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from codeswitch.config import CodeSwitchConfig, codeswitch_config_from_dict
+from curation.relevance_config import RelevanceConfig, relevance_config_from_dict, resolve_relevance
 from translate.config import TranslateConfig, translate_config_from_dict
 
 FORMATS = ("jsonl", "csv", "tsv", "parquet", "webdataset", "parallel_files")
@@ -178,6 +179,7 @@ class BuildConfig:
     lid: LidConfig = field(default_factory=LidConfig)
     mt: TranslateConfig = field(default_factory=TranslateConfig)
     codeswitch: CodeSwitchConfig = field(default_factory=CodeSwitchConfig)
+    relevance: RelevanceConfig = field(default_factory=RelevanceConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     seed: int = 0
     base_dir: str = "."
@@ -304,12 +306,14 @@ def config_from_dict(data: dict[str, Any], base_dir: str | Path = ".") -> BuildC
     try:  # the stage packages own their sections and say which setting is wrong
         kwargs["mt"] = translate_config_from_dict(data.pop("mt", {}), str(base))
         kwargs["codeswitch"] = codeswitch_config_from_dict(data.pop("codeswitch", {}), str(base))
+        relevance = relevance_config_from_dict(data.pop("relevance", None), str(base))
+        kwargs["relevance"] = resolve_relevance(relevance, kwargs["codeswitch"].dictionaries)
     except ValueError as err:
         raise ConfigError(str(err)) from err
     seed = data.pop("seed", 0)
     if data:
         raise ConfigError(
-            f"unknown top-level setting(s) {sorted(data)}; known: sources, seed, {', '.join(sections)}, mt, codeswitch"
+            f"unknown top-level setting(s) {sorted(data)}; known: sources, seed, {', '.join(sections)}, mt, codeswitch, relevance"
         )
     _check_type("", "seed", seed, int)
     return validate(BuildConfig(sources=sources, seed=seed, base_dir=str(base), **kwargs))

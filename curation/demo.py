@@ -24,7 +24,7 @@ def _prepare(out: Path, overwrite: bool) -> None:
             raise FileExistsError(f"{out} is not empty; pass --overwrite to replace an earlier demo there")
         if not (out / "build.toml").exists() and not (out / "inputs").exists():
             raise FileExistsError(f"{out} does not look like an m3curate demo directory; refusing to delete it")
-        for child in ("inputs", "build.toml", "models"):
+        for child in ("inputs", "build.toml", "models", "pretrain"):
             path = out / child
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -105,7 +105,36 @@ def evaluate_mt(root: Path, cfg: Any) -> dict[str, dict[str, float]]:
     return results
 
 
-def run_demo(out: str, samples: int = 600, seed: int = 0, overwrite: bool = False, beam_args: list[str] | None = None) -> dict:
+def add_relevance(root: Path) -> str:
+    """RC3 relevance of the weak texts with the lexical scorer (the [codeswitch]
+    dictionaries), and the two files ``m3curate relevance eval`` takes: the held-out
+    parallel captions as aligned pairs, and the weak texts with their constructed grades
+    (curation/synth_weak.py)."""
+    from curation.relevance_eval import write_demo_graded, write_demo_pairs
+
+    write_demo_pairs(root / "inputs" / "heldout" / "parallel.tsv", root / "inputs" / "relevance-pairs.tsv")
+    write_demo_graded(root / "inputs" / "weak.jsonl", root / "inputs" / "relevance-graded.tsv")
+    return '\n[relevance]\nscorer = "lexical"\nno_anchor = "reject"\nthreshold = 0.0\n'
+
+
+def evaluate_relevance(root: Path, cfg: Any) -> list[dict[str, Any]]:
+    """What ``m3curate relevance eval --graded`` says on the demo, for the lexical scorer
+    and the translate scorer (the demo's en -> xx [mt] model, translating the anchor)."""
+    import dataclasses
+
+    from curation.relevance_build import build_scorer
+    from curation.relevance_eval import demo_report
+
+    inputs = root / "inputs"
+    out = []
+    for name in ("lexical", "translate"):
+        scorer = build_scorer(dataclasses.replace(cfg.relevance, scorer=name), cfg.mt)
+        out.append(demo_report(scorer, inputs / "relevance-pairs.tsv", inputs / "relevance-graded.tsv"))
+    return out
+
+
+def run_demo(out: str, samples: int = 600, seed: int = 0, overwrite: bool = False, beam_args: list[str] | None = None,
+             pretrain_minutes: float = 3.0) -> dict:
     """Generate the corpus under OUT/inputs, build it into OUT/dataset; returns the manifest."""
     from curation.demo_corpus import write_corpus
 
@@ -115,7 +144,7 @@ def run_demo(out: str, samples: int = 600, seed: int = 0, overwrite: bool = Fals
     toml = write_corpus(root, n=samples, seed=seed)
     from curation.synth import LANGUAGES
 
-    stages = add_lid(root, seed) + add_mt(root, seed) + add_codeswitch(root, LANGUAGES)
+    stages = add_lid(root, seed) + add_mt(root, seed) + add_codeswitch(root, LANGUAGES) + add_relevance(root)
     with toml.open("a", encoding="utf-8") as handle:
         handle.write(stages)
     cfg = load_config(toml)
@@ -126,6 +155,10 @@ def run_demo(out: str, samples: int = 600, seed: int = 0, overwrite: bool = Fals
     print("mt eval on held-out captions (en -> xx): " + ", ".join(
         f"{lang}: BLEU {m['bleu']}, chrF {m['chrf']} ({m['sentences']} sentences)" for lang, m in mt_scores.items()))
     manifest["mt_eval"] = mt_scores
+    manifest["relevance_eval"] = evaluate_relevance(root, cfg)
+    for rel in manifest["relevance_eval"]:
+        print(f"relevance eval ({rel['scorer']}): AUC aligned vs shuffled {rel['auc']}, Spearman vs constructed "
+              f"grades {rel['spearman']}; mean score by grade {rel['mean_by_grade']}")
     missing = check_planted(manifest, root / "inputs" / "expected.json")
     if missing:
         raise RuntimeError("planted bad inputs were not rejected as expected: " + "; ".join(missing))
@@ -133,4 +166,13 @@ def run_demo(out: str, samples: int = 600, seed: int = 0, overwrite: bool = Fals
 
     print(f"demo: all planted bad inputs were rejected with their expected reasons; dataset in {dataset}")
     print(f"demo: report in {write_report(dataset)}")
+    if pretrain_minutes > 0:
+        from pretrain.demo import run_demo_training
+
+        log(f"pre-training the tiny RC3 model for about {pretrain_minutes} minutes on CPU")
+        result = run_demo_training(dataset, str(root / "pretrain"), minutes=pretrain_minutes,
+                                   heldout=str(root / "inputs" / "heldout"))
+        print(result["table"])
+        print(f"demo: held-out retrieval (chance mean recall {result['chance_r_mean']:.1f}); run in {root / 'pretrain'}")
+        manifest["pretrain_eval"] = result["eval"]
     return manifest

@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from curation.relevance import RelevanceHistogram
 from curation.write import INPUT_COUNTS, TABLES
 from schemas import SCHEMA_VERSION
 
@@ -61,6 +62,7 @@ def summarise(directory: str) -> dict[str, Any]:
     out_by_source: Counter[str] = Counter()
     rejects: list[dict[str, Any]] = []
     derived = 0
+    relevance = RelevanceHistogram()
     for table in TABLES:
         files[table] = []
         for path in shard_files(directory, table):
@@ -79,6 +81,8 @@ def summarise(directory: str) -> dict[str, Any]:
                 texts = row["texts"] if table == "pairs" else [
                     {"lang": row["src_lang"], "kind": "parallel"}, {"lang": row["tgt_lang"], "kind": "parallel"}
                 ]
+                if table == "pairs":
+                    relevance.add(texts)
                 for text in texts:
                     langs[text["lang"]] += 1
                     by_kind.setdefault(text["kind"], Counter())[text["lang"]] += 1
@@ -89,6 +93,7 @@ def summarise(directory: str) -> dict[str, Any]:
         "output_by_source": dict(out_by_source),
         "derived_parallel_rows": derived,
         "rejects": rejects,
+        "relevance": relevance.result(),
     }
 
 
@@ -154,6 +159,7 @@ def build_manifest(config: dict[str, Any], directory: str, stages: tuple[str, ..
         "counts": counts,
         "languages": summary["languages"],
         "languages_by_kind": summary["languages_by_kind"],
+        "relevance": summary["relevance"],
         "files": summary["files"],
         "config": config,
         "tools": tool_versions(),

@@ -61,12 +61,19 @@ def _codeswitch(cfg: BuildConfig) -> beam.PTransform:
     return CodeSwitch(cfg.codeswitch, cfg.seed)
 
 
+def _relevance(cfg: BuildConfig) -> beam.PTransform:
+    from curation.relevance import ScoreRelevance
+
+    return ScoreRelevance(cfg.relevance, mt=cfg.mt)
+
+
 # In order: language ID first (every later stage routes on language), then translation,
 # then code-switching (which may switch translations), then relevance scoring.
 ROW_STAGES: list[RowStage] = [
     RowStage("lid", lambda cfg: bool(cfg.lid.model), _lid),
     RowStage("mt", lambda cfg: cfg.mt.enabled, _mt),
     RowStage("codeswitch", lambda cfg: bool(cfg.codeswitch.dictionaries), _codeswitch),
+    RowStage("relevance", lambda cfg: cfg.relevance.enabled, _relevance),
 ]
 
 

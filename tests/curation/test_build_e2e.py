@@ -145,7 +145,7 @@ def test_help_has_examples(capsys):
 
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--samples", "120"]) == 0
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--samples", "120", "--pretrain-minutes", "0.3"]) == 0
     manifest = validate_dataset(str(tmp_path / "demo" / "dataset"))
     assert manifest["counts"]["reconciled"]
     assert set(manifest["languages"]) >= {"en", "de", "fr", "es"}
