@@ -172,7 +172,6 @@ def run_demo(out: str, samples: int = 600, seed: int = 0, overwrite: bool = Fals
         log(f"pre-training the tiny RC3 model for about {pretrain_minutes} minutes on CPU")
         result = run_demo_training(dataset, str(root / "pretrain"), minutes=pretrain_minutes,
                                    heldout=str(root / "inputs" / "heldout"))
-        print(result["table"])
         print(f"demo: held-out retrieval (chance mean recall {result['chance_r_mean']:.1f}); run in {root / 'pretrain'}")
         manifest["pretrain_eval"] = result["eval"]
     return manifest
