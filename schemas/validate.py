@@ -127,6 +127,18 @@ def _check_image(table: pa.Table) -> None:
     _require(pc.match_substring_regex(sha, r"^[0-9a-f]{64}$"), "pairs", "image.sha256", "is not a hex sha256", sha)
 
 
+def upgrade_minor(table: pa.Table, kind: str) -> pa.Table:
+    """Add, as nulls, the nullable top-level fields a table of an older minor version lacks.
+
+    Minor versions only add nullable fields, so a 1.0 file is a valid 1.1 table once
+    they are filled in; anything else missing is still an error.
+    """
+    for field in SCHEMAS[kind]:
+        if field.nullable and table.schema.get_field_index(field.name) < 0:
+            table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+    return table
+
+
 def validate_table(table: pa.Table, kind: str, check_metadata: bool = True) -> None:
     """Raise ``SchemaError`` unless ``table`` is a valid ``kind`` table ("pairs", "parallel", "rejects")."""
     if kind not in SCHEMAS:
@@ -134,6 +146,7 @@ def validate_table(table: pa.Table, kind: str, check_metadata: bool = True) -> N
     expected = SCHEMAS[kind]
     if check_metadata:
         check_version(table.schema.metadata, kind)
+    table = upgrade_minor(table, kind)
     _check_fields(table.schema, expected, kind, "")
     for field in expected:
         col = table.column(field.name).combine_chunks()

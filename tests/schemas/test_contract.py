@@ -133,3 +133,12 @@ def test_missing_nullable_fields_are_null_but_required_ones_are_errors():
     del row["tgt_text"]
     with pytest.raises(SchemaError, match="'tgt_text': missing"):
         validate_rows([row], "parallel")
+
+
+def test_tables_of_an_older_minor_version_are_readable():
+    table = validate_rows([parallel_row()], "parallel").drop_columns(["src_declared_lang", "tgt_declared_lang"])
+    meta = dict(table.schema.metadata)
+    meta[b"m3curate.schema_version"] = b"1.0"
+    validate_table(table.replace_schema_metadata(meta), "parallel")
+    with pytest.raises(SchemaError, match="'tgt_text': missing"):
+        validate_table(table.drop_columns(["tgt_text"]).replace_schema_metadata(meta), "parallel")
