@@ -15,7 +15,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from curation.records import REJECTS_TAG, Reject
+from curation.records import REJECTS_TAG, Reject, without_image_bytes
 
 STAGE = "dedup"
 
@@ -44,13 +44,6 @@ def parallel_key(row: dict[str, Any], key: str) -> str | None:
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
-def _without_bytes(row: dict[str, Any]) -> dict[str, Any]:
-    if "image" not in row:
-        return row
-    image = {k: v for k, v in row["image"].items() if k != "bytes"}
-    return {**row, "image": image}
-
-
 def pick_unique(key: str, rows: Iterable[dict[str, Any]], what: str) -> Iterator[Any]:
     """Keep the first row by (source, source_id); yield the others as rejects."""
     ordered = sorted(rows, key=lambda r: (r["source"], r["source_id"], r["id"]))
@@ -60,7 +53,7 @@ def pick_unique(key: str, rows: Iterable[dict[str, Any]], what: str) -> Iterator
         detail = f"same {what} as kept record {kept['source']}:{kept['source_id']} (id {kept['id']})"
         yield beam.pvalue.TaggedOutput(
             REJECTS_TAG,
-            Reject(STAGE, "duplicate", detail, dup["source"], dup["source_id"], _without_bytes(dup), dup["id"]),
+            Reject(STAGE, "duplicate", detail, dup["source"], dup["source_id"], without_image_bytes(dup), dup["id"]),
         )
 
 

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple, Protocol
 
 from curation.config import LidConfig
 from curation.lid_labels import NOT_A_LANGUAGE, lang_key, normalise_code
-from curation.records import Reject
+from curation.records import Reject, remap_text_indices, without_image_bytes
 from schemas import UNDETERMINED
 
 STAGE = "lid"
@@ -94,23 +94,6 @@ class LidPolicy:
         return lang, score, None, ""
 
 
-def _without_bytes(row: dict[str, Any]) -> dict[str, Any]:
-    """A row for the rejects table: the image's metadata (sha256 included) stays, its bytes go."""
-    image = row.get("image")
-    if not isinstance(image, dict) or "bytes" not in image:
-        return row
-    return {**row, "image": {k: v for k, v in image.items() if k != "bytes"}}
-
-
-def _remap(texts: list[dict[str, Any]], new_index: dict[int, int]) -> None:
-    """Point ``anchor``/``derived_from`` at the kept texts' new positions (None if dropped)."""
-    for text in texts:
-        for name in ("anchor", "derived_from"):
-            old = text.get(name)
-            if old is not None:
-                text[name] = new_index.get(old)
-
-
 def label_pairs_row(row: dict[str, Any], outcomes: list[Outcome], stats: Counter[str],
                     kept_rows: list[dict[str, Any]], rejects: list[Reject]) -> None:
     """Apply a row's outcomes: the labelled row goes to ``kept_rows`` (if any text is
@@ -130,10 +113,10 @@ def label_pairs_row(row: dict[str, Any], outcomes: list[Outcome], stats: Counter
         reason = dropped[-1][1]
         stats[f"rows_rejected_{reason}"] += 1
         detail = "every text dropped: " + "; ".join(f"text {i}: {r}: {d}" for i, r, d in dropped)
-        rejects.append(Reject(STAGE, reason, detail, src, src_id, _without_bytes(row), rid, "record"))
+        rejects.append(Reject(STAGE, reason, detail, src, src_id, without_image_bytes(row), rid, "record"))
         return
     if dropped:
-        _remap(kept, new_index)
+        remap_text_indices(kept, new_index)
     for i, reason, detail in dropped:
         raw = {"row_id": rid, "index": i, "text": row["texts"][i]}
         detail = f"text {i} ({row['texts'][i]['kind']}): {detail}"

@@ -91,6 +91,25 @@ def raw_view(record: RawRecord) -> dict[str, Any]:
     return view
 
 
+def without_image_bytes(row: dict[str, Any]) -> dict[str, Any]:
+    """A curated row for the rejects table: the image's metadata (sha256 included) stays,
+    its bytes go (the rejects table would otherwise hold a second copy of every image)."""
+    image = row.get("image")
+    if not isinstance(image, dict) or "bytes" not in image:
+        return row
+    return {**row, "image": {k: v for k, v in image.items() if k != "bytes"}}
+
+
+def remap_text_indices(texts: list[dict[str, Any]], new_index: dict[int, int]) -> None:
+    """After texts were dropped from a row, point ``anchor``/``derived_from`` at the kept
+    texts' new positions (None where the referenced text was dropped)."""
+    for text in texts:
+        for name in ("anchor", "derived_from"):
+            old = text.get(name)
+            if old is not None:
+                text[name] = new_index.get(old)
+
+
 def _shrink(value: Any, flags: list[bool]) -> Any:
     """JSON-able copy of ``value`` with bytes summarised and long strings cut."""
     if isinstance(value, bytes | bytearray | memoryview):

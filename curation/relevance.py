@@ -40,8 +40,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 from apache_beam.pvalue import TaggedOutput
 
-from curation.lid_policy import _remap, _without_bytes
-from curation.records import REJECTS_TAG, Reject
+from curation.records import REJECTS_TAG, Reject, remap_text_indices, without_image_bytes
 from curation.relevance_config import RelevanceConfig
 from curation.relevance_scorers import Pair, Scorer
 
@@ -126,10 +125,10 @@ def _drop(row: dict[str, Any], texts: list[dict[str, Any]], dropped: list[tuple[
         reason = dropped[-1][1]
         tally[("rows_rejected", reason)] += 1
         detail = "every text dropped: " + "; ".join(f"text {i}: {r}: {d}" for i, r, d in dropped)
-        raw = _without_bytes({**row, "texts": texts})
+        raw = without_image_bytes({**row, "texts": texts})
         rejects.append(Reject(STAGE, reason, detail, src, src_id, raw, rid, "record"))
         return
-    _remap(kept, new_index)
+    remap_text_indices(kept, new_index)
     for i, reason, detail in dropped:
         raw = {"row_id": rid, "index": i, "text": texts[i]}
         rejects.append(Reject(STAGE, reason, f"text {i} (weak, {texts[i]['lang']}): {detail}", src, src_id, raw, rid, "text"))
