@@ -69,13 +69,14 @@ class TranslateConfig:
     source_langs: list[str] = field(default_factory=list)
     lang_codes: dict[str, str] = field(default_factory=dict)
     back_translate: bool = False
-    beam: int = 4
-    lenpen: float = 1.0
-    max_len_a: float = 0.0
-    max_len_b: int = 200
-    no_repeat_ngram_size: int = 0
-    max_tokens: int = 4096
-    max_sentences: int = 0
+    # Decoding settings: their defaults are Decoding's, declared once in translate/engine.py.
+    beam: int = Decoding.beam
+    lenpen: float = Decoding.lenpen
+    max_len_a: float = Decoding.max_len_a
+    max_len_b: int = Decoding.max_len_b
+    no_repeat_ngram_size: int = Decoding.no_repeat_ngram_size
+    max_tokens: int = Decoding.max_tokens
+    max_sentences: int = Decoding.max_sentences
     device: str = "cpu"
     dtype: str = "float32"
     compute_type: str = "default"
