@@ -127,15 +127,29 @@ def _check_image(table: pa.Table) -> None:
     _require(pc.match_substring_regex(sha, r"^[0-9a-f]{64}$"), "pairs", "image.sha256", "is not a hex sha256", sha)
 
 
-def upgrade_minor(table: pa.Table, kind: str) -> pa.Table:
-    """Add, as nulls, the nullable top-level fields a table of an older minor version lacks.
+# Nullable fields each minor version added, per table: a file of an older minor version
+# lacks exactly these, and reads as if they were null. Any other missing field is an error.
+ADDED_IN: dict[str, dict[str, tuple[str, ...]]] = {"1.1": {"parallel": ("src_declared_lang", "tgt_declared_lang")}}
 
-    Minor versions only add nullable fields, so a 1.0 file is a valid 1.1 table once
-    they are filled in; anything else missing is still an error.
-    """
-    for field in SCHEMAS[kind]:
-        if field.nullable and table.schema.get_field_index(field.name) < 0:
-            table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+
+def _minor(version: str) -> int:
+    parts = version.split(".")
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+
+
+def upgrade_minor(table: pa.Table, kind: str) -> pa.Table:
+    """Add, as nulls, the fields added after the table's own minor version (``ADDED_IN``)."""
+    found = (table.schema.metadata or {}).get(METADATA_KEY)
+    if found is None:
+        return table
+    version = _minor(found.decode())
+    for added, tables in ADDED_IN.items():
+        if version >= _minor(added):
+            continue
+        for name in tables.get(kind, ()):
+            field = SCHEMAS[kind].field(name)
+            if table.schema.get_field_index(name) < 0:
+                table = table.append_column(field, pa.nulls(table.num_rows, field.type))
     return table
 
 

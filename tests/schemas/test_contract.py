@@ -142,3 +142,14 @@ def test_tables_of_an_older_minor_version_are_readable():
     validate_table(table.replace_schema_metadata(meta), "parallel")
     with pytest.raises(SchemaError, match="'tgt_text': missing"):
         validate_table(table.drop_columns(["tgt_text"]).replace_schema_metadata(meta), "parallel")
+
+
+def test_only_fields_added_after_the_files_version_may_be_missing():
+    table = validate_rows([parallel_row()], "parallel").drop_columns(["src_declared_lang", "tgt_declared_lang"])
+    with pytest.raises(SchemaError, match="'src_declared_lang': missing"):
+        validate_table(table, "parallel")  # written as 1.1: the field must be there
+    pairs = validate_rows([pair_row()], "pairs")
+    meta = dict(pairs.schema.metadata)
+    meta[b"m3curate.schema_version"] = b"1.0"
+    with pytest.raises(SchemaError, match="'regions': missing"):
+        validate_table(pairs.drop_columns(["regions"]).replace_schema_metadata(meta), "pairs")
