@@ -164,14 +164,15 @@ def _write_webdataset_source(inputs: Path, samples: list[Sample]) -> int:
     return len(samples)
 
 
-def _write_weak_source(inputs: Path, samples: list[Sample], langs: Sequence[str], seed: int) -> Counter[str]:
-    """weak.jsonl: one non-English alt-text for a subset of on-disk images, its construction
+def _write_weak_source(inputs: Path, samples: list[Sample], langs: Sequence[str], seed: int,
+                       share: float = WEAK_SHARE) -> Counter[str]:
+    """weak.jsonl: one non-English alt-text for a ``share`` of the on-disk images, its construction
     cycling whole/part/wrong_colour/unrelated (``curation.synth_weak``) and languages
     round-robin; every tenth row has no anchor. Columns the build does not read record
     the truth: ``relevance_kind``, ``relevance_grade`` (1.0/0.6/0.3/0.0) and
     ``relevance_label`` (high/high/low/none, as the RC3 ablation script reads it)."""
     weak_langs = [lang for lang in langs if lang != "en"] or ["en"]
-    chosen = [s for s in samples if sample_rng(seed, "weak-pick", s.index).random() < WEAK_SHARE]
+    chosen = [s for s in samples if sample_rng(seed, "weak-pick", s.index).random() < share]
     rows, labels = [], Counter()
     for j, s in enumerate(chosen):
         lang = weak_langs[j % len(weak_langs)]
@@ -289,9 +290,10 @@ def _prepare(out_dir: Path) -> Path:
 
 
 def write_corpus(out_dir: Path, n: int, seed: int, langs: Sequence[str] = LANGUAGES,
-                 held_out: float = 0.1) -> Path:
+                 held_out: float = 0.1, weak_share: float = WEAK_SHARE) -> Path:
     """Write the corpus under out_dir/inputs/, out_dir/build.toml and inputs/expected.json;
-    return the build.toml path. ``langs`` must include "en" (the caption language)."""
+    return the build.toml path. ``langs`` must include "en" (the caption language);
+    ``weak_share``: the share of on-disk images that get a weak alt-text."""
     if "en" not in langs:
         raise ValueError(f"langs = {list(langs)}: must include 'en', the language of the captions")
     out_dir = Path(out_dir)
@@ -309,7 +311,7 @@ def write_corpus(out_dir: Path, n: int, seed: int, langs: Sequence[str] = LANGUA
         "img2dataset_parquet": _write_parquet_source(inputs, parts["img2dataset_parquet"], planted),
         "webdataset": _write_webdataset_source(inputs, parts["webdataset"]),
     }
-    weak = _write_weak_source(inputs, on_disk, langs, seed)
+    weak = _write_weak_source(inputs, on_disk, langs, seed, weak_share)
     relevance = {k: n for k, n in weak.items() if not k.startswith("kind:")}
     counts["weak"] = sum(relevance.values())
     counts.update(_write_parallel_sources(inputs, train, langs))

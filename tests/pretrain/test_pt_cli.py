@@ -112,6 +112,26 @@ def test_schema_mismatch_is_refused_before_training(tmp_path):
     assert not (tmp_path / "r1" / "checkpoints").exists() and not (tmp_path / "r3" / "checkpoints").exists()
 
 
+def test_older_minor_version_dataset_trains(tmp_path):
+    """A schema-1.0 dataset (parallel shards without the declared-language columns that 1.1
+    added) is read: the trainer selects its columns from what the file has."""
+    cfg = load_config(None, {"model": MICRO, "data": {"batch_size": 4, "parallel_batch_size": 4, "num_workers": 0,
+                                                      "null_relevance": 0.5},
+                             "train": {"steps": 2, "warmup_steps": 0, "log_every": 1}})
+    old = write_dataset(tmp_path / "v10", n=8, n_test=0)
+    manifest = json.loads((old / "manifest.json").read_text())
+    (old / "manifest.json").write_text(json.dumps({**manifest, "schema_version": "1.0"}))
+    v10 = {b"m3curate.schema_version": b"1.0"}
+    for kind in ("pairs", "parallel"):
+        for path in (old / kind).glob("*.parquet"):
+            table = pq.read_table(path)
+            if kind == "parallel":
+                table = table.drop_columns(["src_declared_lang", "tgt_declared_lang"])
+            pq.write_table(table.replace_schema_metadata({**table.schema.metadata, **v10}), path)
+    out = run_training(cfg, str(old), str(tmp_path / "run"), quiet=True)
+    assert out["step"] == 2 and out["metrics"]["ttc"] > 0
+
+
 def test_demo_training_returns_metrics(tmp_path, dataset):
     from pretrain.demo import run_demo_training
 
