@@ -17,6 +17,12 @@ pairs give the same checkpoint. The result is a *model directory* the engines lo
     sentencepiece.bpe.model   the SentencePiece model (fairseq's name for it)
 
 and, beside it under ``workdir/bin``, the binarised data (``fairseq-generate`` reads it).
+
+``bilingual=True`` trains the other shape the engines load, a WMT-style bilingual model:
+fairseq's ``translation`` task, one direction, no language tokens, and a dictionary per
+side (``dict.<src>.txt`` from the source texts, ``dict.<tgt>.txt`` from the target
+texts, so the embeddings are not shared between encoder and decoder); the SentencePiece
+model is still one, trained on both sides.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,6 +119,21 @@ def _write_dict(lines: list[str], path: Path) -> None:
     path.write_text("".join(f"{piece} {n}\n" for piece, n in ordered), encoding="utf-8")
 
 
+def _write_dicts(pairs_by_lang: dict[str, list[tuple[str, str]]], src_lang: str, texts: list[str],
+                 spm_model: Path, work: Path, bilingual: bool) -> dict[str, Path]:
+    """language → its dictionary: ``work/dict.txt`` from all ``texts`` for every language,
+    or (bilingual) ``work/dict.<lang>.txt`` from that language's side of the pairs alone."""
+    if not bilingual:
+        shared = work / "dict.txt"
+        _write_dict(encode_pieces(spm_model, texts), shared)
+        return {lang: shared for lang in [src_lang, *sorted(pairs_by_lang)]}
+    (tgt_lang, pairs), = pairs_by_lang.items()
+    dicts = {src_lang: work / f"dict.{src_lang}.txt", tgt_lang: work / f"dict.{tgt_lang}.txt"}
+    for lang, side in ((src_lang, 0), (tgt_lang, 1)):
+        _write_dict(encode_pieces(spm_model, [pair[side] for pair in pairs]), dicts[lang])
+    return dicts
+
+
 def encode_pieces(spm_model: Path, texts: Sequence[str]) -> list[str]:
     """Texts as space-joined SentencePiece pieces: what fairseq-preprocess and the engines see."""
     import sentencepiece as spm
@@ -125,12 +146,15 @@ Directions = dict[tuple[str, str], list[tuple[str, str]]]
 
 
 def binarize(
-    data: Directions, split: str, spm_model: Path, dict_path: Path, raw: Path, dest: Path,
+    data: Directions, split: str, spm_model: Path, dict_path: Path | Mapping[str, Path], raw: Path, dest: Path,
     log: Callable[[str], None] | None = None,
 ) -> None:
     """Binarise ``split`` (train, valid or test) pairs of each (source, target) direction
-    into ``dest`` with fairseq-preprocess, against the fixed shared dictionary, so that
-    splits binarised in separate runs share one vocabulary."""
+    into ``dest`` with fairseq-preprocess, against fixed dictionaries, so that splits
+    binarised in separate runs share one vocabulary.
+
+    dict_path: the dictionary shared by all languages, or one per language (language → path).
+    """
     if split not in ("train", "valid", "test"):
         raise ValueError(f"split = {split!r}: fairseq-preprocess knows train, valid and test")
     raw.mkdir(parents=True, exist_ok=True)
@@ -140,21 +164,30 @@ def binarize(
         for lang, side in ((src, 0), (tgt, 1)):
             lines = encode_pieces(spm_model, [p[side] for p in pairs])
             Path(f"{stem}.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        src_dict, tgt_dict = (dict_path[src], dict_path[tgt]) if isinstance(dict_path, Mapping) else (dict_path,) * 2
         commands.append([fairseq_bin("fairseq-preprocess"), "--source-lang", src, "--target-lang", tgt,
                          f"--{split}pref", str(stem), "--destdir", str(dest),
-                         "--srcdict", str(dict_path), "--tgtdict", str(dict_path), "--workers", "1"])
+                         "--srcdict", str(src_dict), "--tgtdict", str(tgt_dict), "--workers", "1"])
     # one process per direction, concurrently: each is mostly fairseq's import time
     with ThreadPoolExecutor(max_workers=len(commands)) as pool:
         list(pool.map(lambda cmd: run_tool(cmd, log), commands))
 
 
-def _train_command(bin_dir: Path, save_dir: Path, directions: list[tuple[str, str]], spec: DemoModelSpec) -> list[str]:
+def _task_flags(directions: list[tuple[str, str]], bilingual: bool) -> list[str]:
+    """The task and embedding-sharing flags: M2M-100-like, or WMT-like with a dictionary per side."""
+    if bilingual:
+        (src, tgt), = directions
+        return ["--task", "translation", "--source-lang", src, "--target-lang", tgt,
+                "--share-decoder-input-output-embed"]
+    return ["--task", "translation_multi_simple_epoch", "--lang-pairs", ",".join(f"{a}-{b}" for a, b in directions),
+            "--encoder-langtok", "src", "--decoder-langtok", "--share-all-embeddings"]
+
+
+def _train_command(bin_dir: Path, save_dir: Path, directions: list[tuple[str, str]], spec: DemoModelSpec,
+                   bilingual: bool = False) -> list[str]:
     s = spec
     return [
-        fairseq_bin("fairseq-train"), str(bin_dir), "--task", "translation_multi_simple_epoch",
-        "--lang-pairs", ",".join(f"{a}-{b}" for a, b in directions),
-        "--encoder-langtok", "src", "--decoder-langtok",
-        "--arch", "transformer", "--share-all-embeddings",
+        fairseq_bin("fairseq-train"), str(bin_dir), *_task_flags(directions, bilingual), "--arch", "transformer",
         "--encoder-layers", str(s.layers), "--decoder-layers", str(s.layers),
         "--encoder-embed-dim", str(s.dim), "--decoder-embed-dim", str(s.dim),
         "--encoder-ffn-embed-dim", str(s.ffn), "--decoder-ffn-embed-dim", str(s.ffn),
@@ -176,12 +209,15 @@ def train_demo_model(
     spec: DemoModelSpec | None = None,
     log: Callable[[str], None] | None = None,
     both_directions: bool = False,
+    bilingual: bool = False,
 ) -> Path:
     """Train a multilingual ``src_lang`` → each key of ``pairs_by_lang`` transformer.
 
     pairs_by_lang: target language → (source text, target text) training pairs.
     both_directions: also train each target → ``src_lang`` on the same pairs, reversed
         (back-translation of weak texts needs it); training takes about twice as long.
+    bilingual: train a bilingual ``translation`` model with separate dictionaries instead
+        (module docstring); ``pairs_by_lang`` must then hold exactly one target language.
     Returns the model directory (``workdir/model``); ``workdir/bin`` holds the binarised
     training data and ``workdir/spm.model`` the SentencePiece model. Raises RuntimeError
     with fairseq's own message when one of its commands fails.
@@ -191,6 +227,8 @@ def train_demo_model(
         raise ValueError("pairs_by_lang: give at least one target language with at least one pair")
     if src_lang in pairs_by_lang:
         raise ValueError(f"pairs_by_lang has the source language {src_lang!r} as a target")
+    if bilingual and (len(pairs_by_lang) != 1 or both_directions):
+        raise ValueError("bilingual: give exactly one target language, one direction (no both_directions)")
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     data: Directions = {(src_lang, t): list(pairs_by_lang[t]) for t in sorted(pairs_by_lang)}
@@ -198,16 +236,16 @@ def train_demo_model(
         data.update({(t, src_lang): [(b, a) for a, b in pairs_by_lang[t]] for t in sorted(pairs_by_lang)})
     texts = [t for pairs in pairs_by_lang.values() for pair in pairs for t in pair]
     spm_model = _train_spm(texts, work / "spm", spec.vocab_size)
-    dict_path = work / "dict.txt"
-    _write_dict(encode_pieces(spm_model, texts), dict_path)
+    dicts = _write_dicts(pairs_by_lang, src_lang, texts, spm_model, work, bilingual)
     bin_dir = work / "bin"
-    binarize(data, "train", spm_model, dict_path, work / "raw", bin_dir, log)
+    binarize(data, "train", spm_model, dicts, work / "raw", bin_dir, log)
     save_dir = work / "checkpoints"
-    run_tool(_train_command(bin_dir, save_dir, sorted(data), spec), log)
+    run_tool(_train_command(bin_dir, save_dir, sorted(data), spec, bilingual), log)
     model_dir = work / "model"
     model_dir.mkdir(exist_ok=True)
     shutil.copyfile(save_dir / "checkpoint_last.pt", model_dir / MODEL_FILE)
     shutil.copyfile(spm_model, model_dir / SPM_FILE)
-    for lang in [src_lang, *sorted(pairs_by_lang)]:
-        shutil.copyfile(dict_path, model_dir / f"dict.{lang}.txt")
+    for lang, path in dicts.items():
+        shutil.copyfile(path, model_dir / f"dict.{lang}.txt")
     return model_dir
+

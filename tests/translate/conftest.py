@@ -7,6 +7,10 @@ forced target language token), trained by ``translate.demo_model.train_demo_mode
 2 layers, d=64, fixed seed, CPU, one thread; about a minute on 2 cores. Its test split
 (held-out captions, a separate seed) is binarised for ``fairseq-generate``.
 ``tiny_ct2``: the same model converted to CTranslate2 (float32).
+``tiny_bilingual_mt``: a bilingual en→de transformer shaped like a WMT model (fairseq's
+``translation`` task, no language tokens, separate source and target dictionaries, one
+SentencePiece model), 1 layer, d=64; about 20 s; its test split is built like ``tiny_mt``'s.
+``tiny_bilingual_ct2``: that model converted to CTranslate2 (float32).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import pytest
 TARGETS = ("de", "fr", "es")
 TRAIN_PAIRS, TRAIN_SEED = 800, 0
 TEST_PAIRS, TEST_SEED = 120, 4242
+BILINGUAL_PAIRS = 500
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,23 @@ def tiny_mt(tmp_path_factory: pytest.TempPathFactory) -> TinyMT:
 
 
 @pytest.fixture(scope="session")
+def tiny_bilingual_mt(tmp_path_factory: pytest.TempPathFactory) -> TinyMT:
+    from curation.synth import parallel_captions
+    from translate.demo_model import DemoModelSpec, binarize, train_demo_model
+
+    work = tmp_path_factory.mktemp("tiny_bilingual_mt")
+    train = parallel_captions(BILINGUAL_PAIRS, TRAIN_SEED, "en", "de")
+    # small batches, many updates: 1 layer learns the task in ~450 updates (~10 s of training)
+    spec = DemoModelSpec(layers=1, epochs=20, max_tokens=400, warmup=50, vocab_size=200)
+    model_dir = train_demo_model(work, {"de": train}, spec=spec, bilingual=True)
+    seen = {src for src, _ in train}
+    test = [p for p in parallel_captions(TEST_PAIRS, TEST_SEED, "en", "de") if p[0] not in seen]
+    dicts = {lang: work / f"dict.{lang}.txt" for lang in ("en", "de")}
+    binarize({("en", "de"): test}, "test", work / "spm.model", dicts, work / "raw", work / "bin")
+    return TinyMT(work, model_dir, work / "bin", work / "spm.model", {"de": test}, ("de",))
+
+
+@pytest.fixture(scope="session")
 def tiny_ct2(tiny_mt: TinyMT) -> Path:
     from translate.ct2_engine import convert_checkpoint
 
@@ -57,8 +79,14 @@ def tiny_ct2(tiny_mt: TinyMT) -> Path:
 
 
 @pytest.fixture(scope="session")
-def generate_runs(tiny_mt: TinyMT) -> dict:
-    """fairseq-generate's en->de output on the test split at beam 1 and beam 4 (the two
+def tiny_bilingual_ct2(tiny_bilingual_mt: TinyMT) -> Path:
+    from translate.ct2_engine import convert_checkpoint
+
+    return convert_checkpoint(tiny_bilingual_mt.model_dir, tiny_bilingual_mt.work / "ct2")
+
+
+def _generate_beams(mt: TinyMT) -> dict:
+    """fairseq-generate's en->de output on ``mt``'s test split at beam 1 and beam 4 (the two
     subprocesses run concurrently)."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -66,11 +94,21 @@ def generate_runs(tiny_mt: TinyMT) -> dict:
     from translate.checkpoint import model_info, safe_load
     from translate.engine import Decoding
 
-    info = model_info(safe_load(tiny_mt.checkpoint))
+    info = model_info(safe_load(mt.checkpoint))
 
     def run(beam: int):
-        return run_generate(tiny_mt.bin_dir, tiny_mt.checkpoint, info, "en", "de",
-                            Decoding(beam=beam, max_tokens=1024), spm_model=tiny_mt.spm)
+        return run_generate(mt.bin_dir, mt.checkpoint, info, "en", "de", Decoding(beam=beam, max_tokens=1024),
+                            spm_model=mt.spm)
 
     with ThreadPoolExecutor(2) as pool:
         return dict(zip((1, 4), pool.map(run, (1, 4)), strict=True))
+
+
+@pytest.fixture(scope="session")
+def generate_runs(tiny_mt: TinyMT) -> dict:
+    return _generate_beams(tiny_mt)
+
+
+@pytest.fixture(scope="session")
+def bilingual_generate_runs(tiny_bilingual_mt: TinyMT) -> dict:
+    return _generate_beams(tiny_bilingual_mt)
