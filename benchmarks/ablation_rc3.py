@@ -17,11 +17,15 @@ Runs, all with the same steps, seeds, model and data order:
   g  rc3-grades   form 1 with the generator's constructed grades instead of the pipeline's scores
   f  rc3-spread   form 1 with the text's 1 - r spread uniformly over images (text side only)
 
+``--no-aux`` also switches off the other cross-lingual signals (code-switched captions and
+TTC on parallel text) in every run, so that on the web corpus de/fr/es are learned from the
+weak texts alone: (b) and (c) then differ only in how they treat the noisy ones.
+
 Held-out mean recall is measured on inputs/heldout (English + gold de/fr/es captions).
 The last table column is the mean cos(image, weak text) after training, per construction
 of the weak text (whole / part / wrong colour / unrelated, curation/synth_weak.py).
 
-usage: python benchmarks/ablation_rc3.py --corpus web --out OUT [--steps 400] [--seeds 0,1,2] [--runs abcg]
+usage: python benchmarks/ablation_rc3.py --corpus web --out OUT [--steps 400] [--seeds 0,1,2] [--runs abcg] [--no-aux]
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from schemas.dataset import load_manifest, shard_paths  # noqa: E402
 from schemas.validate import validate_table  # noqa: E402
 
 KINDS = ("whole", "part", "wrong_colour", "unrelated")
+NO_AUX = {"data": {"kind_weights": {"codeswitch": 0.0}}, "loss": {"ttc": 0.0}}
 # key: (name, config overrides, dataset: built | null | grades)
 RUNS = {
     "a": ("strict only", {"data": {"kind_weights": {"weak": 0.0}}}, "built"),
@@ -124,9 +129,10 @@ def datasets(root: Path, built: Path, truth: dict[str, dict], runs: str) -> dict
     return out
 
 
-def run_one(key: str, seed: int, data: Path, heldout: Path, out: Path, steps: int, truth: dict) -> dict:
+def run_one(key: str, seed: int, data: Path, heldout: Path, out: Path, steps: int, truth: dict,
+            extra: dict | None = None) -> dict:
     over = merge(DEMO_SETTINGS, {"train": {"steps": steps, "warmup_steps": steps // 10, "seed": seed}})
-    cfg = load_config(None, merge(over, RUNS[key][1]))
+    cfg = load_config(None, merge(merge(over, extra or {}), RUNS[key][1]))
     run_dir = out / f"{key}-seed{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)
     t0 = time.perf_counter()
@@ -190,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--runs", default="abcg")
+    ap.add_argument("--no-aux", action="store_true", help="no code-switched captions, no TTC (see above)")
     ap.add_argument("--json", help="write all results here")
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -200,7 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         for key in args.runs:
-            results.append(run_one(key, seed, data[RUNS[key][2]], heldout, out / "runs" / args.corpus, args.steps, truth))
+            runs = out / "runs" / (args.corpus + ("-noaux" if args.no_aux else ""))
+            results.append(run_one(key, seed, data[RUNS[key][2]], heldout, runs, args.steps, truth,
+                                   NO_AUX if args.no_aux else None))
             if args.json:
                 Path(args.json).write_text(json.dumps(results, indent=1))
     print(table(results))
