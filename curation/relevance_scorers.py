@@ -26,11 +26,15 @@ the two languages, a failed translation). ``id`` is what the stage records as
 - ``EmbeddingScorer`` (``embedding:<encoder>``): cosine similarity of a sentence encoder
   (``curation.relevance_encoders``), calibrated into [0, 1] by ``calibrate``. A
   monolingual encoder needs both texts in one language: the weak text is translated
-  first (``back_translate``), else a cross-language pair is not scored.
+  first (``back_translate``), else a cross-language pair is not scored. When the
+  encoder declares its language(s) (all-MiniLM-L6-v2: English), that one language must
+  be one of them: an English-only encoder leaves a de/de pair unscored, and with only an
+  en->de model the anchor is not translated into German for it.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
@@ -38,6 +42,7 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 
 from codeswitch.dictionary import Lexicon, phrase_key
+from curation.relevance_encoders import lang_key
 
 
 class Pair(NamedTuple):
@@ -154,21 +159,24 @@ class LexicalScorer:
 # --- translation -------------------------------------------------------------------
 
 def translate_for_scoring(
-    translator: TranslatorLike, pairs: Sequence[Pair], code: Callable[[str], str] = str
+    translator: TranslatorLike, pairs: Sequence[Pair], code: Callable[[str], str] = str,
+    into: Callable[[str], bool] | None = None,
 ) -> list[tuple[str, str] | None]:
     """(hypothesis, reference) in one language for each pair, or None when the model has
     neither direction or the translation failed. Each direction is one engine call, and a
-    sentence repeated in a batch (a shared anchor) is translated once."""
+    sentence repeated in a batch (a shared anchor) is translated once. into: the
+    languages the pair may end in (a monolingual encoder's; None: any)."""
     jobs: dict[tuple[str, str], dict[str, list[int]]] = {}
     out: list[tuple[str, str] | None] = [None] * len(pairs)
     plan: list[tuple[str, str, str, str] | None] = []
+    ok = into or (lambda _: True)
     for i, p in enumerate(pairs):
         if p.lang == p.anchor_lang:
-            out[i] = (p.text, p.anchor)
+            out[i] = (p.text, p.anchor) if ok(p.lang) else None
             plan.append(None)
-        elif translator.supports(code(p.lang), code(p.anchor_lang)):
+        elif ok(p.anchor_lang) and translator.supports(code(p.lang), code(p.anchor_lang)):
             plan.append((p.text, p.lang, p.anchor_lang, p.anchor))
-        elif translator.supports(code(p.anchor_lang), code(p.lang)):
+        elif ok(p.lang) and translator.supports(code(p.anchor_lang), code(p.lang)):
             plan.append((p.anchor, p.anchor_lang, p.lang, p.text))
         else:
             plan.append(None)
@@ -210,7 +218,9 @@ class TranslateScorer:
 # --- embedding ---------------------------------------------------------------------
 
 class Encoder(Protocol):
-    """A sentence encoder (``curation.relevance_encoders``): L2-normalised rows."""
+    """A sentence encoder (``curation.relevance_encoders``): L2-normalised rows. It may
+    also have ``languages``: the primary language codes a monolingual encoder handles
+    (None or absent: any)."""
 
     name: str
     multilingual: bool
@@ -232,25 +242,39 @@ class EmbeddingScorer:
         self.calibration, self.low, self.high = calibration, low, high
         self.translator, self.code = translator, code
         self.id = f"embedding:{encoder.name}"
+        langs = None if encoder.multilingual else getattr(encoder, "languages", None)
+        self.languages: frozenset[str] | None = frozenset(langs) if langs else None
+        if not encoder.multilingual and translator is None:
+            logging.getLogger(__name__).warning(
+                "relevance encoder %s is monolingual (%s): a weak text in another language than its anchor "
+                "stays unscored; set relevance.back_translate = true (with a translation model) to translate it",
+                encoder.name, ", ".join(sorted(langs)) if langs else "languages not declared")
+
+    def knows(self, lang: str) -> bool:
+        """Whether the encoder handles texts in ``lang`` (a monolingual one: its languages)."""
+        return self.languages is None or lang_key(lang) in self.languages
 
     def cosines(self, pairs: Sequence[Pair]) -> list[float | None]:
-        """Raw cosine similarities (None where the pair cannot be put in one space)."""
+        """Raw cosine similarities (None where the pair cannot be put in one space the
+        encoder handles: module docstring)."""
         if self.encoder.multilingual:
             texts: list[tuple[str, str] | None] = [(p.text, p.anchor) for p in pairs]
         elif self.translator is not None:
-            texts = translate_for_scoring(self.translator, pairs, self.code)
+            texts = translate_for_scoring(self.translator, pairs, self.code, self.knows)
         else:
-            texts = [(p.text, p.anchor) if p.lang == p.anchor_lang else None for p in pairs]
+            texts = [(p.text, p.anchor) if p.lang == p.anchor_lang and self.knows(p.lang) else None for p in pairs]
         todo = [t for t in texts if t is not None]
         if not todo:
             return [None] * len(pairs)
-        unique = list(dict.fromkeys(s for t in todo for s in t))
-        vectors = self.encoder.encode(unique)
-        index = {s: i for i, s in enumerate(unique)}
-        out: list[float | None] = []
-        for t in texts:
-            out.append(None if t is None else float(vectors[index[t[0]]] @ vectors[index[t[1]]]))
-        return out
+        index: dict[str, int] = {}
+        for t in todo:
+            index.setdefault(t[0], len(index))
+            index.setdefault(t[1], len(index))
+        vectors = self.encoder.encode(list(index))
+        a = np.fromiter((index[t[0]] for t in todo), np.intp, len(todo))
+        b = np.fromiter((index[t[1]] for t in todo), np.intp, len(todo))
+        cos = iter(np.einsum("ij,ij->i", vectors[a], vectors[b]).tolist())  # one dot product per pair
+        return [None if t is None else next(cos) for t in texts]
 
     def score(self, pairs: Sequence[Pair]) -> list[float | None]:
         cos = self.cosines(pairs)
