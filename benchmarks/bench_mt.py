@@ -10,8 +10,8 @@ One run, one random-weight transformer, one set of binarised sentences, one beam
    time, start-up and model loading excluded), then the fairseq engine and CTranslate2
    (float32 and int8 on CPU; float16 and int8_float16 on CUDA) on the same sentences,
    model loading excluded, tokenisation and detokenisation included;
-4. check the outputs agree, and append the figures with date, machine and settings to
-   ``benchmarks/RESULTS-mt.md``.
+4. check the outputs agree, and print the figures with date, machine and settings as a
+   markdown section for ``benchmarks/RESULTS.md`` (``--out FILE`` appends it to FILE).
 
 A random model would stop at random lengths, so the output length is fixed
 (``--min-len`` = ``--max-len-b`` = ``--out-len``): every engine generates exactly the same
@@ -43,8 +43,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from translate.demo_model import fairseq_bin, run_tool, tool_env  # noqa: E402
 from translate.engine import Decoding, Hypothesis  # noqa: E402
-
-RESULTS = Path(__file__).with_name("RESULTS-mt.md")
 
 
 @dataclass(frozen=True)
@@ -203,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=2, help="interleaved timing rounds; the best is reported")
     p.add_argument("--m2m100", action="store_true", help="M2M-100-418M shape, CUDA, fp16")
     p.add_argument("--workdir", help="keep the model and data here (default: a temporary directory)")
-    p.add_argument("--no-write", action="store_true", help=f"print only, do not append to {RESULTS.name}")
+    p.add_argument("--out", help="also append the markdown section to this file (e.g. benchmarks/RESULTS.md)")
     args = p.parse_args(argv)
     args.device = "cuda" if args.m2m100 else "cpu"
     shape = M2M100_418M if args.m2m100 else CPU_SHAPE
@@ -217,10 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = run_engines(model, work, sentences, dec, args)
     text = report(rows, len(sentences), shape, dec, args, info)
     print(text)
-    if not args.no_write:
-        header = "" if RESULTS.exists() else "# Machine translation benchmarks (benchmarks/bench_mt.py)\n\n"
-        with open(RESULTS, "a", encoding="utf-8") as f:
-            f.write(header + text + "\n")
+    if args.out:
+        with open(args.out, "a", encoding="utf-8") as f:
+            f.write("\n" + text + "\n")
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
     print(f"total {time.time() - started:.0f}s", file=sys.stderr)

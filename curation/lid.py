@@ -266,7 +266,7 @@ class _BufferedLabelFn(_LabelBatchFn):
 
     It does what ``BatchElements`` + ``_LabelBatchFn`` do, in one step: on FnApiRunner,
     BatchElements' per-element generator costs about 2 us a row, as much as the rest of
-    the stage's Python (benchmarks/RESULTS-lid.md).
+    the stage's Python (benchmarks/RESULTS.md).
     """
 
     def start_bundle(self) -> None:

@@ -18,7 +18,7 @@ import torch
 from pretrain.config import load_config, merge
 from pretrain.evaluate import evaluate, format_table
 
-# Chosen on the demo corpus (benchmarks/RESULTS-pretrain.md): a peak LR that converges in a
+# Chosen on the demo corpus (benchmarks/RESULTS.md): a peak LR that converges in a
 # few hundred steps, weak texts used at a neutral prior until the relevance stage scores them,
 # one compute thread plus one loader process (robust on a busy two-core machine).
 DEMO_SETTINGS: dict[str, Any] = {
