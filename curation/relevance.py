@@ -135,37 +135,59 @@ def _drop(row: dict[str, Any], texts: list[dict[str, Any]], dropped: list[tuple[
     kept_rows.append({**row, "texts": kept})
 
 
-def score_rows(rows: Sequence[dict[str, Any]], scorer: Scorer, cfg: RelevanceConfig, stats: Counter[str],
-               scorer_id: str | None = None) -> tuple[list[dict[str, Any]], list[Reject]]:
-    """Score every weak text of a batch of pairs rows with one scorer call: (rows, rejects)."""
-    plan: list[list[tuple[int, Anchor | None]]] = []
+def _plan(rows: Sequence[dict[str, Any]], cfg: RelevanceConfig) -> tuple[list[list[tuple[int, Anchor | None]] | None], list[Pair]]:
+    """Per row, the (index, anchor) of its weak texts (None: it has none); and the pairs
+    to score, in that order."""
+    plan: list[list[tuple[int, Anchor | None]] | None] = []
     pairs: list[Pair] = []
     for row in rows:
         texts = row["texts"]
-        weak: list[tuple[int, Anchor | None]] = []
+        weak = None
         for i, text in enumerate(texts):
             if text["kind"] == "weak":
                 anchor = resolve_anchor(texts, i, cfg)
+                if weak is None:
+                    weak = []
                 weak.append((i, anchor))
                 if anchor is not None:
                     pairs.append(Pair(text["text"], text["lang"], anchor.text, anchor.lang))
         plan.append(weak)
-    scores = iter(scorer.score(pairs) if pairs else ())
+    return plan, pairs
+
+
+def score_rows(rows: Sequence[dict[str, Any]], scorer: Scorer, cfg: RelevanceConfig, stats: Counter[str],
+               scorer_id: str | None = None) -> tuple[list[dict[str, Any]], list[Reject]]:
+    """Score every weak text of a batch of pairs rows with one scorer call: (rows, rejects)."""
+    plan, pairs = _plan(rows, cfg)
+    scores = scorer.score(pairs) if pairs else []
+    if len(scores) != len(pairs):
+        raise ValueError(f"scorer {scorer_id or scorer.id} returned {len(scores)} scores for {len(pairs)} pairs")
     sid = scorer_id or scorer.id
     tally: Counter[tuple[str, str]] = Counter()
     kept: list[dict[str, Any]] = []
     rejects: list[Reject] = []
+    k = 0
     for row, weak in zip(rows, plan, strict=True):
-        if weak:
-            _apply(row, [(i, None if a is None else next(scores), a) for i, a in weak], sid, cfg, tally, kept, rejects)
-        else:
+        if weak is None:
             kept.append(row)
+            continue
+        results: list[Result] = []
+        for i, anchor in weak:
+            if anchor is None:
+                results.append((i, None, None))
+            else:
+                results.append((i, scores[k], anchor))
+                k += 1
+        _apply(row, results, sid, cfg, tally, kept, rejects)
     _counter_names(tally, cfg.scorer, stats)
     return kept, rejects
 
 
 def has_weak(row: dict[str, Any]) -> bool:
-    return any(t["kind"] == "weak" for t in row["texts"])
+    for t in row["texts"]:  # noqa: SIM110 (a loop: any() of a generator costs more, once per row)
+        if t["kind"] == "weak":
+            return True
+    return False
 
 
 class RelevanceModelHandler(ModelHandler[dict, Any, Scorer]):
@@ -187,12 +209,17 @@ class RelevanceModelHandler(ModelHandler[dict, Any, Scorer]):
     def load_model(self) -> Scorer:
         return self.loader(self.cfg)
 
-    def run_inference(self, batch: Sequence[dict], model: Scorer, inference_args: dict[str, Any] | None = None) -> Iterable[Any]:
+    def score_batch(self, batch: Sequence[dict], model: Scorer) -> tuple[list[dict[str, Any]], list[Reject]]:
+        """``score_rows`` with the stage's counters incremented: (rows, rejects)."""
         stats: Counter[str] = Counter()
         kept, rejects = score_rows(batch, model, self.cfg, stats, self.scorer_id)
         for name, n in stats.items():
             if n:
                 Metrics.counter(STAGE, name).inc(n)
+        return kept, rejects
+
+    def run_inference(self, batch: Sequence[dict], model: Scorer, inference_args: dict[str, Any] | None = None) -> Iterable[Any]:
+        kept, rejects = self.score_batch(batch, model)
         return [*kept, *rejects]
 
     def get_num_bytes(self, batch: Sequence[dict]) -> int:
@@ -214,7 +241,7 @@ class _BufferedScoreFn(beam.DoFn):
     """Routing, batching, scoring and splitting in one step, for input in the global
     window whose scorer is one per process (no ``model_copies``): rows without a weak text
     pass straight through, the others are scored ``batch_size`` rows at a time with the
-    handler's ``run_inference``. On FnApiRunner, RunInference's BatchElements and the two
+    handler's ``score_batch``. On FnApiRunner, RunInference's BatchElements and the two
     extra maps around it cost more per row than the lexical scorer itself
     (benchmarks/RESULTS-relevance.md); the model is still the handler's, shared by every
     DoFn instance of the process (``beam.utils.shared``)."""
@@ -237,8 +264,10 @@ class _BufferedScoreFn(beam.DoFn):
         if not rows:
             return []
         assert self.model is not None
-        return [TaggedOutput(REJECTS_TAG, e) if isinstance(e, Reject) else e
-                for e in self.handler.run_inference(rows, self.model)]
+        kept, rejects = self.handler.score_batch(rows, self.model)
+        if rejects:
+            kept.extend(TaggedOutput(REJECTS_TAG, r) for r in rejects)
+        return kept
 
     def process(self, row: dict[str, Any]) -> Any:
         if not has_weak(row):
