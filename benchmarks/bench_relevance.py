@@ -22,6 +22,7 @@ construction, a 1 kB stand-in for the image bytes). Timings, best of ``--repeat`
 
 Usage: python benchmarks/bench_relevance.py [--rows N] [--minilm-rows N] [--repeat R]
            [--scorers lexical,embedding-fasttext,embedding-minilm] [--out FILE]
+prints a markdown section for ``benchmarks/RESULTS.md`` (``--out FILE`` appends it to FILE).
 """
 
 from __future__ import annotations
@@ -209,7 +210,7 @@ def main() -> int:
     parser.add_argument("--minilm-rows", type=int, default=1000, help="rows for embedding-minilm (~1 ms a pair on a CPU)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--scorers", default=",".join(SCORERS), help=f"comma-separated subset of {SCORERS}")
-    parser.add_argument("--out", default="benchmarks/RESULTS-relevance.md", help="appended to; empty: print only")
+    parser.add_argument("--out", help="also append the markdown section to this file (e.g. benchmarks/RESULTS.md)")
     args = parser.parse_args()
     wanted = tuple(s for s in args.scorers.split(",") if s)
     if unknown := set(wanted) - set(SCORERS):

@@ -243,7 +243,7 @@ class _BufferedScoreFn(beam.DoFn):
     pass straight through, the others are scored ``batch_size`` rows at a time with the
     handler's ``score_batch``. On FnApiRunner, RunInference's BatchElements and the two
     extra maps around it cost more per row than the lexical scorer itself
-    (benchmarks/RESULTS-relevance.md); the model is still the handler's, shared by every
+    (benchmarks/RESULTS.md); the model is still the handler's, shared by every
     DoFn instance of the process (``beam.utils.shared``)."""
 
     def __init__(self, handler: RelevanceModelHandler):
