@@ -17,8 +17,9 @@ construction, a 1 kB stand-in for the image bytes). Timings, best of ``--repeat`
 - pipeline: ``ScoreRelevance`` on FnApiRunner over rows made inside the pipeline, minus
   the same pipeline with a pass-through stage (row generation, Flatten and the count cost
   the same with any stage, and exist in a build anyway): that difference is what the
-  stage costs. ``overhead``: (stage - direct) per row. The Beam floor: the same for a
-  stage that only re-emits each row (part of every stage's overhead).
+  stage costs. ``overhead``: (stage - direct) per row. (A stage that only re-emits each
+  row was measured too: its ~2 us a row is below this method's noise, +-2.5 us a row at
+  40,000 rows, so it is not reported.)
 
 Usage: python benchmarks/bench_relevance.py [--rows N] [--minilm-rows N] [--repeat R]
            [--scorers lexical,embedding-fasttext,embedding-minilm] [--out FILE]
@@ -77,20 +78,6 @@ class _PassThrough(beam.PTransform):
         return dict(tables), tables["pairs"] | beam.FlatMap(lambda _: ())
 
 
-class _Reemit(beam.DoFn):
-    def process(self, row: dict):
-        return (row,)
-
-
-class _Identity(beam.PTransform):
-    """A row stage that does nothing but re-emit each row, with a rejects output: what
-    Beam charges any row stage (``beam_floor``)."""
-
-    def expand(self, tables: dict) -> tuple[dict, beam.PCollection]:
-        out = tables["pairs"] | beam.ParDo(_Reemit()).with_outputs("rejects", main="rows")
-        return {**tables, "pairs": out.rows}, out.rejects
-
-
 class _Expand(beam.DoFn):
     """Rows made inside the pipeline from a template (``Create`` of 10^5 rows would pickle
     them all into the job graph, and dominate the timing)."""
@@ -145,16 +132,6 @@ def bench(name: str, cfg: RelevanceConfig, rows: list[dict], repeat: int) -> dic
     return {"scorer": name, "pairs": n, "direct_per_s": n / d, "rows_fn_per_s": n / r,
             "pipeline_per_s": n / pp, "stage_per_s": n / max(pp - b, 1e-9), "ratio": (pp - b) / d,
             "ratio_total": pp / d, "overhead_us": (pp - b - d) / n * 1e6}
-
-
-def beam_floor(rows: list[dict], n: int, repeat: int) -> float:
-    """Microseconds a row that a do-nothing row stage (``_Identity``) costs over the
-    pass-through: the part of any stage's overhead that is Beam's, not the stage's."""
-    base, ident = [], []
-    for _ in range(repeat):
-        base.append(run_pipeline(rows[:2000], _PassThrough(), n))
-        ident.append(run_pipeline(rows[:2000], _Identity(), n))
-    return (min(ident) - min(base)) / n * 1e6
 
 
 def minilm_dir() -> str | None:
@@ -223,10 +200,8 @@ def main() -> int:
             result = bench(name, cfg, rows, args.repeat)
             results.append({**result, "load": (before, os.getloadavg()[0])})
             print(f"{name}: {result['ratio']:.2f}x", file=sys.stderr)
-    floor = beam_floor(make_rows(min(args.rows, 2000)), args.rows, args.repeat)
     header = f"## {datetime.date.today().isoformat()}: best of {args.repeat}; {machine()}"
-    text = table(results, header) + (f"\nBeam floor: a row stage that only re-emits each row costs {floor:.1f} us/row "
-                                     f"over the pass-through ({args.rows:,} rows, load avg {os.getloadavg()[0]:.1f}).\n")
+    text = table(results, header)
     print(text)
     if args.out:
         with open(args.out, "a", encoding="utf-8") as f:
