@@ -103,9 +103,23 @@ def calibrate(cos: np.ndarray | Sequence[float], method: str, low: float, high: 
 
 # --- lexical -----------------------------------------------------------------------
 
+# French and Italian elided articles, pronouns and prepositions: "l'option" is looked up as
+# "option" (dictionaries list the bare word). English contractions ("it's", "don't",
+# "o'clock") keep their form: none of their prefixes is here.
+ELIDED = frozenset({"l", "d", "n", "s", "j", "c", "m", "t", "qu", "jusqu", "lorsqu", "puisqu",
+                    "un", "all", "dall", "dell", "nell", "sull"})
+
+
+def _word_key(word: str) -> str:
+    key = phrase_key(word.replace("\u2019", "'"), True)
+    head, sep, rest = key.partition("'")
+    return rest if sep and head in ELIDED and rest else key
+
+
 def tokens(text: str) -> frozenset[str]:
-    """The text's words as dictionary keys (``phrase_key`` per whitespace token)."""
-    return frozenset(k for w in text.split() if (k := phrase_key(w, True)))
+    """The text's words as dictionary keys (``phrase_key`` per whitespace token, French and
+    Italian elisions split off: ``ELIDED``)."""
+    return frozenset(k for w in text.split() if (k := _word_key(w)))
 
 
 def f1(matched: int, n_weak: int, covered: int, n_anchor: int) -> float:

@@ -39,6 +39,7 @@ from curation.relevance_scorers import (
     Pair,
     TranslateScorer,
     calibrate,
+    tokens,
 )
 from curation.synth import LANGUAGES, caption, generate, lexicon_pairs, sample_rng, sample_scene
 from curation.synth_weak import GRADED_KINDS, graded_weak_text
@@ -126,6 +127,14 @@ def test_lexical_known_scores_and_directions(lexical: LexicalScorer) -> None:
     assert lexical.score_one(Pair("a red circle", "en", en, "en")) == pytest.approx(2 * 1 * (3 / 7) / (1 + 3 / 7))
     assert lexical.score_one(Pair("ein Kreis", "de", "un cercle", "fr")) is None  # no de<->fr dictionary
     assert lexical.score([Pair("", "de", en, "en")]) == [0.0]
+
+
+def test_tokens_split_french_elisions_only(tmp_path: Path) -> None:
+    assert tokens("L'option n’est pas d'un qu'il") == {"option", "est", "pas", "un", "il"}
+    assert tokens("it's o'clock, don't") == {"it's", "o'clock", "don't"}  # English keeps its forms
+    write_muse_dictionaries(tmp_path, {("en", "fr"): [("option", "option"), ("file", "fichier")]})
+    scorer = lexical_scorer(RelevanceConfig(dictionaries=str(tmp_path)))
+    assert scorer.score_one(Pair("l'option", "fr", "option", "en")) == 1.0
 
 
 def test_lexical_tracks_demo_grades(lexical: LexicalScorer) -> None:
