@@ -10,6 +10,7 @@ agrees at beam 1, and a direction the model lacks is refused with its name.
 from __future__ import annotations
 
 import pytest
+from mt_checks import check_equals_generate
 
 from translate.checkpoint import ModelDirError, model_info, safe_load, task_config
 from translate.engine import Decoding
@@ -36,16 +37,9 @@ def test_a_checkpoint_without_its_languages_is_refused_by_name(tiny_bilingual_mt
 
 @pytest.mark.parametrize("beam", [1, 4])
 def test_engine_equals_fairseq_generate(tiny_bilingual_mt, bilingual_generate_runs, beam):
-    engine = FairseqTranslator(tiny_bilingual_mt.model_dir, Decoding(beam=beam, max_tokens=300), cpu_threads=1)
+    engine = check_equals_generate(tiny_bilingual_mt.model_dir, tiny_bilingual_mt.test["de"],
+                                   bilingual_generate_runs[beam], beam)
     assert engine.src_dict is not engine.tgt_dict and len(engine.src_dict) != len(engine.tgt_dict)
-    sources = [src for src, _ in tiny_bilingual_mt.test["de"]]
-    ours = engine.translate(sources, "en", "de")
-    theirs = bilingual_generate_runs[beam].hypotheses
-    assert len(theirs) == len(sources)
-    assert [h.text for h in ours] == [h.text for h in theirs]
-    assert [h.score for h in ours] == pytest.approx([h.score for h in theirs], abs=1e-5)
-    refs = [tgt for _, tgt in tiny_bilingual_mt.test["de"]]
-    assert sum(h.text == r for h, r in zip(ours, refs, strict=True)) >= 0.8 * len(refs)
 
 
 def test_ctranslate2_agrees_with_fairseq_at_beam_1(tiny_bilingual_mt, tiny_bilingual_ct2):

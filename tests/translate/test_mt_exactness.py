@@ -8,6 +8,7 @@ runs as a subprocess (``translate.baseline``); the engine translates the raw sen
 from __future__ import annotations
 
 import pytest
+from mt_checks import check_equals_generate
 
 from translate.engine import Decoding
 from translate.fairseq_engine import FairseqTranslator
@@ -15,17 +16,7 @@ from translate.fairseq_engine import FairseqTranslator
 
 @pytest.mark.parametrize("beam", [1, 4])
 def test_engine_equals_fairseq_generate(tiny_mt, generate_runs, beam):
-    # a different token budget from fairseq-generate's, so the batches differ too
-    engine = FairseqTranslator(tiny_mt.model_dir, Decoding(beam=beam, max_tokens=300), cpu_threads=1)
-    sources = [src for src, _ in tiny_mt.test["de"]]
-    ours = engine.translate(sources, "en", "de")
-    theirs = generate_runs[beam].hypotheses
-    assert len(theirs) == len(sources)
-    assert [h.text for h in ours] == [h.text for h in theirs]
-    assert [h.score for h in ours] == pytest.approx([h.score for h in theirs], abs=1e-5)
-    # the model is good enough that these are real translations, not noise
-    refs = [tgt for _, tgt in tiny_mt.test["de"]]
-    assert sum(h.text == r for h, r in zip(ours, refs, strict=True)) >= 0.8 * len(refs)
+    check_equals_generate(tiny_mt.model_dir, tiny_mt.test["de"], generate_runs[beam], beam)
 
 
 def test_ctranslate2_agrees_with_fairseq_at_beam_1(tiny_mt, tiny_ct2):
