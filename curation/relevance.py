@@ -18,14 +18,18 @@ Then ``relevance`` and ``relevance_scorer`` are written into the text. A score b
 the reject's detail and raw text. A text the scorer cannot judge (no dictionary or
 translation direction between its language and the anchor's) keeps ``relevance`` null:
 it is not evidence of irrelevance, and the trainer's ``data.null_relevance`` decides.
-Dropped texts are text-level rejects; the row's indices are remapped as the ``lid`` stage
+When the ``mt`` stage back-translated a weak text into its anchor's language
+(``mt.back_translate``: a ``translation`` text with ``derived_from`` = the weak text), the
+``translate`` and ``embedding`` scorers score that translation against the anchor instead
+of translating again (counter ``reused_back_translation``); ``lexical`` always compares
+the weak text itself. Dropped texts are text-level rejects; the row's indices are remapped as the ``lid`` stage
 does; a row left with no text is one record-level reject. ``parallel`` rows pass through.
 
 Beam: rows with a weak text go through ``RunInference`` with ``RelevanceModelHandler``
 (the scorer is its model: loaded once per process, or once per machine with
 ``model_copies``; ``batch_size`` rows per scoring call, so an encoder sees whole batches);
 other rows bypass it. Counters (namespace ``relevance``): ``scored_<scorer>_<lang>``,
-``unscored_<scorer>_<lang>``, ``fallback_anchor``, ``rejected_<reason>``,
+``unscored_<scorer>_<lang>``, ``fallback_anchor``, ``reused_back_translation``, ``rejected_<reason>``,
 ``rows_rejected_<reason>``.
 """
 
@@ -48,6 +52,9 @@ STAGE = "relevance"
 NO_ANCHOR = "no_anchor"
 BELOW_THRESHOLD = "below_threshold"
 HIST_BINS = 10
+# Scorers that would translate the weak text themselves: they take the mt stage's
+# back-translation when the row has one (lexical compares across languages by design).
+REUSES_BACK_TRANSLATIONS = ("translate", "embedding")
 
 
 class Anchor(NamedTuple):
@@ -135,30 +142,48 @@ def _drop(row: dict[str, Any], texts: list[dict[str, Any]], dropped: list[tuple[
     kept_rows.append({**row, "texts": kept})
 
 
-def _plan(rows: Sequence[dict[str, Any]], cfg: RelevanceConfig) -> tuple[list[list[tuple[int, Anchor | None]] | None], list[Pair]]:
-    """Per row, the (index, anchor) of its weak texts (None: it has none); and the pairs
-    to score, in that order."""
+def _back_translations(texts: Sequence[dict[str, Any]]) -> dict[tuple[int, str], str]:
+    """(weak text index, language) -> the ``mt`` stage's back-translation of it."""
+    return {(t["derived_from"], t["lang"]): t["text"] for t in texts
+            if t["kind"] == "translation" and t.get("derived_from") is not None
+            and texts[t["derived_from"]]["kind"] == "weak"}
+
+
+def _plan(rows: Sequence[dict[str, Any]], cfg: RelevanceConfig
+          ) -> tuple[list[list[tuple[int, Anchor | None]] | None], list[Pair], int]:
+    """Per row, the (index, anchor) of its weak texts (None: it has none); the pairs to
+    score, in that order; and how many of them reuse a back-translation (module docstring)."""
     plan: list[list[tuple[int, Anchor | None]] | None] = []
     pairs: list[Pair] = []
+    reused = 0
     for row in rows:
         texts = row["texts"]
-        weak = None
+        weak, back = None, None
         for i, text in enumerate(texts):
             if text["kind"] == "weak":
                 anchor = resolve_anchor(texts, i, cfg)
                 if weak is None:
                     weak = []
+                    back = _back_translations(texts) if cfg.scorer in REUSES_BACK_TRANSLATIONS else {}
                 weak.append((i, anchor))
-                if anchor is not None:
+                if anchor is None:
+                    continue
+                translated = back.get((i, anchor.lang)) if text["lang"] != anchor.lang else None
+                if translated is not None:
+                    reused += 1
+                    pairs.append(Pair(translated, anchor.lang, anchor.text, anchor.lang))
+                else:
                     pairs.append(Pair(text["text"], text["lang"], anchor.text, anchor.lang))
         plan.append(weak)
-    return plan, pairs
+    return plan, pairs, reused
 
 
 def score_rows(rows: Sequence[dict[str, Any]], scorer: Scorer, cfg: RelevanceConfig, stats: Counter[str],
                scorer_id: str | None = None) -> tuple[list[dict[str, Any]], list[Reject]]:
     """Score every weak text of a batch of pairs rows with one scorer call: (rows, rejects)."""
-    plan, pairs = _plan(rows, cfg)
+    plan, pairs, reused = _plan(rows, cfg)
+    if reused:
+        stats["reused_back_translation"] += reused
     scores = scorer.score(pairs) if pairs else []
     if len(scores) != len(pairs):
         raise ValueError(f"scorer {scorer_id or scorer.id} returned {len(scores)} scores for {len(pairs)} pairs")

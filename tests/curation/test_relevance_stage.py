@@ -105,6 +105,29 @@ def test_scores_threshold_and_no_anchor_rejects() -> None:
     validate_rows(kept, "pairs")
 
 
+class RecordingScorer(LengthScorer):
+    def __init__(self) -> None:
+        self.seen: list[Pair] = []
+
+    def score(self, pairs: list[Pair]) -> list[float | None]:
+        self.seen += pairs
+        return super().score(pairs)
+
+
+@pytest.mark.parametrize("scorer", ["translate", "embedding", "lexical"])
+def test_back_translation_of_the_mt_stage_is_reused(scorer: str) -> None:
+    r = row("a", ("ein roter Kreis", "de", 0), ("un cercle", "fr", 0))
+    r["texts"].append(text_entry("a red circle", "translation", "mt", "en", derived_from=1))
+    stats: Counter[str] = Counter()
+    fake = RecordingScorer()
+    kept, _ = score_rows([r], fake, RelevanceConfig(enabled=True, scorer=scorer), stats)
+    reuse = scorer != "lexical"
+    first = Pair("a red circle", "en", CAPTION, "en") if reuse else Pair("ein roter Kreis", "de", CAPTION, "en")
+    assert fake.seen == [first, Pair("un cercle", "fr", CAPTION, "en")]  # fr has no back-translation
+    assert stats["reused_back_translation"] == (1 if reuse else 0)
+    assert kept[0]["texts"][1]["relevance"] == pytest.approx(len(first.text) / 40)
+
+
 def test_fallback_anchor_and_determinism() -> None:
     cfg = RelevanceConfig(no_anchor="fallback", fallback_anchor="an image", fallback_anchor_lang="en")
     rows = [row("b", ("orphan weak text", "de", None), caption=False)]
