@@ -146,7 +146,7 @@ def _back_translations(texts: Sequence[dict[str, Any]]) -> dict[tuple[int, str],
     """(weak text index, language) -> the ``mt`` stage's back-translation of it."""
     return {(t["derived_from"], t["lang"]): t["text"] for t in texts
             if t["kind"] == "translation" and t.get("derived_from") is not None
-            and texts[t["derived_from"]]["kind"] == "weak"}
+            and 0 <= t["derived_from"] < len(texts) and texts[t["derived_from"]]["kind"] == "weak"}
 
 
 def _plan(rows: Sequence[dict[str, Any]], cfg: RelevanceConfig
