@@ -149,11 +149,14 @@ def open_text(path: str, newline: str) -> Iterator[IO[str]]:
 
 
 def _match(source: SourceConfig, pattern: str) -> list[str]:
+    # Beam matches nothing for a relative glob that starts with a wildcard ("*/c.jsonl"),
+    # but does for "./*/c.jsonl": ask that, and give the paths back without the "./".
+    local_relative = "://" not in pattern and not os.path.isabs(pattern)
     try:
-        results = FileSystems.match([pattern])
+        results = FileSystems.match([os.path.join(".", pattern) if local_relative else pattern])
     except BeamIOError as err:
         raise ValueError(f"source {source.name!r}: cannot list {pattern!r}: {err}") from err
-    paths = sorted(meta.path for meta in results[0].metadata_list)
+    paths = sorted(os.path.normpath(m.path) if local_relative else m.path for m in results[0].metadata_list)
     if not paths:
         raise ValueError(f"source {source.name!r}: no file matches {pattern!r}")
     return paths
@@ -194,6 +197,30 @@ def match_paths(source: SourceConfig) -> list[str]:
 
 def basename(path: str) -> str:
     return posixpath.basename(path) if "://" in path else os.path.basename(path)
+
+
+GLOB_CHARS = "*?[{"
+
+
+def _static_dir(pattern: str) -> str:
+    """The folder part of ``pattern`` before its first wildcard, with its trailing "/"."""
+    cut = min((i for i in map(pattern.find, GLOB_CHARS) if i >= 0), default=len(pattern))
+    return pattern[: pattern.rfind("/", 0, cut) + 1]
+
+
+@functools.lru_cache(maxsize=4096)
+def _file_label(path: str, patterns: tuple[str, ...]) -> str:
+    prefix = os.path.commonprefix([_static_dir(p) for p in patterns])
+    prefix = prefix[: prefix.rfind("/") + 1]
+    return path[len(prefix):] if path.startswith(prefix) else basename(path)
+
+
+def file_label(path: str, source: SourceConfig) -> str:
+    """The name of an input file in fallback ids (``<label>:<row>``): its path below the
+    folder all of the source's patterns share. One pattern, or patterns in one folder:
+    the file name; ``data/*/00000.parquet``: ``train/00000.parquet``, so two files of
+    one name in different folders never give the same ids."""
+    return _file_label(path, tuple(source.paths))
 
 
 def resolve_image_path(value: str, path: str, source: SourceConfig) -> str:

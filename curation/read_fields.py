@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from curation.config import ROLES, SourceConfig
-from curation.read_common import Item, Problem, basename, read_reject, resolve_image_path
+from curation.read_common import Item, Problem, file_label, read_reject, resolve_image_path
 from curation.records import RawRecord, Reject
 
 # The text fields each kind carries in ``RawRecord.fields``.
@@ -169,7 +169,7 @@ def map_row(
     ``image_column`` is None for kind ``parallel`` (no image).
     """
     provenance = {"file": path, "row": index, "url": url_of(row, source), "member": None}
-    source_id, problem = source_id_of(row, source, f"{basename(path)}:{index}")
+    source_id, problem = source_id_of(row, source, f"{file_label(path, source)}:{index}")
     if problem is None:
         invalid = find_invalid_utf8(row)
         problem = ("invalid_utf8", invalid) if invalid else None
@@ -202,5 +202,5 @@ def row_reject(
     """A reject for a row that could not be parsed into columns (no id of its own)."""
     provenance = {"file": path, "row": index, "url": None, "member": None}
     return read_reject(
-        source, reason, detail, f"{basename(path)}:{index}", {"row": raw, "provenance": provenance}
+        source, reason, detail, f"{file_label(path, source)}:{index}", {"row": raw, "provenance": provenance}
     )

@@ -20,7 +20,7 @@ from curation.config import SourceConfig
 from curation.read_common import (
     FILE_ERRORS,
     Item,
-    basename,
+    file_label,
     guarded,
     match_pairs,
     open_binary,
@@ -144,7 +144,7 @@ def _parquet_item(
     row: dict[str, Any], path: str, index: int, source: SourceConfig, image_column: str | None
 ) -> Item:
     if "status" in row and row["status"] != "success":
-        source_id, _ = source_id_of(row, source, f"{basename(path)}:{index}")
+        source_id, _ = source_id_of(row, source, f"{file_label(path, source)}:{index}")
         detail = row.get("error_message") or f"status {row['status']!r}"
         provenance = {"file": path, "row": index, "url": url_of(row, source), "member": None}
         return read_reject(
@@ -238,7 +238,7 @@ def _parallel_item(
     return RawRecord(
         source=source.name,
         kind=source.kind,
-        source_id=f"{basename(path)}:{index}",
+        source_id=f"{file_label(path, source)}:{index}",
         split=source.split,
         fields=fields,
         provenance={"file": path, "row": index, "url": None, "member": None},

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from curation.config import SourceConfig
-from curation.read_common import Item, Problem, basename, guarded, open_binary, read_reject
+from curation.read_common import Item, Problem, file_label, guarded, open_binary, read_reject
 from curation.read_fields import find_invalid_utf8, source_id_of, text_fields, url_of
 from curation.records import RawRecord
 
@@ -144,7 +144,7 @@ def _decode_members(sample: _Sample) -> tuple[dict[str, Any] | None, str | None,
 
 
 def _sample_item(sample: _Sample, path: str, index: int, source: SourceConfig) -> Item:
-    fallback = f"{basename(path)}:{index}" if find_invalid_utf8(sample.key) else sample.key
+    fallback = f"{file_label(path, source)}:{index}" if find_invalid_utf8(sample.key) else sample.key
     provenance: dict[str, Any] = {"file": path, "row": index, "url": None, "member": None}
     raw: dict[str, Any] = {"key": sample.key, "members": sample.names}
 
