@@ -44,6 +44,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_lid.py
 	$(BIN)/python benchmarks/bench_codeswitch.py
 	$(BIN)/python benchmarks/bench_mt.py
+	$(BIN)/python benchmarks/bench_relevance.py
+	test -f $(DEMO_OUT)/dataset/manifest.json || $(BIN)/m3curate demo --out $(DEMO_OUT) --overwrite --pretrain-minutes 0
+	$(BIN)/python benchmarks/bench_pretrain.py --data $(DEMO_OUT)/dataset
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info
