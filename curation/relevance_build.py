@@ -15,7 +15,13 @@ from typing import Any
 
 from codeswitch.dictionary import DictionaryError, list_dictionaries, load_lexicons, pair_of
 from curation.relevance_config import RelevanceConfig, RelevanceConfigError
-from curation.relevance_encoders import EncoderError, encoder_kind, load_encoder, read_meta
+from curation.relevance_encoders import (
+    EncoderError,
+    SentenceTransformerEncoder,
+    encoder_kind,
+    load_encoder,
+    read_meta,
+)
 from curation.relevance_scorers import EmbeddingScorer, LexicalScorer, Scorer, TranslateScorer
 
 
@@ -65,6 +71,10 @@ def build_scorer(cfg: RelevanceConfig, mt: Any = None) -> Scorer:
         translator, code = load_translation(cfg, mt)
         return TranslateScorer(translator, code, cfg.chrf_beta)
     encoder = load_encoder(cfg.encoder, cfg.device, cfg.batch_size)
+    if cfg.threads > 0 and cfg.device == "cpu" and isinstance(encoder, SentenceTransformerEncoder):
+        import torch
+
+        torch.set_num_threads(cfg.threads)
     translator, code = load_translation(cfg, mt) if cfg.back_translate else (None, str)
     return EmbeddingScorer(encoder, cfg.calibration, cfg.cos_low, cfg.cos_high, translator, code)
 

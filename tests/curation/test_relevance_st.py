@@ -249,3 +249,20 @@ def test_score_relevance_pipeline_with_minilm(model_dir: str, encoder: SentenceT
     found = result.metrics().query(MetricsFilter().with_namespace("relevance"))["counters"]
     counters = {c.key.metric.name: c.committed for c in found}
     assert counters == {"scored_embedding_en": 1, "unscored_embedding_de": 1, "rejected_below_threshold": 1}
+
+
+def test_threads_setting_limits_torch_threads(model_dir: str) -> None:
+    import torch
+
+    from curation.relevance_build import build_scorer
+    from curation.relevance_config import RelevanceConfigError, relevance_config_from_dict
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        build_scorer(RelevanceConfig(enabled=True, scorer="embedding", encoder=model_dir, threads=1))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(RelevanceConfigError, match="threads"):
+        relevance_config_from_dict({"scorer": "embedding", "encoder": model_dir, "threads": -1})
