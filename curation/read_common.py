@@ -156,7 +156,7 @@ def _match(source: SourceConfig, pattern: str) -> list[str]:
         results = FileSystems.match([os.path.join(".", pattern) if local_relative else pattern])
     except BeamIOError as err:
         raise ValueError(f"source {source.name!r}: cannot list {pattern!r}: {err}") from err
-    paths = sorted(os.path.normpath(m.path) if local_relative else m.path for m in results[0].metadata_list)
+    paths = sorted(_local_path(m.path) for m in results[0].metadata_list)
     if not paths:
         raise ValueError(f"source {source.name!r}: no file matches {pattern!r}")
     return paths
@@ -202,24 +202,37 @@ def basename(path: str) -> str:
 GLOB_CHARS = "*?[{"
 
 
+def _local_path(path: str) -> str:
+    """A local path as ``_match`` returns it (normalised: no "./", no "x/.."); URLs as given."""
+    return path if "://" in path else os.path.normpath(path)
+
+
 def _static_dir(pattern: str) -> str:
-    """The folder part of ``pattern`` before its first wildcard, with its trailing "/"."""
+    """The folder part of ``pattern`` before its first wildcard, normalised like the paths
+    ``_match`` returns, with its trailing "/" ("" for the current folder)."""
     cut = min((i for i in map(pattern.find, GLOB_CHARS) if i >= 0), default=len(pattern))
-    return pattern[: pattern.rfind("/", 0, cut) + 1]
+    folder = pattern[: pattern.rfind("/", 0, cut) + 1]
+    if "://" in folder or not folder:
+        return folder
+    folder = os.path.normpath(folder)
+    return "" if folder == "." else folder.rstrip("/") + "/"
 
 
 @functools.lru_cache(maxsize=4096)
 def _file_label(path: str, patterns: tuple[str, ...]) -> str:
     prefix = os.path.commonprefix([_static_dir(p) for p in patterns])
     prefix = prefix[: prefix.rfind("/") + 1]
-    return path[len(prefix):] if path.startswith(prefix) else basename(path)
+    path = _local_path(path)
+    return path[len(prefix):] if path.startswith(prefix) else path  # the whole path: never a collision
 
 
 def file_label(path: str, source: SourceConfig) -> str:
     """The name of an input file in fallback ids (``<label>:<row>``): its path below the
     folder all of the source's patterns share. One pattern, or patterns in one folder:
     the file name; ``data/*/00000.parquet``: ``train/00000.parquet``, so two files of
-    one name in different folders never give the same ids."""
+    one name in different folders never give the same ids. The label depends on all of the
+    source's patterns: adding a pattern in another folder changes it (and every fallback
+    id of the source); rows with an id column keep their ids."""
     return _file_label(path, tuple(source.paths))
 
 

@@ -23,6 +23,9 @@ def source(*paths: str) -> SourceConfig:
     (["/d/train/c.jsonl", "/d/val/c.jsonl"], "/d/val/c.jsonl", "val/c.jsonl"),
     (["gs://b/cc3m/{00000..00009}.tar"], "gs://b/cc3m/00003.tar", "00003.tar"),
     (["a/c.jsonl", "b/c.jsonl"], "b/c.jsonl", "b/c.jsonl"),
+    (["./*/c.jsonl"], "b/c.jsonl", "b/c.jsonl"),
+    (["configs/../data/*/c.jsonl"], "data/b/c.jsonl", "b/c.jsonl"),
+    (["/d/x/../y/*.jsonl"], "/d/y/c.jsonl", "c.jsonl"),
 ])
 def test_file_label_is_the_path_below_the_shared_folder(paths, path, label) -> None:
     assert file_label(path, source(*paths)) == label
@@ -33,8 +36,10 @@ def test_same_file_names_in_two_folders_get_distinct_ids(tmp_path: Path, monkeyp
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "c.jsonl").write_text(json.dumps({"caption": f"from {folder}", "image": "x.jpg"}) + "\n")
     monkeypatch.chdir(tmp_path)
-    src = source("*/c.jsonl")  # a relative glob starting with a wildcard (Beam alone matches nothing)
-    files = match_paths(src)
-    assert files == ["a/c.jsonl", "b/c.jsonl"]
-    ids = [item.source_id for path in files for item in iter_file(path, src)]
-    assert ids == ["a/c.jsonl:0", "b/c.jsonl:0"]
+    (tmp_path / "configs").mkdir()
+    for pattern in ("*/c.jsonl", "./*/c.jsonl", "configs/../*/c.jsonl"):  # Beam alone matches nothing for the first
+        src = source(pattern)
+        files = match_paths(src)
+        assert files == ["a/c.jsonl", "b/c.jsonl"]
+        ids = [item.source_id for path in files for item in iter_file(path, src)]
+        assert ids == ["a/c.jsonl:0", "b/c.jsonl:0"], pattern
