@@ -20,9 +20,11 @@ translation direction between its language and the anchor's) keeps ``relevance``
 it is not evidence of irrelevance, and the trainer's ``data.null_relevance`` decides.
 When the ``mt`` stage back-translated a weak text into its anchor's language
 (``mt.back_translate``: a ``translation`` text with ``derived_from`` = the weak text), the
-``translate`` and ``embedding`` scorers score that translation against the anchor instead
-of translating again (counter ``reused_back_translation``); ``lexical`` always compares
-the weak text itself. Dropped texts are text-level rejects; the row's indices are remapped as the ``lid`` stage
+scorers that would translate it themselves score that translation against the anchor
+instead (``reuse_origin``: ``translate`` when the mt stage used its model, ``embedding``
+with ``back_translate`` and the ``[mt]`` model; counter ``reused_back_translation``);
+``lexical`` always compares the weak text itself. A dropped weak text takes its
+back-translation with it. Dropped texts are text-level rejects; the row's indices are remapped as the ``lid`` stage
 does; a row left with no text is one record-level reject. ``parallel`` rows pass through.
 
 Beam: rows with a weak text go through ``RunInference`` with ``RelevanceModelHandler``
@@ -52,9 +54,6 @@ STAGE = "relevance"
 NO_ANCHOR = "no_anchor"
 BELOW_THRESHOLD = "below_threshold"
 HIST_BINS = 10
-# Scorers that would translate the weak text themselves: they take the mt stage's
-# back-translation when the row has one (lexical compares across languages by design).
-REUSES_BACK_TRANSLATIONS = ("translate", "embedding")
 
 
 class Anchor(NamedTuple):
@@ -123,7 +122,14 @@ def _counter_names(tally: Counter[tuple[str, str]], scorer: str, stats: Counter[
 
 def _drop(row: dict[str, Any], texts: list[dict[str, Any]], dropped: list[tuple[int, str, str]],
           tally: Counter[tuple[str, str]], kept_rows: list[dict[str, Any]], rejects: list[Reject]) -> None:
-    """Remove the dropped texts (text-level rejects), or reject the row if none is left."""
+    """Remove the dropped texts (text-level rejects), or reject the row if none is left. The
+    ``mt`` stage's back-translation of a dropped weak text goes with it."""
+    reasons = {i: reason for i, reason, _ in dropped}
+    followers = [(j, reasons[t["derived_from"]], f"back-translation of text {t['derived_from']}")
+                 for j, t in enumerate(texts) if t["kind"] == "translation" and t.get("derived_from") in reasons]
+    for _, reason, _ in followers:
+        tally[("rejected", reason)] += 1
+    dropped = dropped + followers
     gone = {i for i, _, _ in dropped}
     new_index = {i: n for n, i in enumerate(i for i in range(len(texts)) if i not in gone)}
     kept = [texts[i] for i in new_index]
@@ -138,24 +144,40 @@ def _drop(row: dict[str, Any], texts: list[dict[str, Any]], dropped: list[tuple[
     remap_text_indices(kept, new_index)
     for i, reason, detail in dropped:
         raw = {"row_id": rid, "index": i, "text": texts[i]}
-        rejects.append(Reject(STAGE, reason, f"text {i} (weak, {texts[i]['lang']}): {detail}", src, src_id, raw, rid, "text"))
+        rejects.append(Reject(STAGE, reason, f"text {i} ({texts[i]['kind']}, {texts[i]['lang']}): {detail}",
+                              src, src_id, raw, rid, "text"))
     kept_rows.append({**row, "texts": kept})
 
 
-def _back_translations(texts: Sequence[dict[str, Any]]) -> dict[tuple[int, str], str]:
-    """(weak text index, language) -> the ``mt`` stage's back-translation of it."""
+def _back_translations(texts: Sequence[dict[str, Any]], origin: str | None) -> dict[tuple[int, str], str]:
+    """(weak text index, language) -> the ``mt`` stage's back-translation of it (made by the
+    model ``origin``; None: by any)."""
     return {(t["derived_from"], t["lang"]): t["text"] for t in texts
             if t["kind"] == "translation" and t.get("derived_from") is not None
-            and 0 <= t["derived_from"] < len(texts) and texts[t["derived_from"]]["kind"] == "weak"}
+            and 0 <= t["derived_from"] < len(texts) and texts[t["derived_from"]]["kind"] == "weak"
+            and (origin is None or t["origin"] == origin)}
 
 
-def _plan(rows: Sequence[dict[str, Any]], cfg: RelevanceConfig
+def reuse_origin(cfg: RelevanceConfig, scorer_id: str) -> str | None | bool:
+    """Whose back-translations the scorer takes: ``translate`` those of its own model
+    (its id is ``translate:<model id>``, the ``mt`` stage's origin is ``<model id>``);
+    ``embedding`` with ``back_translate`` and the ``[mt]`` model (no ``mt_model`` of its
+    own) any; False: none (``lexical``, and an embedding scorer that does not translate)."""
+    if cfg.scorer == "translate":
+        return scorer_id.removeprefix("translate:")
+    if cfg.scorer == "embedding" and cfg.back_translate and not cfg.mt_model:
+        return None
+    return False
+
+
+def _plan(rows: Sequence[dict[str, Any]], cfg: RelevanceConfig, scorer_id: str
           ) -> tuple[list[list[tuple[int, Anchor | None]] | None], list[Pair], int]:
     """Per row, the (index, anchor) of its weak texts (None: it has none); the pairs to
     score, in that order; and how many of them reuse a back-translation (module docstring)."""
     plan: list[list[tuple[int, Anchor | None]] | None] = []
     pairs: list[Pair] = []
     reused = 0
+    origin = reuse_origin(cfg, scorer_id)
     for row in rows:
         texts = row["texts"]
         weak, back = None, None
@@ -164,7 +186,7 @@ def _plan(rows: Sequence[dict[str, Any]], cfg: RelevanceConfig
                 anchor = resolve_anchor(texts, i, cfg)
                 if weak is None:
                     weak = []
-                    back = _back_translations(texts) if cfg.scorer in REUSES_BACK_TRANSLATIONS else {}
+                    back = {} if origin is False else _back_translations(texts, origin)
                 weak.append((i, anchor))
                 if anchor is None:
                     continue
@@ -181,13 +203,13 @@ def _plan(rows: Sequence[dict[str, Any]], cfg: RelevanceConfig
 def score_rows(rows: Sequence[dict[str, Any]], scorer: Scorer, cfg: RelevanceConfig, stats: Counter[str],
                scorer_id: str | None = None) -> tuple[list[dict[str, Any]], list[Reject]]:
     """Score every weak text of a batch of pairs rows with one scorer call: (rows, rejects)."""
-    plan, pairs, reused = _plan(rows, cfg)
+    sid = scorer_id or scorer.id
+    plan, pairs, reused = _plan(rows, cfg, sid)
     if reused:
         stats["reused_back_translation"] += reused
     scores = scorer.score(pairs) if pairs else []
     if len(scores) != len(pairs):
-        raise ValueError(f"scorer {scorer_id or scorer.id} returned {len(scores)} scores for {len(pairs)} pairs")
-    sid = scorer_id or scorer.id
+        raise ValueError(f"scorer {sid} returned {len(scores)} scores for {len(pairs)} pairs")
     tally: Counter[tuple[str, str]] = Counter()
     kept: list[dict[str, Any]] = []
     rejects: list[Reject] = []

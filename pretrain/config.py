@@ -72,6 +72,7 @@ class DataConfig:
     kind_weights/lang_weights: the per-step text policy: each row offers its texts with
         weight kind_weights[kind] * lang_weights[lang]; one is drawn per row per step. Kinds
         and languages not listed weigh 1 (``kind_weights = {weak = 0}`` drops weak texts only).
+        A translation of a weak text (``mt.back_translate``) counts as weak, with its relevance.
     null_relevance: what a weak text with no relevance score gets: a number in [0, 1]
         used as its r, or "skip" (not offered). Relevance is null until the relevance stage runs.
     crop_scale/hflip: augmentation. Flips are off by default: captions name left and right.

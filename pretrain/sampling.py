@@ -37,16 +37,27 @@ class TextChoice:
         return self.kind == "weak"
 
 
-def _weight(t: dict[str, Any], cfg: DataConfig) -> float:
-    w = cfg.kind_weights.get(t["kind"], 1.0) * cfg.lang_weights.get(t["lang"], 1.0)
-    if w > 0 and t["kind"] == "weak" and t.get("relevance") is None and cfg.null_relevance == "skip":
+def _source(texts: Sequence[dict[str, Any]], t: dict[str, Any]) -> dict[str, Any]:
+    """The weak text that ``t`` is a back-translation of (``mt.back_translate``), else ``t``:
+    a translation of a weak text is as weakly aligned as the text, and takes its relevance
+    and anchor."""
+    d = t.get("derived_from")
+    if t["kind"] == "translation" and d is not None and 0 <= d < len(texts) and texts[d]["kind"] == "weak":
+        return texts[d]
+    return t
+
+
+def _weight(t: dict[str, Any], src: dict[str, Any], cfg: DataConfig) -> float:
+    w = cfg.kind_weights.get(src["kind"], 1.0) * cfg.lang_weights.get(t["lang"], 1.0)
+    if w > 0 and src["kind"] == "weak" and src.get("relevance") is None and cfg.null_relevance == "skip":
         return 0.0
     return w
 
 
 def choose_text(texts: Sequence[dict[str, Any]], cfg: DataConfig, rng: random.Random) -> TextChoice | None:
     """Draw one text by kind x language weight; None when the policy leaves the row nothing."""
-    weights = [_weight(t, cfg) for t in texts]
+    sources = [_source(texts, t) for t in texts]
+    weights = [_weight(t, src, cfg) for t, src in zip(texts, sources, strict=True)]
     total = sum(weights)
     if total <= 0:
         return None
@@ -57,13 +68,13 @@ def choose_text(texts: Sequence[dict[str, Any]], cfg: DataConfig, rng: random.Ra
         if pick < 0 and w > 0:
             idx = i
             break
-    t = texts[idx]
-    if t["kind"] != "weak":
+    t, src = texts[idx], sources[idx]
+    if src["kind"] != "weak":
         spans = [(s["start"], s["end"]) for s in t.get("spans") or []]
         return TextChoice(t["text"], t["lang"], t["kind"], spans=spans)
-    r = t.get("relevance")
+    r = src.get("relevance")
     relevance = float(cfg.null_relevance if r is None else r)
-    anchor_idx = t.get("anchor")
+    anchor_idx = src.get("anchor")
     anchor = texts[anchor_idx]["text"] if anchor_idx is not None else None
     return TextChoice(t["text"], t["lang"], "weak", relevance=relevance, anchor=anchor)
 

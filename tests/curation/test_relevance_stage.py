@@ -114,19 +114,35 @@ class RecordingScorer(LengthScorer):
         return super().score(pairs)
 
 
-@pytest.mark.parametrize("scorer", ["translate", "embedding", "lexical"])
-def test_back_translation_of_the_mt_stage_is_reused(scorer: str) -> None:
+@pytest.mark.parametrize(("cfg", "scorer_id", "reuse"), [
+    ({"scorer": "translate"}, "translate:mt", True),          # the mt stage used the scorer's model
+    ({"scorer": "translate"}, "translate:other", False),      # another model: translate again
+    ({"scorer": "embedding", "back_translate": True}, "embedding:e", True),
+    ({"scorer": "embedding"}, "embedding:e", False),          # a multilingual encoder does not translate
+    ({"scorer": "lexical"}, "lexical", False),
+])
+def test_back_translation_of_the_mt_stage_is_reused(cfg: dict, scorer_id: str, reuse: bool) -> None:
     r = row("a", ("ein roter Kreis", "de", 0), ("un cercle", "fr", 0))
     r["texts"].append(text_entry("a red circle", "translation", "mt", "en", derived_from=1))
     stats: Counter[str] = Counter()
     fake = RecordingScorer()
-    kept, _ = score_rows([r], fake, RelevanceConfig(enabled=True, scorer=scorer), stats)
-    reuse = scorer != "lexical"
+    kept, _ = score_rows([r], fake, RelevanceConfig(enabled=True, **cfg), stats, scorer_id)
     first = Pair("a red circle", "en", CAPTION, "en") if reuse else Pair("ein roter Kreis", "de", CAPTION, "en")
     assert fake.seen == [first, Pair("un cercle", "fr", CAPTION, "en")]  # fr has no back-translation
     assert stats["reused_back_translation"] == (1 if reuse else 0)
     assert kept[0]["texts"][1]["relevance"] == pytest.approx(len(first.text) / 40)
 
+
+def test_dropped_weak_text_takes_its_back_translation_along() -> None:
+    r = row("a", ("kurz", "de", 0))
+    r["texts"].append(text_entry("short", "translation", "mt", "en", derived_from=1))
+    stats: Counter[str] = Counter()
+    kept, rejects = score_rows([r], LengthScorer(), RelevanceConfig(enabled=True, threshold=0.5), stats)
+    assert [t["kind"] for t in kept[0]["texts"]] == ["caption"]
+    assert sorted((x.reason, x.raw["index"]) for x in rejects) == [("below_threshold", 1), ("below_threshold", 2)]
+    assert "back-translation of text 1" in next(x.detail for x in rejects if x.raw["index"] == 2)
+    assert stats["rejected_below_threshold"] == 2
+    validate_rows(kept, "pairs")
 
 def test_fallback_anchor_and_determinism() -> None:
     cfg = RelevanceConfig(no_anchor="fallback", fallback_anchor="an image", fallback_anchor_lang="en")

@@ -78,6 +78,25 @@ def test_text_policy_by_kind_language_and_relevance():
     assert cs.kind == "codeswitch" and cs.spans == [(2, 6)]
 
 
+
+def test_back_translation_of_a_weak_text_is_weak():
+    """mt.back_translate makes a ``translation`` derived from a weak text: it is drawn with the
+    weak kind's weight and carries the weak text's relevance and anchor, never as a strict pair."""
+    texts = pair_row(6)["texts"]
+    weak_i = next(i for i, t in enumerate(texts) if t["kind"] == "weak")
+    texts[weak_i] = {**texts[weak_i], "relevance": 0.2}
+    back = {**texts[0], "kind": "translation", "text": "a back-translated alt-text", "derived_from": weak_i}
+    texts = [*texts, back]
+    rng = random.Random(0)
+    strict_only = DataConfig(kind_weights={"weak": 0}, lang_weights={"de": 0})
+    assert all(choose_text(texts, strict_only, rng).text != back["text"] for _ in range(50))
+    only_en_weak = DataConfig(kind_weights={"caption": 0, "translation": 0, "codeswitch": 0}, lang_weights={"de": 0})
+    got = {choose_text(texts, only_en_weak, rng).text for _ in range(30)}
+    assert back["text"] in got
+    picked = next(c for c in (choose_text(texts, only_en_weak, rng) for _ in range(50)) if c.text == back["text"])
+    assert picked.is_weak and picked.relevance == 0.2 and picked.anchor == texts[0]["text"]
+
+
 def test_masking_prefers_code_switched_tokens(tok):
     ids, flags = tok.encode_with_spans("a rotes square on the left", [(2, 7)], 16)
     assert any(flags) and not flags[0] and not flags[-1]
