@@ -113,7 +113,7 @@ def write_pairs(path: Path, pairs: list[tuple[str, str]], lang: str) -> None:
     path.write_text("".join(lines), encoding="utf-8")
 
 
-def plain_tokens(text: str) -> frozenset[str]:
+def plain_tokens(text: str, lang: str | None = None) -> frozenset[str]:
     """Variant: the tokeniser before elisions were split (``phrase_key`` per whitespace token),
     to measure what the split (``relevance_scorers.ELIDED``) buys."""
     return frozenset(k for w in text.split() if (k := phrase_key(w, True)))

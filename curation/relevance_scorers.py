@@ -41,7 +41,7 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
-from codeswitch.dictionary import Lexicon, phrase_key
+from codeswitch.dictionary import PUNCT, Lexicon, phrase_key
 from curation.relevance_encoders import lang_key
 
 
@@ -103,23 +103,27 @@ def calibrate(cos: np.ndarray | Sequence[float], method: str, low: float, high: 
 
 # --- lexical -----------------------------------------------------------------------
 
-# French and Italian elided articles, pronouns and prepositions: "l'option" is looked up as
-# "option" (dictionaries list the bare word). English contractions ("it's", "don't",
-# "o'clock") keep their form: none of their prefixes is here.
+# French, Italian and Catalan elided articles, pronouns and prepositions: in those languages
+# "l'option" is looked up as "option" (dictionaries list the bare word). Other languages
+# keep their apostrophes ("it's", "don't", "o'clock").
+ELIDING_LANGS = frozenset({"fr", "it", "ca"})
 ELIDED = frozenset({"l", "d", "n", "s", "j", "c", "m", "t", "qu", "jusqu", "lorsqu", "puisqu",
                     "un", "all", "dall", "dell", "nell", "sull"})
 
 
-def _word_key(word: str) -> str:
+def _word_key(word: str, lang: str | None) -> str:
     key = phrase_key(word.replace("\u2019", "'"), True)
+    if lang not in ELIDING_LANGS:
+        return key
     head, sep, rest = key.partition("'")
+    rest = rest.strip(PUNCT)
     return rest if sep and head in ELIDED and rest else key
 
 
-def tokens(text: str) -> frozenset[str]:
-    """The text's words as dictionary keys (``phrase_key`` per whitespace token, French and
-    Italian elisions split off: ``ELIDED``)."""
-    return frozenset(k for w in text.split() if (k := _word_key(w)))
+def tokens(text: str, lang: str | None = None) -> frozenset[str]:
+    """The text's words as dictionary keys (``phrase_key`` per whitespace token; in
+    ``ELIDING_LANGS``, elisions split off: ``ELIDED``)."""
+    return frozenset(k for w in text.split() if (k := _word_key(w, lang)))
 
 
 def f1(matched: int, n_weak: int, covered: int, n_anchor: int) -> float:
@@ -148,12 +152,13 @@ class LexicalScorer:
             for key, options in (lex.entries.items() if lex and tgt in lex.langs else ()):
                 for lang, targets in options:
                     if lang == tgt:
-                        table.setdefault(key, set()).update(tokens(" ".join(targets)))
+                        word = _word_key(key, src) if " " not in key else key  # as tokens() keys the text
+                        table.setdefault(word, set()).update(tokens(" ".join(targets), tgt))
             self._maps[(src, tgt)] = {k: frozenset(v) for k, v in table.items()} if table else None
         return self._maps[(src, tgt)]
 
     def score_one(self, pair: Pair) -> float | None:
-        weak, anchor = tokens(pair.text), tokens(pair.anchor)
+        weak, anchor = tokens(pair.text, pair.lang), tokens(pair.anchor, pair.anchor_lang)
         fwd = rev = None
         if pair.lang != pair.anchor_lang:
             fwd, rev = self.word_map(pair.lang, pair.anchor_lang), self.word_map(pair.anchor_lang, pair.lang)

@@ -129,12 +129,16 @@ def test_lexical_known_scores_and_directions(lexical: LexicalScorer) -> None:
     assert lexical.score([Pair("", "de", en, "en")]) == [0.0]
 
 
-def test_tokens_split_french_elisions_only(tmp_path: Path) -> None:
-    assert tokens("L'option n’est pas d'un qu'il") == {"option", "est", "pas", "un", "il"}
-    assert tokens("it's o'clock, don't") == {"it's", "o'clock", "don't"}  # English keeps its forms
-    write_muse_dictionaries(tmp_path, {("en", "fr"): [("option", "option"), ("file", "fichier")]})
+def test_tokens_split_elisions_in_eliding_languages_only(tmp_path: Path) -> None:
+    assert tokens("L'option n’est pas d'un qu'il d'\"accord\"", "fr") == {"option", "est", "pas", "un", "il",
+                                                                          "accord"}
+    assert tokens("it's o'clock, don't c'mon", "en") == {"it's", "o'clock", "don't", "c'mon"}
+    assert tokens("c'mon", None) == {"c'mon"}
+    write_muse_dictionaries(tmp_path, {("en", "fr"): [("option", "option"), ("file", "fichier")],
+                                       ("fr", "en"): [("l'eau", "water"), ("chien", "dog")]})
     scorer = lexical_scorer(RelevanceConfig(dictionaries=str(tmp_path)))
     assert scorer.score_one(Pair("l'option", "fr", "option", "en")) == 1.0
+    assert scorer.score_one(Pair("l'eau chien", "fr", "water dog", "en")) == 1.0  # an elided dictionary key
 
 
 def test_lexical_tracks_demo_grades(lexical: LexicalScorer) -> None:
