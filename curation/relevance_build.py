@@ -18,7 +18,7 @@ from curation.relevance_config import RelevanceConfig, RelevanceConfigError
 from curation.relevance_encoders import (
     EncoderError,
     SentenceTransformerEncoder,
-    encoder_kind,
+    encoder_info,
     load_encoder,
     read_meta,
 )
@@ -106,7 +106,7 @@ def check_relevance(cfg: RelevanceConfig, mt: Any = None) -> str:
         if cfg.scorer == "translate":
             return f"translate:{tcfg.resolved_model_id()}"
     try:
-        encoder_kind(cfg.encoder)
+        encoder_info(cfg.encoder)  # the kind and the declared languages, as the workers will read them
         meta = read_meta(cfg.encoder)
     except EncoderError as err:
         raise RelevanceConfigError(f"relevance.encoder: {err}") from err

@@ -148,7 +148,7 @@ def card_languages(directory: str) -> tuple[str, ...] | None:
     end = head.find("\n---", 3)
     if not head.startswith("---") or end < 0:
         return None
-    lines = head[3:end].splitlines()
+    lines = [line.split(" #", 1)[0].rstrip() for line in head[3:end].splitlines()]  # drop YAML comments
     for k, line in enumerate(lines):
         key, sep, value = line.partition(":")
         if not sep or key != "language":
@@ -158,6 +158,8 @@ def card_languages(directory: str) -> tuple[str, ...] | None:
         else:
             items = []
             for item in lines[k + 1:]:
+                if not item.strip() or item.lstrip().startswith("#"):
+                    continue
                 if not item.strip().startswith("-"):
                     break
                 items.append(item.strip()[1:])

@@ -117,6 +117,8 @@ def test_card_languages(tmp_path: Path) -> None:
         "---\nlanguage: en\nlicense: apache-2.0\n---\n# m\n": ("en",),
         "---\ntags:\n- x\nlanguage: [en, 'de']\n---\n": ("en", "de"),
         "---\nlanguage:\n- multilingual\n- af\n  - zh\nlicense: mit\n---\nlanguage: fr\n": ("multilingual", "af", "zh"),
+        "---\nlanguage: en  # English\n---\n": ("en",),
+        "---\nlanguage:\n# the list\n- de\n\n- fr\n---\n": ("de", "fr"),
         "# no front matter\nlanguage: en\n": None,
         "---\nlicense: mit\n---\n": None,
     }
@@ -251,6 +253,7 @@ def test_score_relevance_pipeline_with_minilm(model_dir: str, encoder: SentenceT
     assert counters == {"scored_embedding_en": 1, "unscored_embedding_de": 1, "rejected_below_threshold": 1}
 
 
+@needs_model
 def test_threads_setting_limits_torch_threads(model_dir: str) -> None:
     import torch
 
