@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from curation.relevance import RelevanceHistogram
+from curation.relevance_hist import RelevanceHistogram
 from curation.write import INPUT_COUNTS, TABLES
 from schemas import SCHEMA_VERSION
 

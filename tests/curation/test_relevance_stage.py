@@ -20,7 +20,6 @@ from codeswitch.dictionary import write_muse_dictionaries
 from curation.records import text_entry
 from curation.relevance import (
     ScoreRelevance,
-    relevance_histogram,
     resolve_anchor,
     score_rows,
 )
@@ -32,6 +31,7 @@ from curation.relevance_config import (
     relevance_config_from_dict,
     resolve_relevance,
 )
+from curation.relevance_hist import relevance_histogram
 from curation.relevance_scorers import Pair
 from curation.synth import LANGUAGES, lexicon_pairs
 from schemas import validate_rows
