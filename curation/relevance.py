@@ -49,6 +49,7 @@ from apache_beam.pvalue import TaggedOutput
 from curation.records import REJECTS_TAG, Reject, remap_text_indices, without_image_bytes
 from curation.relevance_config import RelevanceConfig
 from curation.relevance_scorers import Pair, Scorer
+from schemas import back_translated_from
 
 STAGE = "relevance"
 NO_ANCHOR = "no_anchor"
@@ -124,8 +125,8 @@ def _drop(row: dict[str, Any], texts: list[dict[str, Any]], dropped: list[tuple[
     """Remove the dropped texts (text-level rejects), or reject the row if none is left. The
     ``mt`` stage's back-translation of a dropped weak text goes with it."""
     reasons = {i: reason for i, reason, _ in dropped}
-    followers = [(j, reasons[t["derived_from"]], f"back-translation of text {t['derived_from']}")
-                 for j, t in enumerate(texts) if t["kind"] == "translation" and t.get("derived_from") in reasons]
+    followers = [(j, reasons[d], f"back-translation of text {d}") for j, t in enumerate(texts)
+                 if (d := back_translated_from(texts, t)) in reasons]
     for _, reason, _ in followers:
         tally[("rejected", reason)] += 1
     dropped = dropped + followers
@@ -151,10 +152,8 @@ def _drop(row: dict[str, Any], texts: list[dict[str, Any]], dropped: list[tuple[
 def _back_translations(texts: Sequence[dict[str, Any]], origin: str | None) -> dict[tuple[int, str], str]:
     """(weak text index, language) -> the ``mt`` stage's back-translation of it (made by the
     model ``origin``; None: by any)."""
-    return {(t["derived_from"], t["lang"]): t["text"] for t in texts
-            if t["kind"] == "translation" and t.get("derived_from") is not None
-            and 0 <= t["derived_from"] < len(texts) and texts[t["derived_from"]]["kind"] == "weak"
-            and (origin is None or t["origin"] == origin)}
+    return {(d, t["lang"]): t["text"] for t in texts
+            if (d := back_translated_from(texts, t)) is not None and (origin is None or t["origin"] == origin)}
 
 
 def reuse_origin(cfg: RelevanceConfig, scorer_id: str) -> str | None | bool:

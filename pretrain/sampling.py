@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pretrain.config import DataConfig
+from schemas import back_translated_from
 
 STRICT_KINDS = ("caption", "translation", "codeswitch")
 
@@ -41,10 +42,8 @@ def _source(texts: Sequence[dict[str, Any]], t: dict[str, Any]) -> dict[str, Any
     """The weak text that ``t`` is a back-translation of (``mt.back_translate``), else ``t``:
     a translation of a weak text is as weakly aligned as the text, and takes its relevance
     and anchor."""
-    d = t.get("derived_from")
-    if t["kind"] == "translation" and d is not None and 0 <= d < len(texts) and texts[d]["kind"] == "weak":
-        return texts[d]
-    return t
+    d = back_translated_from(texts, t)
+    return t if d is None else texts[d]
 
 
 def _weight(t: dict[str, Any], src: dict[str, Any], cfg: DataConfig) -> float:

@@ -9,6 +9,7 @@ from schemas.arrow import (
     TEXT_KINDS,
     UNDETERMINED,
 )
+from schemas.texts import back_translated_from
 from schemas.validate import SchemaError, check_version, validate_rows, validate_table
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "TEXT_KINDS",
     "UNDETERMINED",
     "SchemaError",
+    "back_translated_from",
     "check_version",
     "validate_rows",
     "validate_table",
