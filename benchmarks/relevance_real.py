@@ -47,7 +47,8 @@ from codeswitch.dictionary import phrase_key, write_muse_dictionaries  # noqa: E
 from curation import relevance_scorers  # noqa: E402
 from curation.relevance_build import build_scorer  # noqa: E402
 from curation.relevance_config import relevance_config_from_dict  # noqa: E402
-from curation.relevance_eval import evaluate_aligned, read_pairs  # noqa: E402
+from curation.relevance_eval import evaluate_aligned, read_pairs, write_pairs  # noqa: E402
+from curation.relevance_scorers import Pair  # noqa: E402
 
 LANGS = {"de": "deu", "fr": "fra", "es": "spa"}
 WHEELS = ("django==5.2.19", "sphinx==9.0.4")
@@ -106,13 +107,6 @@ def catalogue_pairs(wheels: list[Path], lang: str, min_words: int) -> list[tuple
     return list(found.items())
 
 
-def write_pairs(path: Path, pairs: list[tuple[str, str]], lang: str) -> None:
-    """The aligned TSV of ``relevance eval --pairs``: the translation is the weak text."""
-    lines = ["text\tlang\tanchor\tanchor_lang\n"]
-    lines += [f"{xx}\t{lang}\t{en}\ten\n" for en, xx in pairs]
-    path.write_text("".join(lines), encoding="utf-8")
-
-
 def plain_tokens(text: str, lang: str | None = None) -> frozenset[str]:
     """Variant: the tokeniser before elisions were split (``phrase_key`` per whitespace token),
     to measure what the split (``relevance_scorers.ELIDED``) buys."""
@@ -164,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     tsvs = {}
     for lang in LANGS:
         tsvs[lang] = work / f"aligned-{lang}.tsv"
-        write_pairs(tsvs[lang], catalogue_pairs(wheels, lang, args.min_words), lang)
+        write_pairs(tsvs[lang], [Pair(xx, lang, en, "en") for en, xx in catalogue_pairs(wheels, lang, args.min_words)])
     print(f"dictionaries (MUSE entries): {sizes}\nwheels: {[w.name for w in wheels]}\npackages: {versions}")
     variants = VARIANTS if args.experiment else {"as shipped": None}
     results = evaluate(dicts, tsvs, args.seed, variants)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -151,15 +151,19 @@ def write_demo_graded(weak_jsonl: str | Path, out: str | Path, anchor_lang: str 
     return len(lines) - 1
 
 
+def write_pairs(path: str | Path, pairs: Iterable[Pair]) -> int:
+    """Pairs in the layout ``read_pairs`` and ``relevance eval --pairs`` read (a header, then
+    text, lang, anchor, anchor_lang); returns how many."""
+    lines = ["text\tlang\tanchor\tanchor_lang\n", *("\t".join(p) + "\n" for p in pairs)]
+    Path(path).write_text("".join(lines), encoding="utf-8")
+    return len(lines) - 1
+
+
 def write_demo_pairs(parallel_tsv: str | Path, out: str | Path) -> int:
     """Aligned pairs in the eval layout from a demo parallel.tsv (src, tgt, src_lang,
     tgt_lang with a header): the target side is the text, the English source its anchor."""
-    lines = ["text\tlang\tanchor\tanchor_lang\n"]
-    for fields in read_tsv(parallel_tsv, 4)[1:]:
-        src, tgt, src_lang, tgt_lang = fields[:4]
-        lines.append(f"{tgt}\t{tgt_lang}\t{src}\t{src_lang}\n")
-    Path(out).write_text("".join(lines), encoding="utf-8")
-    return len(lines) - 1
+    return write_pairs(out, (Pair(tgt, tgt_lang, src, src_lang)
+                             for src, tgt, src_lang, tgt_lang, *_ in read_tsv(parallel_tsv, 4)[1:]))
 
 
 def demo_report(scorer: Scorer, pairs_tsv: str | Path, graded_tsv: str | Path, seed: int = 0) -> dict[str, Any]:
