@@ -10,6 +10,7 @@ Ties are broken against the model (a constant scorer gets no credit).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,16 +90,34 @@ def encode_texts(model: RC3Model, tok: Tokenizer, texts: list[str], device: torc
 
 
 @torch.no_grad()
-def _rerank(model: RC3Model, sims: torch.Tensor, img_tokens: torch.Tensor, ids: torch.Tensor, k: int, device: torch.device) -> torch.Tensor:
-    """Scores with each row's top-k columns replaced by ITM log-odds + ITC similarity (rows = images)."""
+def _itm_log_odds(model: RC3Model, img_tokens: torch.Tensor, ids: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """ITM log-odds (match minus no-match logit) of aligned rows of image tokens and text ids."""
+    txt_tokens, txt_mask = model.text(ids.to(device))
+    logits = model.itm_scores(img_tokens, None, txt_tokens, txt_mask).float()
+    return logits[:, 1] - logits[:, 0]
+
+
+@torch.no_grad()
+def _rerank(sims: torch.Tensor, k: int, log_odds: Callable[[int, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Scores with each row's top-k columns replaced by ITM log-odds + ITC similarity;
+    ``log_odds(row, cols)`` scores one row against its top columns."""
     out = torch.full_like(sims, -1e4)
     top = sims.topk(min(k, sims.shape[1]), dim=1)
-    for i in range(sims.shape[0]):
-        cols = top.indices[i]
-        txt_tokens, txt_mask = model.text(ids[cols].to(device))
-        logits = model.itm_scores(img_tokens[i : i + 1].expand(len(cols), -1, -1), None, txt_tokens, txt_mask).float()
-        out[i, cols] = (logits[:, 1] - logits[:, 0]) + top.values[i]
+    for r in range(sims.shape[0]):
+        cols = top.indices[r]
+        out[r, cols] = log_odds(r, cols) + top.values[r]
     return out
+
+
+def _rerank_both(model: RC3Model, sims: torch.Tensor, imgs: torch.Tensor, ids: torch.Tensor, k: int,
+                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Image->text and text->image scores, each row's top-k re-scored by ITM (rows of
+    ``sims`` are images)."""
+    i2t = _rerank(sims, k, lambda i, cols: _itm_log_odds(
+        model, imgs[i : i + 1].expand(len(cols), -1, -1), ids[cols], device))
+    t2i = _rerank(sims.t(), k, lambda t, cols: _itm_log_odds(
+        model, imgs[cols], ids[t : t + 1].expand(len(cols), -1), device))
+    return i2t, t2i
 
 
 def evaluate_set(model: RC3Model, tok: Tokenizer, evalset: EvalSet, device: torch.device, rerank: int = 0,
@@ -119,24 +138,11 @@ def evaluate_set(model: RC3Model, tok: Tokenizer, evalset: EvalSet, device: torc
         sims = img_feats[images] @ txt_feats.t()
         i2t, t2i = sims, sims.t()
         if rerank:
-            i2t = _rerank(model, sims, img_tokens[images], ids, rerank, device)
-            t2i = _rerank_t2i(model, sims.t(), img_tokens[images], ids, rerank, device)
+            i2t, t2i = _rerank_both(model, sims, img_tokens[images], ids, rerank, device)
         metrics = recall_metrics(i2t.cpu(), t2i.cpu(), [local[i] for i, _ in caps])
         results[lang] = {"images": len(images), "texts": len(caps), **{k: round(v, 2) for k, v in metrics.items()}}
     return results
 
-
-@torch.no_grad()
-def _rerank_t2i(model: RC3Model, sims: torch.Tensor, img_tokens: torch.Tensor, ids: torch.Tensor, k: int, device: torch.device) -> torch.Tensor:
-    """Like _rerank with texts as rows: each text's top-k images re-scored by ITM."""
-    out = torch.full_like(sims, -1e4)
-    top = sims.topk(min(k, sims.shape[1]), dim=1)
-    for t in range(sims.shape[0]):
-        cols = top.indices[t]
-        txt_tokens, txt_mask = model.text(ids[t : t + 1].to(device).expand(len(cols), -1))
-        logits = model.itm_scores(img_tokens[cols], None, txt_tokens, txt_mask).float()
-        out[t, cols] = (logits[:, 1] - logits[:, 0]) + top.values[t]
-    return out
 
 
 def evaluate(checkpoint: str, data: str, split: str = "test", langs: list[str] | None = None, rerank: int = 0,
