@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-TEXT_KINDS = ("caption", "translation", "codeswitch", "weak")
+from schemas import TEXT_KINDS
+
 WEAK_FORMS = ("soft", "regularizer", "strict")
 PRECISIONS = ("auto", "fp32", "bf16")
 
