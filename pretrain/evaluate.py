@@ -4,7 +4,9 @@ The protocol is UC2's and CCLM's ``itm_eval``: image->text ranks an image's capt
 all captions of the language and counts the best-ranked of its own; text->image ranks all
 images for each caption. Mean recall (``r_mean``) is the average of the six recalls. Scores
 are ITC cosine similarities; with ``rerank=k`` the top k candidates of each query are
-re-scored by the ITM head through the fusion encoder, ALBEF/CCLM style (ITM log-odds + ITC).
+re-scored by the ITM head through the fusion encoder, ALBEF/CCLM style (ITM log-odds + ITC);
+re-ranking only reorders those k, the rest keep their ITC order below them (R@n for n >= k is
+ITC's).
 Ties are broken against the model (a constant scorer gets no credit).
 """
 
@@ -99,13 +101,30 @@ def _itm_log_odds(model: RC3Model, img_tokens: torch.Tensor, ids: torch.Tensor, 
 
 @torch.no_grad()
 def _rerank(sims: torch.Tensor, k: int, log_odds: Callable[[int, torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """Scores with each row's top-k columns replaced by ITM log-odds + ITC similarity;
-    ``log_odds(row, cols)`` scores one row against its top columns."""
-    out = torch.full_like(sims, -1e4)
-    top = sims.topk(min(k, sims.shape[1]), dim=1)
+    """Scores (float64) that order each row's top-k columns by ITM log-odds + ITC similarity,
+    above every other column, and leave the other columns their ITC similarity: ranks beyond
+    k stay in ITC order, so R@n for n >= k is ITC's. ``log_odds(row, cols)`` scores one row
+    against its top columns.
+
+    Columns tied in ITC with the (k+1)-th are not re-scored: which of them topk would pick
+    is arbitrary, and ties count against the model. The re-scored values are shifted above
+    the rest, not the rest below them: ``t - t.min()`` is exact in float64 for float32 ``t``,
+    so neither order gains a tie."""
+    out = sims.double().clone()
+    width = sims.shape[1]
+    top = sims.topk(min(k + 1, width), dim=1)
     for r in range(sims.shape[0]):
-        cols = top.indices[r]
-        out[r, cols] = log_odds(r, cols) + top.values[r]
+        cols, values = top.indices[r, :k], top.values[r, :k]
+        if k < width:
+            keep = values > top.values[r, k]
+            cols, values = cols[keep], values[keep]
+        if len(cols) == 0:
+            continue
+        rest = torch.ones(width, dtype=torch.bool, device=sims.device)
+        rest[cols] = False
+        scores = (log_odds(r, cols) + values).double()
+        floor = float(out[r][rest].max()) + 1.0 if rest.any() else 0.0
+        out[r, cols] = scores - scores.min() + floor
     return out
 
 
