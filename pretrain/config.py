@@ -15,7 +15,12 @@ from typing import Any
 
 from schemas import TEXT_KINDS
 
-WEAK_FORMS = ("soft", "regularizer", "strict")
+# RC3's two forms first (the default is the first), then the relevance-weighted InfoNCE and
+# the weak-as-strict baseline; pretrain/README.md gives each formula.
+WEAK_FORMS = ("regularizer", "soft_target", "weighted_infonce", "strict")
+# Old names still read from configs and checkpoints: "soft" was the relevance-weighted
+# InfoNCE's name before it stopped being the default (it never was RC3's objective).
+WEAK_FORM_ALIASES = {"soft": "weighted_infonce"}
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -100,12 +105,17 @@ class DataConfig:
 class LossConfig:
     """Objective weights (0 switches an objective and its heads off) and their settings.
 
-    weak_form: soft (the weak text's contrastive target puts mass r on its own image),
-        regularizer (pull sim(image, weak) towards r * sim(image, anchor)), or strict
-        (weak texts are treated as strict pairs; the ablation baseline).
-    weak_spread: with soft, also spread the remaining 1 - r uniformly over all images
-        (text side only); off by default, see pretrain/README.md.
-    itm_negatives: sample (ALBEF/CCLM: draw by softmax of ITC similarities) or hardest.
+    weak_form: how a weak pair's proximity follows its relevance r (formulas in
+        pretrain/README.md). RC3's forms: regularizer (default; cos(image, weak) aimed at
+        r * cos(image, anchor), anchor side detached; weak texts without an anchor use
+        soft_target) and soft_target (contrastive target r on the own pair, 1 - r spread
+        over the batch's other candidates, both directions). Also weighted_infonce (InfoNCE
+        with the row weighted by r: not RC3's, kept for comparison; "soft" is its old name
+        and is still read as it) and strict (weak texts are strict pairs; ablation baseline).
+    weak_spread: weighted_infonce only: also spread the text's remaining 1 - r uniformly
+        over all images (text side only).
+    itm_negatives: sample (ALBEF/CCLM: draw by softmax of the temperature-scaled ITC
+        similarities, same text or same image excluded) or hardest (the most similar of those).
     """
 
     itc: float = 1.0
@@ -113,11 +123,16 @@ class LossConfig:
     ttc: float = 1.0
     mlm: float = 1.0
     itm: float = 1.0
-    weak_form: str = "soft"
+    weak_form: str = "regularizer"
     weak_spread: bool = False
     temperature: float = 0.07
     learn_temperature: bool = True
     itm_negatives: str = "sample"
+
+    def __post_init__(self) -> None:
+        # Resolved here, so every reader (validation, the loss, the loader, evaluation of an
+        # old checkpoint through LossConfig(**saved)) sees only the current names.
+        self.weak_form = WEAK_FORM_ALIASES.get(self.weak_form, self.weak_form)
 
 
 @dataclass
@@ -263,6 +278,9 @@ def validate(cfg: PretrainConfig) -> None:
     _validate_data(cfg.data)
     loss, train = cfg.loss, cfg.train
     _check(loss.weak_form in WEAK_FORMS, f"loss.weak_form = {loss.weak_form!r}; use one of {list(WEAK_FORMS)}")
+    _check(not loss.weak_spread or loss.weak_form == "weighted_infonce",
+           f"loss.weak_spread applies to weak_form = \"weighted_infonce\" only (weak_form is {loss.weak_form!r}); "
+           "soft_target already spreads 1 - r, in both directions")
     _check(loss.itm_negatives in ("sample", "hardest"), "loss.itm_negatives: use \"sample\" or \"hardest\"")
     _check(loss.temperature > 0, "loss.temperature must be > 0")
     weights = [loss.itc, loss.weak, loss.ttc, loss.mlm, loss.itm]

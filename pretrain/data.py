@@ -34,6 +34,13 @@ from pretrain.tokenizer import Tokenizer
 MAX_CONSECUTIVE_BAD = 2000
 
 
+def image_key(sha256: str) -> int:
+    """The image's identity as a tensor-friendly int: the first 60 bits of its sha256. ITM
+    uses it to never draw a copy of a row's own image as that row's negative (crops of one
+    image differ in pixels, so the pixels cannot tell)."""
+    return int(sha256[:15], 16)
+
+
 def _pad(seqs: list[list[int]], pad: int, fill: int | None = None, width: int = 0) -> torch.Tensor:
     """Right-pad to the longest sequence, or to ``width`` (static shapes for torch.compile)."""
     width = max(width, max(len(s) for s in seqs))
@@ -72,7 +79,7 @@ def make_sample(row: dict[str, Any], cfg: PretrainConfig, tok: Tokenizer, rng: r
         mlm_ids, labels = list(ids), [-100] * len(ids)
     else:
         mlm_ids, labels = mask_tokens(ids, in_span, cfg.data, rng, tok.mask_id, tok.vocab_size, tok.special_ids)
-    sample = {"image": image, "ids": ids, "mlm_ids": mlm_ids, "labels": labels,
+    sample = {"image": image, "image_key": image_key(row["image"]["sha256"]), "ids": ids, "mlm_ids": mlm_ids, "labels": labels,
               "relevance": choice.relevance if weak else 1.0, "is_weak": weak,
               "anchor": tok.encode(choice.anchor, max_len) if (weak and choice.anchor) else None}
     if cfg.model.region_dim:
@@ -87,6 +94,7 @@ def collate(samples: list[dict[str, Any]], parallel: list[dict[str, Any]], tok: 
     pad, w = tok.pad_id, max_len if static else 0
     batch = {
         "images": torch.stack([s["image"] for s in samples]),
+        "image_key": torch.tensor([s["image_key"] for s in samples], dtype=torch.long),
         "text_ids": _pad([s["ids"] for s in samples], pad, width=w),
         "mlm_ids": _pad([s["mlm_ids"] for s in samples], pad, width=w),
         "mlm_labels": _pad([s["labels"] for s in samples], pad, fill=-100, width=w),

@@ -70,16 +70,34 @@ def global_mean(local_sum: torch.Tensor, local_count: torch.Tensor | int) -> tor
     return local_sum * world / count.clamp(min=1)
 
 
-def soft_infonce(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor, mass: torch.Tensor,
-                 spread: bool = False) -> torch.Tensor:
-    """Per-pair symmetric InfoNCE whose target puts ``mass[i]`` on pair i's own match: (N,).
+def soft_target_infonce(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """Per-pair symmetric cross-entropy against normalised soft targets: (N,). RC3 form (b).
+
+    ``a`` are images, ``b`` texts, logits s = logit_scale * a @ b^T. Pair i's target row puts
+    ``r[i]`` on its own match and (1 - r[i]) / (N - 1) on each of the N - 1 other candidates
+    (the row sums to 1), and is used in both directions: image i over all texts, text i over
+    all images. r = 1 is CLIP's InfoNCE; r = 0 pushes the pair apart (its own logit gets the
+    gradient of a negative); in between, the optimum puts probability r on the pair.
+    """
+    logits = logit_scale * a.float() @ b.float().t()
+    n = logits.shape[0]
+    r = r.float()
+    eye = torch.eye(n, dtype=torch.bool, device=logits.device)
+    target = torch.where(eye, r[:, None], ((1 - r) / max(n - 1, 1))[:, None])
+    a2b = -(target * F.log_softmax(logits, dim=1)).sum(dim=1)
+    b2a = -(target * F.log_softmax(logits.t(), dim=1)).sum(dim=1)
+    return (a2b + b2a) / 2
+
+
+def weighted_infonce(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor, mass: torch.Tensor,
+                     spread: bool = False) -> torch.Tensor:
+    """Per-pair symmetric InfoNCE weighted by ``mass[i]``: (N,). Not RC3's objective.
 
     ``a`` are images, ``b`` texts; mass = 1 is CLIP's symmetric InfoNCE. With mass r < 1 the
-    pair is pulled together with weight r in both directions and the remaining 1 - r goes
-    nowhere (RC3 form 1, default). With ``spread``, text query i's remaining 1 - r is spread
-    uniformly over all N images, pushing the weak text towards equal similarity with every
-    image; only the text side learns from that part (images detached), because a text that is
-    irrelevant here says nothing about how images should be placed.
+    pair is still pulled towards maximal similarity, only with weight r, and the remaining
+    1 - r goes nowhere (r = 0 drops the row; it is never pushed away). With ``spread``, text
+    query i's remaining 1 - r is spread uniformly over all N images (its own included),
+    images detached: only the text side learns from that part.
     """
     logits = logit_scale * a.float() @ b.float().t()
     own = torch.arange(logits.shape[0], device=logits.device)
@@ -96,21 +114,25 @@ class ContrastiveLoss(nn.Module):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
         a, b = gather(a), gather(b)
-        return soft_infonce(a, b, logit_scale, torch.ones(a.shape[0], device=a.device)).mean()
+        return soft_target_infonce(a, b, logit_scale, torch.ones(a.shape[0], device=a.device)).mean()
 
 
 class RelevanceRegularizer(nn.Module):
-    """RC3 form 2: pull cos(image, weak) towards r * cos(image, anchor), summed over the
-    ``mask``ed rows and divided by all rows of the (global) batch.
+    """RC3 form (a): (cos(v, w) - r * cos(v, a))^2 per ``mask``ed row, summed and divided by
+    all rows of the (global) batch; v image, w weak text, a its anchor (unit vectors, so a dot
+    product is a cosine).
 
-    The anchor side is detached: it is the reference the weak text is measured against, and
-    must not be dragged towards the weak text.
+    The target r * cos(v, a) is a constant for the gradient: the anchor is the reference the
+    weak text is measured against and must not be dragged towards it, and the image-anchor
+    proximity is ITC's to shape. Only cos(v, w) moves (through v and w): up when it is below
+    the target (r = 1: as close as the anchor), down when above (r = 0: pushed to orthogonal).
     """
 
     def forward(self, image: torch.Tensor, weak: torch.Tensor, anchor: torch.Tensor, relevance: torch.Tensor,
                 mask: torch.Tensor) -> torch.Tensor:
-        target = relevance * (image * anchor).sum(-1).detach()
-        err = ((image * weak).sum(-1) - target) ** 2
+        image = image.float()
+        target = (relevance * (image * anchor.float()).sum(-1)).detach()
+        err = ((image * weak.float()).sum(-1) - target) ** 2
         return global_mean((err * mask).sum(), mask.numel())  # per row of the batch, like ITC
 
 
@@ -136,13 +158,15 @@ class RC3Loss(nn.Module):
     """All objectives; ``forward``'s keyword arguments are the keys of ``RC3Model.forward``.
 
     Image-text rows are strict (caption, translation, code-switched) or weak. With
-    ``weak_form``:
-      soft        weak rows join the InfoNCE with target mass r on their own pair (form 1;
-                  ``weak_spread`` also spreads the text's 1 - r over all images, text side only);
-      regularizer weak rows with an anchor leave the InfoNCE as queries (they stay negatives
-                  for others) and get RelevanceRegularizer (form 2); those without one fall
-                  back to form 1;
-      strict      weak rows are strict rows (the "weak as strict" ablation).
+    ``weak_form`` (formulas in pretrain/README.md):
+      regularizer      weak rows with an anchor leave the InfoNCE as queries (they stay
+                       negatives for the others) and get RelevanceRegularizer (RC3 form a);
+                       weak rows without one get the soft target (form b);
+      soft_target      weak rows join the InfoNCE with target r on the own pair and 1 - r
+                       spread over the other candidates, both directions (RC3 form b);
+      weighted_infonce weak rows join the InfoNCE weighted by r (``weak_spread``: the text's
+                       1 - r spread over all images, text side only); not RC3's objective;
+      strict           weak rows are strict rows (the "weak as strict" ablation).
     Returns each unweighted objective and ``loss``, their weighted sum.
     """
 
@@ -156,20 +180,23 @@ class RC3Loss(nn.Module):
 
     def _image_text(self, image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor,
                     relevance: torch.Tensor, is_weak: torch.Tensor, has_anchor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(strict rows' InfoNCE, weak rows' contrastive part), each summed over its rows and
+        divided by all N rows of the global batch."""
         form = self.cfg.weak_form
-        weak = is_weak & (self.cfg.weak > 0) if form != "strict" else torch.zeros_like(is_weak)
-        mass = torch.where(weak, relevance, torch.ones_like(relevance))
-        soft_weak = weak & ~has_anchor if form == "regularizer" else weak
+        weak = is_weak if form != "strict" else torch.zeros_like(is_weak)
+        contrasted = weak & ~has_anchor if form == "regularizer" else weak  # the others are regularised
+        mass = torch.where(contrasted, relevance.float(), torch.ones_like(relevance, dtype=torch.float32))
         img, txt = gather(image_features), gather(text_features)
-        mass, weak, soft_weak = gather(mass, False), gather(weak, False), gather(soft_weak, False)
-        if form != "strict":  # weak rows dropped by the policy weight still are not asserted strict
-            weak = weak | gather(is_weak, False)
-        rows = soft_infonce(img, txt, logit_scale, mass, spread=self.cfg.weak_spread)
+        mass, weak, contrasted = gather(mass, False), gather(weak, False), gather(contrasted, False)
+        if form == "weighted_infonce":
+            rows = weighted_infonce(img, txt, logit_scale, mass, spread=self.cfg.weak_spread)
+        else:  # strict rows have mass 1 here: CLIP's InfoNCE
+            rows = soft_target_infonce(img, txt, logit_scale, mass)
         # Both sums are divided by all N rows, so every row weighs the same whatever the
         # mix of the batch (a mean over the few weak rows would weigh each ~N/n_weak times a
         # strict row). itc + weak is then CLIP's mean loss when every r is 1.
         n = rows.shape[0]
-        return (rows * ~weak).sum() / n, (rows * soft_weak).sum() / n
+        return (rows * ~weak).sum() / n, (rows * contrasted).sum() / n
 
     def forward(self, image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor,
                 relevance: torch.Tensor, is_weak: torch.Tensor, has_anchor: torch.Tensor,
@@ -181,7 +208,9 @@ class RC3Loss(nn.Module):
         itc, weak = self._image_text(image_features, text_features, logit_scale, relevance, is_weak, has_anchor)
         out = {"itc": itc}
         if cfg.weak > 0 and cfg.weak_form != "strict":
-            if anchor_features is not None and cfg.weak_form == "regularizer":
+            if cfg.weak_form == "regularizer":
+                if anchor_features is None:
+                    raise ValueError("weak_form = \"regularizer\" needs anchor_features (the model encodes them when loss.weak > 0)")
                 reg_mask = (is_weak & has_anchor).float()
                 weak = weak + self.regularizer(image_features, text_features, anchor_features, relevance, reg_mask)
             out["weak"] = weak

@@ -4,7 +4,8 @@
 ``RC3Loss.forward`` for the objectives switched on (open_clip's habit): the model never sees
 a rank, and the loss owns the cross-rank gather. The only loss-related work done here is
 what needs the encoders themselves: picking ITM hard negatives (they must go through the
-fusion encoder) and projecting the masked positions for MLM.
+fusion encoder; ``itm_negative_weights`` and ``draw_negatives`` are the pure selection) and
+projecting the masked positions for MLM.
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ class RC3Model(nn.Module):
         if self.use_mlm:
             out.update(self._mlm(batch["mlm_ids"], batch["mlm_labels"], img_tokens, img_mask))
         if self.use_itm:
-            out.update(self._itm(img, txt, img_tokens, img_mask, txt_tokens, txt_mask, batch["is_weak"]))
+            out.update(self._itm(img, txt, img_tokens, img_mask, txt_tokens, txt_mask, batch))
         return out
 
     def _mlm(self, ids: torch.Tensor, labels: torch.Tensor, img_tokens: torch.Tensor, img_mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
@@ -153,28 +154,60 @@ class RC3Model(nn.Module):
         """ITM logits (N, 2) of aligned rows of image and text tokens; also used for re-ranking."""
         return self.itm_head(self.fusion(txt_tokens, txt_mask, img_tokens, img_mask)[:, 0])
 
-    def _hard_negatives(self, sim: torch.Tensor) -> torch.Tensor:
-        """For each row, a column j != row: drawn by softmax(sim) (ALBEF) or the most similar."""
-        sim = sim.detach().float().masked_fill(torch.eye(sim.shape[0], dtype=torch.bool, device=sim.device), float("-inf"))
-        if self.loss_cfg.itm_negatives == "hardest":
-            return sim.argmax(dim=1)
-        return torch.multinomial(torch.softmax(sim, dim=1), 1).squeeze(1)
-
     def _itm(self, img: torch.Tensor, txt: torch.Tensor, img_tokens: torch.Tensor, img_mask: torch.Tensor | None,
-             txt_tokens: torch.Tensor, txt_mask: torch.Tensor, is_weak: torch.Tensor) -> dict[str, torch.Tensor]:
+             txt_tokens: torch.Tensor, txt_mask: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Positives, plus one hard negative image per text and one hard negative text per image,
-        from this rank's ITC similarities. Weak positives are not asserted as matches (label -100)."""
+        drawn from this rank's temperature-scaled ITC similarities (ALBEF/CCLM). Weak positives
+        are not asserted as matches, and a row left without a valid negative gets none (-100)."""
         b = img.shape[0]
-        sim = img @ txt.t()
-        neg_img = self._hard_negatives(sim.t())   # per text, a confusable image
-        neg_txt = self._hard_negatives(sim)       # per image, a confusable text
+        same = same_pair_content(batch["text_ids"], batch.get("image_key"))
+        sim = (img @ txt.t()).detach()
+        scale = self.logit_scale.detach().exp().clamp(max=100)  # 1 / temperature, as ITC uses it
+        hardest = self.loss_cfg.itm_negatives == "hardest"
+        neg_img, img_ok = draw_negatives(itm_negative_weights(sim.t(), scale, same), hardest)  # per text
+        neg_txt, txt_ok = draw_negatives(itm_negative_weights(sim, scale, same), hardest)      # per image
         i_tok = torch.cat([img_tokens, img_tokens[neg_img], img_tokens])
         i_mask = None if img_mask is None else torch.cat([img_mask, img_mask[neg_img], img_mask])
         t_tok = torch.cat([txt_tokens, txt_tokens, txt_tokens[neg_txt]])
         t_mask = torch.cat([txt_mask, txt_mask, txt_mask[neg_txt]])
-        pos = torch.where(is_weak, -100, 1).to(torch.long)
-        labels = torch.cat([pos, torch.zeros(2 * b, dtype=torch.long, device=img.device)])
+        ignored = torch.full((b,), -100, dtype=torch.long, device=img.device)
+        labels = torch.cat([torch.where(batch["is_weak"], ignored, 1), torch.where(img_ok, 0, ignored),
+                            torch.where(txt_ok, 0, ignored)])
         return {"itm_logits": self.itm_scores(i_tok, i_mask, t_tok, t_mask), "itm_labels": labels}
+
+
+def same_pair_content(text_ids: torch.Tensor, image_key: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, B) bool: pairs i and j show the same text (equal token ids, padding included) or
+    the same image (equal ``image_key``, the loader's digest of the image bytes; without
+    one, only i == j counts as the same image: crops of one image differ in pixels)."""
+    same = (text_ids[:, None, :] == text_ids[None, :, :]).all(dim=-1)
+    if image_key is not None:
+        same |= image_key[:, None] == image_key[None, :]
+    return same | torch.eye(text_ids.shape[0], dtype=torch.bool, device=text_ids.device)
+
+
+@torch.no_grad()
+def itm_negative_weights(sim: torch.Tensor, logit_scale: torch.Tensor | float, excluded: torch.Tensor) -> torch.Tensor:
+    """ALBEF's weights for drawing hard negatives: per query row, softmax(sim * logit_scale)
+    + 1e-5 over the candidates, 0 on the row's own candidate (column i) and on ``excluded``
+    ones (a candidate with the positive's text or image would be a false negative).
+    ``sim``: (Q, C) cosine similarities; ``logit_scale`` = 1 / the ITC temperature."""
+    weights = torch.softmax(sim.float() * logit_scale, dim=1) + 1e-5
+    own = torch.eye(*sim.shape, dtype=torch.bool, device=sim.device)
+    return weights.masked_fill(own | excluded, 0.0)
+
+
+@torch.no_grad()
+def draw_negatives(weights: torch.Tensor, hardest: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(candidate index per row, whether the row has a valid one). Drawn by ``weights``
+    (torch.multinomial, ALBEF) or, with ``hardest``, the heaviest. A row whose weights are all
+    0 (every other candidate shares its text or image) gets its own index and False: the
+    caller ignores that negative, the same way on every run."""
+    valid = weights.sum(dim=1) > 0
+    own = torch.eye(*weights.shape, device=weights.device)
+    safe = torch.where(valid[:, None], weights, own)
+    index = safe.argmax(dim=1) if hardest else torch.multinomial(safe, 1).squeeze(1)
+    return index, valid
 
 
 def build_model(cfg: ModelConfig, loss: LossConfig, vocab_size: int, pad_id: int) -> RC3Model:

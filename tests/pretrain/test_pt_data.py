@@ -7,13 +7,14 @@ import io
 import random
 from itertools import islice
 
+import pyarrow.parquet as pq
 import pytest
 import sentencepiece as spm
 import torch
 from pretrain_helpers import micro_config, pair_row, write_dataset
 
 from pretrain.config import DataConfig
-from pretrain.data import build_loader
+from pretrain.data import build_loader, collate, image_key, make_sample
 from pretrain.images import BadSample, center_resize, decode, random_resized_crop
 from pretrain.sampling import choose_text, mask_tokens
 from pretrain.shards import PAIR_COLUMNS, RowStream, StreamPosition, dataset_texts, open_dataset
@@ -140,4 +141,23 @@ def test_bad_samples_are_skipped_and_counted(tmp_path, tok):
     stats = meta["state"]["stats"]
     assert stats["skipped/image_undecodable"] == 3
     assert stats["samples"] == seen and seen >= 21
-    assert hashlib.sha256(junk).hexdigest()  # the rows passed the schema: bytes and sha agree
+    # the bad rows are stored with their true digests, so the loader skipped them for what
+    # they are (undecodable), not for a digest mismatch
+    stored = {r["id"]: r["image"] for r in pq.read_table(root / "pairs", columns=["id", "image"]).to_pylist()}
+    for rid, data in (("r0000", junk), ("r0005", junk), ("r0007", b"GIF89a nothing")):
+        assert stored[rid]["bytes"] == data and stored[rid]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert "skipped/image_sha256_mismatch" not in stats
+
+
+def test_samples_carry_their_image_identity(tok):
+    """ITM tells copies of one image from other images by ``image_key``, the first 60 bits of
+    the image's sha256: augmented crops of one image differ in pixels."""
+    assert image_key("0123456789abcdef" + "0" * 48) == 0x0123456789ABCDE
+    cfg = micro_config()
+    rows = [pair_row(0), pair_row(16), pair_row(1)]  # rows 0 and 16 hold the same image
+    samples = [make_sample(r, cfg, tok, random.Random(i)) for i, r in enumerate(rows)]
+    batch = collate(samples, [], tok, cfg.model.max_text_len)
+    keys = batch["image_key"].tolist()
+    assert keys[0] == keys[1] != keys[2]
+    assert keys[0] == int(hashlib.sha256(rows[0]["image"]["bytes"]).hexdigest()[:15], 16)
+    assert not torch.equal(batch["images"][0], batch["images"][1])

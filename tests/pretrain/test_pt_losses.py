@@ -1,4 +1,5 @@
-"""Each objective against a small case computed by hand."""
+"""Each objective against a small case computed by hand, and the direction each weak form
+moves a pair: pulled for r = 1, pushed for r = 0, held where r says in between."""
 
 from __future__ import annotations
 
@@ -7,14 +8,15 @@ import math
 import pytest
 import torch
 
-from pretrain.config import LossConfig
+from pretrain.config import ConfigError, LossConfig, load_config
 from pretrain.losses import (
     ContrastiveLoss,
     ITMLoss,
     MaskedLMLoss,
     RC3Loss,
     RelevanceRegularizer,
-    soft_infonce,
+    soft_target_infonce,
+    weighted_infonce,
 )
 
 E = math.e
@@ -22,43 +24,123 @@ EYE = torch.eye(2)
 HARD = math.log(1 + 1 / E)  # -log(e / (e + 1)): own pair at logit 1, the other at 0
 
 
-def test_itc_is_symmetric_infonce():
-    # logits = I: each row's own pair scores 1, the other 0, in both directions
-    loss = ContrastiveLoss()(EYE, EYE, torch.tensor(1.0))
-    assert loss.item() == pytest.approx(HARD, abs=1e-6)
-    scaled = ContrastiveLoss()(EYE, EYE, torch.tensor(2.0))
-    assert scaled.item() == pytest.approx(math.log(1 + math.exp(-2)), abs=1e-6)
+def _nll(own: float, *others: float) -> float:
+    """-log softmax of ``own`` among ``own`` and ``others``."""
+    return math.log(sum(math.exp(x - own) for x in (own, *others)))
 
 
-SOFT = 0.5 * HARD  # r = 0.5: mass 0.5 on the own pair, in both directions
-UNIFORM = 0.5 * math.log(1 + 1 / E) + 0.5 * math.log(1 + E)  # CE of a uniform target over N = 2
+def test_itc_asymmetric():
+    # images = I, so logits[i, j] = texts[j][i]: image->text rows are [2, 1.5] and [-1, 0],
+    # text->image rows (the columns) are [2, -1] and [1.5, 0]
+    texts = torch.tensor([[2.0, -1.0], [1.5, 0.0]])
+    i2t = [_nll(2.0, 1.5), _nll(0.0, -1.0)]
+    t2i = [_nll(2.0, -1.0), _nll(0.0, 1.5)]
+    rows = soft_target_infonce(EYE, texts, torch.tensor(1.0), torch.ones(2))
+    assert rows.tolist() == pytest.approx([(i2t[0] + t2i[0]) / 2, (i2t[1] + t2i[1]) / 2], abs=1e-6)
+    loss = ContrastiveLoss()(EYE, texts, torch.tensor(1.0))
+    assert loss.item() == pytest.approx(sum(i2t + t2i) / 4, abs=1e-6)
+    # a dropped or doubled direction would give one of these instead
+    assert abs(sum(i2t) / 2 - loss.item()) > 0.1 and abs(sum(t2i) / 2 - loss.item()) > 0.1
+    scaled = ContrastiveLoss()(EYE, texts, torch.tensor(2.0))
+    expected = (_nll(4, 3) + _nll(0, -2) + _nll(4, -2) + _nll(0, 3)) / 4
+    assert scaled.item() == pytest.approx(expected, abs=1e-6)
 
 
-def test_soft_targets_put_mass_r_on_the_own_image():
-    rows = soft_infonce(EYE, EYE, torch.tensor(1.0), torch.tensor([1.0, 0.5]))
-    assert rows.tolist() == pytest.approx([HARD, SOFT], abs=1e-6)
-    assert soft_infonce(EYE, EYE, torch.tensor(1.0), torch.tensor([0.0, 0.0])).tolist() == [0.0, 0.0]
+def test_soft_target_puts_r_on_the_pair_and_spreads_the_rest_over_the_others():
+    # N = 3, logits = I: log p(own) = 1 - L, log p(other) = -L with L = log(e + 2), both ways;
+    # target [r, (1 - r) / 2, (1 - r) / 2] gives -(r (1 - L) + (1 - r)(-L)) = L - r
+    eye3, big_l = torch.eye(3), math.log(E + 2)
+    r = torch.tensor([1.0, 0.5, 0.0])
+    rows = soft_target_infonce(eye3, eye3, torch.tensor(1.0), r)
+    assert rows.tolist() == pytest.approx([big_l - 1, big_l - 0.5, big_l], abs=1e-6)
+    # asymmetric logits, row 0 with r = 0.2: the two directions differ
+    texts = torch.tensor([[1.0, 0.0, 0.0], [2.0, 0.0, 1.0], [0.0, 0.5, 0.0]])  # logits[i, j] = texts[j][i]
+    row0 = soft_target_infonce(eye3, texts, torch.tensor(1.0), torch.tensor([0.2, 1.0, 1.0]))[0]
+    i2t = 0.2 * _nll(1, 2, 0) + 0.4 * _nll(2, 1, 0) + 0.4 * _nll(0, 1, 2)  # image 0 over texts [1, 2, 0]
+    t2i = 0.2 * _nll(1, 0, 0) + 0.4 * _nll(0, 1, 0) + 0.4 * _nll(0, 1, 0)  # text 0 over images [1, 0, 0]
+    assert row0.item() == pytest.approx((i2t + t2i) / 2, abs=1e-6)
+
+
+def _cos_after_step(loss_fn, image: torch.Tensor, text: torch.Tensor, row: int = 0, lr: float = 0.05) -> tuple[float, float]:
+    """cos(image[row], text[row]) before and after one SGD step on ``loss_fn(image, text)``."""
+    image, text = image.clone().requires_grad_(True), text.clone().requires_grad_(True)
+    loss_fn(image, text).backward()
+    before = torch.cosine_similarity(image[row], text[row], dim=0).item()
+    with torch.no_grad():
+        after = torch.cosine_similarity(image[row] - lr * image.grad[row], text[row] - lr * text.grad[row], dim=0).item()
+    return before, after
+
+
+def _unit(*rows: list[float]) -> torch.Tensor:
+    return torch.nn.functional.normalize(torch.tensor(rows, dtype=torch.float32), dim=-1)
+
+
+def test_soft_target_pulls_pushes_and_holds_by_relevance():
+    image, text = _unit([1, 0.2, 0], [0, 1, 0.3], [0.2, 0, 1]), _unit([0.6, 0.8, 0], [0.1, 1, 0], [0, 0.3, 1])
+    scale = torch.tensor(5.0)
+
+    def step(r0: float) -> tuple[float, float]:
+        return _cos_after_step(lambda a, b: soft_target_infonce(a, b, scale, torch.tensor([r0, 1.0, 1.0]))[0], image, text)
+
+    before, pulled = step(1.0)
+    assert pulled > before
+    before, pushed = step(0.0)
+    assert pushed < before
+    # held in between: where the model already gives pair 0 probability r in both
+    # directions (logits s * I with N = 2: p = sigmoid(s)), the gradient vanishes
+    s = 1.5
+    p = 1 / (1 + math.exp(-s))
+    a = EYE.clone().requires_grad_(True)
+    soft_target_infonce(a, EYE, torch.tensor(s), torch.tensor([p, p])).sum().backward()
+    assert a.grad.abs().max().item() < 1e-6
+
+
+def test_weighted_infonce_puts_mass_r_on_the_own_image_and_never_pushes():
+    soft = 0.5 * HARD
+    rows = weighted_infonce(EYE, EYE, torch.tensor(1.0), torch.tensor([1.0, 0.5]))
+    assert rows.tolist() == pytest.approx([HARD, soft], abs=1e-6)
+    assert weighted_infonce(EYE, EYE, torch.tensor(1.0), torch.tensor([0.0, 0.0])).tolist() == [0.0, 0.0]
     # spread: the text's remaining 1 - r = 0.5 goes uniformly over the images
-    spread = soft_infonce(EYE, EYE, torch.tensor(1.0), torch.tensor([1.0, 0.5]), spread=True)
-    assert spread[1].item() == pytest.approx((0.5 * HARD + 0.5 * HARD + 0.5 * UNIFORM) / 2, abs=1e-6)
+    uniform = 0.5 * math.log(1 + 1 / E) + 0.5 * math.log(1 + E)  # CE of a uniform target over N = 2
+    spread = weighted_infonce(EYE, EYE, torch.tensor(1.0), torch.tensor([1.0, 0.5]), spread=True)
+    assert spread[1].item() == pytest.approx((0.5 * HARD + 0.5 * HARD + 0.5 * uniform) / 2, abs=1e-6)
     images = EYE.clone().requires_grad_(True)
-    soft_infonce(images, EYE, torch.tensor(1.0), torch.tensor([0.0, 0.0]), spread=True).sum().backward()
+    weighted_infonce(images, EYE, torch.tensor(1.0), torch.tensor([0.0, 0.0]), spread=True).sum().backward()
     assert images.grad is None or not images.grad.any(), "the spread part teaches the text side only"
 
 
+IMAGE = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+WEAK = torch.tensor([[0.6, 0.8], [0.0, 1.0]])
+ANCHOR = torch.tensor([[0.8, 0.6], [1.0, 0.0]])  # cos(v0, a0) = 0.8, cos(v0, w0) = 0.6
 
-def test_regularizer_pulls_weak_similarity_to_r_times_anchor_similarity():
-    image = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
-    weak = torch.tensor([[0.6, 0.8], [0.0, 1.0]])
-    anchor = torch.tensor([[0.8, 0.6], [1.0, 0.0]])
-    # row 0: cos(v, w) = 0.6, r * cos(v, a) = 0.5 * 0.8 = 0.4 -> 0.04; row 1 masked out; / 2 rows
-    loss = RelevanceRegularizer()(image, weak, anchor, torch.tensor([0.5, 1.0]), torch.tensor([1.0, 0.0]))
-    assert loss.item() == pytest.approx(0.02, abs=1e-6)
-    weak.requires_grad_(True)
-    anchor.requires_grad_(True)
-    RelevanceRegularizer()(image, weak, anchor, torch.tensor([0.5, 1.0]), torch.tensor([1.0, 0.0])).backward()
-    assert weak.grad is not None and weak.grad.abs().sum() > 0
+
+def _reg(r0: float, image=IMAGE, weak=WEAK, anchor=ANCHOR) -> torch.Tensor:
+    return RelevanceRegularizer()(image, weak, anchor, torch.tensor([r0, 1.0]), torch.tensor([1.0, 0.0]))
+
+
+def test_regularizer_aims_weak_similarity_at_r_times_anchor_similarity():
+    # row 0: (0.6 - 0.5 * 0.8)^2 = 0.04; row 1 masked out; divided by 2 rows
+    assert _reg(0.5).item() == pytest.approx(0.02, abs=1e-6)
+    assert _reg(1.0).item() == pytest.approx((0.6 - 0.8) ** 2 / 2, abs=1e-6)
+    assert _reg(0.0).item() == pytest.approx(0.6**2 / 2, abs=1e-6)
+    image, weak, anchor = (t.clone().requires_grad_(True) for t in (IMAGE, WEAK, ANCHOR))
+    _reg(0.5, image, weak, anchor).backward()
+    # d/dv0 of (v0.w0 - target)^2 / 2 with the target constant: (0.6 - 0.4) * w0
+    assert image.grad[0].tolist() == pytest.approx([0.2 * 0.6, 0.2 * 0.8], abs=1e-6)
+    assert weak.grad[0].tolist() == pytest.approx([0.2 * 1.0, 0.0], abs=1e-6)
     assert anchor.grad is None or not anchor.grad.any(), "the anchor is the reference, never pulled"
+
+
+def test_regularizer_pulls_pushes_and_holds_by_relevance():
+    image, weak = _unit([1, 0], [1, 0]), _unit([0.6, 0.8], [0, 1])
+    before, pulled = _cos_after_step(lambda v, w: _reg(1.0, v, w), image, weak)
+    assert before == pytest.approx(0.6) and pulled > before  # towards cos(v, a) = 0.8
+    _, pushed = _cos_after_step(lambda v, w: _reg(0.0, v, w), image, weak)
+    assert pushed < before  # towards orthogonal
+    held = _unit([1, 0], [1, 0]), _unit([0.4, math.sqrt(1 - 0.16)], [0, 1])  # cos = 0.4 = 0.5 * 0.8
+    v, w = (t.clone().requires_grad_(True) for t in held)
+    _reg(0.5, v, w).backward()
+    assert v.grad.abs().max().item() < 1e-6 and w.grad.abs().max().item() < 1e-6
 
 
 def test_mlm_and_itm_cross_entropy():
@@ -70,24 +152,43 @@ def test_mlm_and_itm_cross_entropy():
     assert itm.item() == pytest.approx((math.log(1 + E**2) + math.log(1 + E)) / 2, abs=1e-6)
 
 
-def _rows(form: str, **weights: float) -> dict[str, torch.Tensor]:
+def _rows(form: str, has_anchor: bool = True, **weights: float) -> dict[str, torch.Tensor]:
     kwargs = dict(image_features=EYE, text_features=EYE, logit_scale=torch.tensor(1.0),
                   relevance=torch.tensor([1.0, 0.5]), is_weak=torch.tensor([False, True]),
-                  has_anchor=torch.tensor([False, True]), anchor_features=EYE.flip(0))
+                  has_anchor=torch.tensor([False, has_anchor]), anchor_features=EYE.flip(0))
     return RC3Loss(LossConfig(weak_form=form, **weights))(**kwargs)
+
+
+SOFT_TARGET = math.log(1 + E) - 0.5  # N = 2, logits I, target [0.5, 0.5]: -(0.5 (1 - L) - 0.5 L)
 
 
 def test_rc3_loss_forms_split_strict_and_weak_rows():
     # each row's loss is divided by all N = 2 rows: a weak row weighs what a strict row does
-    soft = _rows("soft")
+    weighted = _rows("weighted_infonce")
+    assert weighted["itc"].item() == pytest.approx(HARD / 2, abs=1e-6)
+    assert weighted["weak"].item() == pytest.approx(0.5 * HARD / 2, abs=1e-6)
+    soft = _rows("soft_target")
     assert soft["itc"].item() == pytest.approx(HARD / 2, abs=1e-6)
-    assert soft["weak"].item() == pytest.approx(SOFT / 2, abs=1e-6)
+    assert soft["weak"].item() == pytest.approx(SOFT_TARGET / 2, abs=1e-6)
     # weak as strict: one hard InfoNCE over both rows, no weak term
     strict = _rows("strict")
     assert strict["itc"].item() == pytest.approx(HARD, abs=1e-6) and "weak" not in strict
     # regulariser: row 1 has an anchor, so it leaves the InfoNCE; cos(v1, w1) = 1,
     # r * cos(v1, a1) = 0.5 * 0 -> (1 - 0)^2, over 2 rows
     reg = _rows("regularizer")
+    assert reg["itc"].item() == pytest.approx(HARD / 2, abs=1e-6)
     assert reg["weak"].item() == pytest.approx(0.5, abs=1e-6)
-    weighted = _rows("soft", itc=2.0, weak=0.5)
-    assert weighted["loss"].item() == pytest.approx(2 * weighted["itc"].item() + 0.5 * weighted["weak"].item(), abs=1e-6)
+    # without an anchor the regulariser's weak row takes the soft target
+    assert _rows("regularizer", has_anchor=False)["weak"].item() == pytest.approx(SOFT_TARGET / 2, abs=1e-6)
+    scaled = _rows("regularizer", itc=2.0, weak=0.5)
+    assert scaled["loss"].item() == pytest.approx(2 * scaled["itc"].item() + 0.5 * scaled["weak"].item(), abs=1e-6)
+
+
+def test_weak_form_names():
+    assert LossConfig().weak_form == "regularizer"
+    # "soft" is the old name of the relevance-weighted InfoNCE: read as it, saved as it
+    old = load_config(None, {"loss": {"weak_form": "soft", "weak_spread": True}})
+    assert old.loss.weak_form == "weighted_infonce" and old.to_dict()["loss"]["weak_form"] == "weighted_infonce"
+    assert LossConfig(weak_form="soft").weak_form == "weighted_infonce"  # a checkpoint's saved config
+    with pytest.raises(ConfigError, match="weak_spread applies to weak_form = \"weighted_infonce\" only"):
+        load_config(None, {"loss": {"weak_form": "soft_target", "weak_spread": True}})
