@@ -4,7 +4,8 @@ Everything stored is a tensor, dict, list, tuple, str, bytes, int, float, bool o
 ``torch.load(weights_only=True)`` reads it with no allow-list and nothing is unpickled
 beyond that. A checkpoint is written to a temporary file in the same directory, fsynced and
 renamed into place: a crash leaves the previous checkpoint intact, never a partial one.
-It carries the resolved config and the tokenizer's bytes, so evaluation needs nothing else.
+It carries the resolved config and the tokenizer's bytes, so evaluation needs nothing else,
+and ``--resume`` continues the run the checkpoint describes (``resume_config``).
 """
 
 from __future__ import annotations
@@ -12,14 +13,29 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from pretrain.config import PretrainConfig, config_from_dict
+
 FORMAT = "m3curate-rc3/1"
 STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
+
+# What a resumed run may change: the step target (an explicit extension; the cosine is then
+# that of a run planned for the new number of steps) and bookkeeping or placement that
+# changes no formula. The data order changes with num_workers (the streams restart at a new
+# epoch); threads, compile and device change float rounding, so the run is no longer bit
+# for bit. Every other setting is the run's own and a change is refused.
+RESUMABLE = ("train.steps", "train.log_every", "train.ckpt_every", "train.keep_checkpoints", "train.threads",
+             "train.compile", "train.device", "data.num_workers")
+
+
+class ResumeError(ValueError):
+    """--resume was asked to change what the run is; the message names the setting."""
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
@@ -32,6 +48,21 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
             torch.save({"format": FORMAT, **state}, handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to a temporary file beside ``path`` and rename it into place: a reader
+    (or a crash) sees the old file or the new one, never a part."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -111,3 +142,51 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["cpu"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def saved_config(run_dir: str | Path) -> dict[str, Any] | None:
+    """The resolved config (TOML-shaped dict) of RUN's latest checkpoint, None without one.
+    Read through a memory map: the weights are not loaded."""
+    found = step_checkpoints(run_dir)
+    if not found:
+        return None
+    state = torch.load(found[-1][1], map_location="cpu", weights_only=True, mmap=True)
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ValueError(f"{found[-1][1]}: not an m3curate RC3 checkpoint (format {FORMAT})")
+    return state["config"]
+
+
+def _flat(config: dict[str, Any]) -> dict[str, Any]:
+    """{"train.steps": 10, ..., "preset": "tiny"}: one entry per setting (a dict-valued
+    setting such as data.lang_weights is one entry)."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update({f"{key}.{name}": v for name, v in value.items()})
+        else:
+            out[key] = value
+    return out
+
+
+def resume_config(ckpt: dict[str, Any], requested: PretrainConfig) -> tuple[PretrainConfig, list[str]]:
+    """The config a resumed run continues with, and the RESUMABLE settings that changed.
+
+    The run is the checkpoint's: ``requested`` may differ from it only in RESUMABLE settings,
+    and ``train.steps`` may not fall below the checkpoint's step; anything else raises
+    ResumeError naming the first differing setting (and how many more differ)."""
+    saved = config_from_dict(ckpt["config"])
+    old, new = _flat(saved.to_dict()), _flat(requested.to_dict())
+    changed = [k for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
+    refused = [k for k in changed if k not in RESUMABLE]
+    if refused:
+        key, more = refused[0], f" (and {len(refused) - 1} more: {', '.join(refused[1:4])})" if len(refused) > 1 else ""
+        raise ResumeError(f"--resume: {key} = {new.get(key)!r} differs from the run's {old.get(key)!r}{more}; a resumed "
+                          f"run keeps its settings except {', '.join(RESUMABLE)}. Drop the change, or train a new run "
+                          "in another --out")
+    step = int(ckpt["step"])
+    if requested.train.steps < step:
+        raise ResumeError(f"--resume: train.steps = {requested.train.steps} is below the checkpoint's step {step}; "
+                          f"give --steps {step} or more")
+    train = {k.split(".", 1)[1]: new[k] for k in changed if k.startswith("train.")}
+    data = {k.split(".", 1)[1]: new[k] for k in changed if k.startswith("data.")}
+    return replace(saved, train=replace(saved.train, **train), data=replace(saved.data, **data)), changed

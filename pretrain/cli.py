@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import tomllib
+from pathlib import Path
 from typing import Any
 
 PRETRAIN_EXAMPLE = """example:
@@ -24,7 +26,17 @@ PRETRAIN_EXAMPLE = """example:
 
 Settings come from --config (TOML with [model] [data] [loss] [train] [tokenizer] tables;
 see pretrain/README.md), then --set, then the shortcut flags. Checkpoints go to
-RUN/checkpoints/step-N.pt, metrics to RUN/metrics.jsonl."""
+RUN/checkpoints/step-N.pt, metrics to RUN/metrics.jsonl.
+
+--resume continues the run in --out from its latest checkpoint: the run's own settings
+(saved in the checkpoint), step target, learning-rate schedule, optimiser, RNG and data
+order; metrics.jsonl continues from the checkpoint's step. --steps N on resume moves the
+target to N (the cosine schedule becomes that of an N-step run; warmup is kept). Only
+train.steps, log_every, ckpt_every, keep_checkpoints, threads, compile, device and
+data.num_workers may change on resume; any other change is refused, naming the setting.
+On CPU a resumed run is bit for bit the uninterrupted one when torch threads, torch
+version, CPU kernels, world size and workers are unchanged; otherwise (and always on CUDA)
+it says it is not, and agrees to float rounding."""
 
 TOKENIZER_EXAMPLE = """example:
   m3curate pretrain tokenizer --data out/ds --out spm.model
@@ -63,7 +75,9 @@ def parse_set(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+def _overrides(args: argparse.Namespace, resume: bool = False) -> dict[str, Any]:
+    """--set, then the shortcut flags. A fresh run's --steps also sets warmup to 10% (at most
+    1,000); a resumed run keeps its warmup (--steps only moves the target)."""
     from pretrain.config import merge
 
     over = parse_set(args.set or [])
@@ -73,7 +87,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         given = {k: v for k, v in values.items() if v is not None}
         if given:
             over = merge(over, {section: given})
-    if args.steps is not None and "warmup_steps" not in over.get("train", {}):
+    if args.steps is not None and not resume and "warmup_steps" not in over.get("train", {}):
         over["train"]["warmup_steps"] = min(args.steps // 10, 1000)
     return over
 
@@ -83,14 +97,47 @@ def _pretrain(args: argparse.Namespace, rest: list[str]) -> int:
         return _tokenizer(args)
     if not args.data or not args.out:
         raise ValueError("pretrain needs --data DIR and --out RUN (or the `tokenizer` sub-command)")
-    from pretrain.config import load_config
     from pretrain.train import run_training
 
-    cfg = load_config(args.config, _overrides(args))
-    result = run_training(cfg, args.data, args.out, resume=args.resume)
+    result = run_training(_run_config(args), args.data, args.out, resume=args.resume)
     if result["checkpoint"]:
         print(f"pretrain: step {result['step']}, checkpoint {result['checkpoint']} ({result['seconds']} s)")
     return 0
+
+
+def _run_config(args: argparse.Namespace) -> Any:
+    """The config to train with. Resuming a run that has a checkpoint: the checkpoint's
+    config with only what this command sets explicitly (--config's keys, --set, flags) on top,
+    so that anything left out keeps the run's value (not the preset's default)."""
+    from pretrain.checkpoint import saved_config
+    from pretrain.config import ConfigError, config_from_dict, load_config, merge
+
+    saved = saved_config(args.out) if args.resume else None
+    if saved is None:
+        return load_config(args.config, _overrides(args))
+    given: dict[str, Any] = {}
+    if args.config:  # the file's keys only: its defaults must not replace the run's values
+        try:
+            given = tomllib.loads(Path(args.config).read_text(encoding="utf-8"))
+        except FileNotFoundError as err:
+            raise ConfigError(f"config file {args.config} does not exist") from err
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{args.config}: not valid TOML: {err}") from err
+    return config_from_dict(merge(merge(saved, given), _overrides(args, resume=True)))
+
+
+def _writable_file(path: str, what: str) -> Path:
+    """Create ``path``'s folder and prove a file can be written there, before the work."""
+    target = Path(path)
+    if target.is_dir():
+        raise ValueError(f"{what} {path}: is a folder; give a file name")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=target.parent):
+            pass
+    except OSError as err:
+        raise ValueError(f"{what} {path}: cannot write in {target.parent}: {err.strerror or err}") from err
+    return target
 
 
 def _tokenizer(args: argparse.Namespace) -> int:
@@ -102,6 +149,7 @@ def _tokenizer(args: argparse.Namespace) -> int:
     if args.vocab_size:
         over.setdefault("tokenizer", {})["vocab_size"] = args.vocab_size
     cfg = load_config(args.config, over)
+    _writable_file(args.out, "--out")
     data = open_dataset(args.data, full_validation=False)
     tok = train_tokenizer(dataset_texts(data, args.split or None), cfg.tokenizer, args.out)
     print(f"pretrain tokenizer: {tok.vocab_size} tokens (specials included) written to {args.out}")
@@ -112,14 +160,16 @@ def _evaluate(args: argparse.Namespace, rest: list[str]) -> int:
     from pretrain.evaluate import evaluate, format_table
 
     langs = [x for x in args.langs.split(",") if x] if args.langs else None
+    out = _writable_file(args.json, "--json") if args.json else None
     result = evaluate(args.checkpoint, args.data, args.split, langs, args.rerank, args.device)
     if args.format in ("table", "both"):
         print(format_table(result))
     if args.format in ("json", "both"):
         print(json.dumps(result, indent=1, sort_keys=True))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(result, handle, indent=1, sort_keys=True)
+    if out:
+        from pretrain.checkpoint import write_text_atomic
+
+        write_text_atomic(out, json.dumps(result, indent=1, sort_keys=True))
     return 0
 
 
@@ -130,10 +180,11 @@ def _add_pretrain(sub: Any, fmt: type) -> None:
     p.add_argument("--data", help="dataset directory written by m3curate build")
     p.add_argument("--out", help="run directory: checkpoints, metrics.jsonl, tokenizer.model, config.json")
     p.add_argument("--config", help="TOML config (see pretrain/README.md)")
-    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint, with its "
+                   "settings and step target (see below)")
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one setting (repeatable)")
     p.add_argument("--preset", choices=["tiny", "base"], help="model size preset (default tiny)")
-    p.add_argument("--steps", type=int, help="optimiser steps (warmup defaults to 10%%)")
+    p.add_argument("--steps", type=int, help="optimiser steps (warmup defaults to 10%%); with --resume, the run's new target")
     p.add_argument("--batch-size", type=int, help="image rows per rank per micro-step")
     p.add_argument("--workers", type=int, help="DataLoader worker processes per rank")
     p.add_argument("--seed", type=int, help="seed of the data order and initialisation")
@@ -161,9 +212,11 @@ def register(subparsers: Any) -> None:
     e.add_argument("--data", required=True, help="curated dataset directory or benchmark folder")
     e.add_argument("--split", default="test", help="split of a curated dataset (default test)")
     e.add_argument("--langs", help="comma-separated languages (default: every language with captions)")
-    e.add_argument("--rerank", type=int, default=0, metavar="K", help="re-score each query's top K with ITM (default 0: ITC only)")
+    e.add_argument("--rerank", type=int, default=0, metavar="K", help="reorder each query's top K by ITM; ranks "
+                   "beyond K keep ITC order (default 0: ITC only)")
     e.add_argument("--format", choices=["table", "json", "both"], default="both", help="what to print (default both)")
-    e.add_argument("--json", metavar="FILE", help="also write the JSON result to FILE")
+    e.add_argument("--json", metavar="FILE", help="also write the JSON result to FILE (its folder is created, and "
+                   "checked before the evaluation)")
     e.add_argument("--device", default="auto", help="auto | cpu | cuda")
     e.set_defaults(func=_evaluate)
 

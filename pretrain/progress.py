@@ -4,6 +4,10 @@ The JSON lines are the machine-readable record (loss per objective, throughput, 
 rate, skipped samples); the progress line is for the person watching. No tqdm: one
 carriage-return line is all a training loop needs, and it must degrade to plain lines
 when stderr is a file (torchrun, CI logs).
+
+``metrics.jsonl`` follows the checkpoints: a run that starts at step S (resumed from the
+checkpoint of step S, or S = 0 afresh) first drops the records of steps after S, which an
+interrupted run logged past its last checkpoint, so every step appears once, in order.
 """
 
 from __future__ import annotations
@@ -14,20 +18,46 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from pretrain.checkpoint import write_text_atomic
+
 
 def _eta(seconds: float) -> str:
     seconds = int(max(0, seconds))
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
+def trim_metrics(path: str | Path, step: int) -> int:
+    """Keep the records of steps <= ``step`` (and drop a torn last line); returns how many
+    were dropped. The file is rewritten atomically, and only when something goes."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines if _step_of(line) is not None and _step_of(line) <= step]
+    if len(kept) != len(lines):
+        write_text_atomic(path, "".join(line + "\n" for line in kept))
+    return len(lines) - len(kept)
+
+
+def _step_of(line: str) -> int | None:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record.get("step") if isinstance(record, dict) and isinstance(record.get("step"), int) else None
+
+
 class Progress:
-    """Writes RUN/metrics.jsonl and a progress line; silent on ranks other than 0."""
+    """Writes RUN/metrics.jsonl (from ``start_step`` on, see ``trim_metrics``) and a
+    progress line; silent on ranks other than 0."""
 
     def __init__(self, path: str | Path | None, total: int, enabled: bool = True, stream: TextIO | None = None,
                  start_step: int = 0, show: bool = True):
         self.total, self.enabled, self.show = total, enabled, show
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
+        if path and enabled:
+            trim_metrics(path, start_step)
         self.file = open(path, "a", encoding="utf-8") if (path and enabled) else None  # noqa: SIM115
         self.start = time.perf_counter()
         self.first_step = start_step

@@ -3,8 +3,16 @@
 ``run_training(cfg, data_dir, out_dir)`` is the whole command; the pieces are small:
 ``setup`` (device, tokenizer, dataset, model, optimiser, restore), ``train_step`` (one
 optimiser step over ``accum_steps`` micro-batches) and ``save`` (an atomic checkpoint with
-every rank's RNG state and data position). A resumed run continues bit-for-bit where the
-interrupted one stopped (tests/pretrain/test_resume.py).
+every rank's RNG state and data position).
+
+``--resume`` continues the run of the latest checkpoint: its config (``resume_config``: only
+the step target and bookkeeping may change), schedule, optimiser, RNG and data streams, and
+``metrics.jsonl`` from the checkpoint's step. On CPU it is bit for bit the run that was not
+interrupted when the numerics match (same torch threads, torch version, CPU kernels, world
+size and workers; tests/pretrain/test_pt_resume.py): the trainer turns on torch's
+deterministic kernels there, without which the backward of ITM's negative indexing sums in
+thread order. On CUDA the same state is restored but kernels use atomic adds, so a resumed
+run agrees with an uninterrupted one only to float rounding; the run says so when it resumes.
 """
 
 from __future__ import annotations
@@ -25,10 +33,12 @@ from pretrain.checkpoint import (
     load_checkpoint,
     load_init_weights,
     prune,
+    resume_config,
     rng_state,
     save_checkpoint,
     set_rng_state,
     step_checkpoints,
+    write_text_atomic,
 )
 from pretrain.config import PretrainConfig, TrainConfig
 from pretrain.data import build_loader
@@ -38,12 +48,22 @@ from pretrain.distributed import (
     average_metrics,
     barrier,
     init_distributed,
+    pick_device,
 )
 from pretrain.losses import RC3Loss
 from pretrain.model import RC3Model, build_model
 from pretrain.progress import Progress
 from pretrain.shards import Dataset, dataset_texts, open_dataset
 from pretrain.tokenizer import Tokenizer, train_tokenizer
+
+
+def lr_at(c: TrainConfig, step: int) -> float:
+    """The learning rate of optimiser step ``step`` (0-based) of a ``c.steps``-step run."""
+    if step < c.warmup_steps:
+        return c.lr * (step + 1) / c.warmup_steps
+    progress = (step - c.warmup_steps) / max(1, c.steps - c.warmup_steps)
+    floor = c.lr * c.min_lr_ratio
+    return floor + (c.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 class CosineSchedule:
@@ -53,17 +73,9 @@ class CosineSchedule:
         self.optimizer, self.cfg, self.step_count = optimizer, cfg, 0
         self._apply()
 
-    def lr_at(self, step: int) -> float:
-        c = self.cfg
-        if step < c.warmup_steps:
-            return c.lr * (step + 1) / c.warmup_steps
-        progress = (step - c.warmup_steps) / max(1, c.steps - c.warmup_steps)
-        floor = c.lr * c.min_lr_ratio
-        return floor + (c.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
     def _apply(self) -> None:
         for group in self.optimizer.param_groups:
-            group["lr"] = self.lr_at(self.step_count)
+            group["lr"] = lr_at(self.cfg, self.step_count)
 
     def step(self) -> None:
         self.step_count += 1
@@ -107,6 +119,7 @@ class Run:
     positions: dict[int, dict[str, Any]] = field(default_factory=dict)
     next_worker: int = 0
     autocast: bool = False
+    notes: list[str] = field(default_factory=list)
 
 
 def _tokenizer(cfg: PretrainConfig, data: Dataset, out: Path, env: DistEnv, ckpt: dict[str, Any] | None) -> Tokenizer:
@@ -139,16 +152,19 @@ def _wrap(model: RC3Model, cfg: PretrainConfig, env: DistEnv) -> nn.Module:
 
 
 def setup(cfg: PretrainConfig, data_dir: str, out_dir: str, resume: bool = False) -> Run:
-    """Device, dataset (through schemas.dataset), tokenizer, model, optimiser; restores a
-    checkpoint when resuming."""
+    """Device, dataset (through schemas.dataset), tokenizer, model, optimiser; when resuming,
+    the checkpoint's run (``resume_config``) and its state."""
     env = init_distributed(cfg.train.device)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = _latest(out, resume)
+    changed: list[str] = []
+    if ckpt is not None:
+        cfg, changed = resume_config(ckpt, cfg)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     if cfg.train.precision == "bf16" and env.device.type != "cuda":
         raise ValueError("train.precision = \"bf16\" needs CUDA; use \"auto\" (fp32 on CPU)")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt = _latest(out, resume)
     data = open_dataset(data_dir, full_validation=env.is_main)
     torch.manual_seed(cfg.train.seed * 1000 + env.rank)
     tok = _tokenizer(cfg, data, out, env, ckpt)
@@ -161,9 +177,44 @@ def setup(cfg: PretrainConfig, data_dir: str, out_dir: str, resume: bool = False
               CosineSchedule(optimizer, cfg.train), autocast=env.device.type == "cuda" and cfg.train.precision != "fp32")
     if ckpt is not None:
         _restore(run, ckpt)
+        run.notes += _resume_notes(run, ckpt, changed)
     if env.is_main:
-        (out / "config.json").write_text(json.dumps({**cfg.to_dict(), "model": vars(model.cfg)}, indent=1, sort_keys=True))
+        _write_config(out, cfg, model)
     return run
+
+
+def _write_config(out: Path, cfg: PretrainConfig, model: RC3Model) -> None:
+    """RUN/config.json: the run's resolved config. A resume leaves it untouched unless it
+    changed a RESUMABLE setting (e.g. extended train.steps), which it then records."""
+    path = out / "config.json"
+    text = json.dumps({**cfg.to_dict(), "model": vars(model.cfg)}, indent=1, sort_keys=True)
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        write_text_atomic(path, text)
+
+
+def numerics(run: Run) -> dict[str, Any]:
+    """What decides float rounding besides the config: equal on both sides of a resume, a
+    CPU run continues bit for bit."""
+    return {"device": run.env.device.type, "threads": torch.get_num_threads(), "torch": str(torch.__version__),
+            "cpu_kernels": str(torch.backends.cpu.get_cpu_capability()), "compile": run.cfg.train.compile}
+
+
+def _resume_notes(run: Run, ckpt: dict[str, Any], changed: list[str]) -> list[str]:
+    """What a resumed run tells its user: a moved step target and whether it is bit for bit."""
+    notes, step = [], run.step
+    if "train.steps" in changed:
+        old_steps, old_lr = ckpt["config"]["train"]["steps"], ckpt["optimizer"]["param_groups"][0]["lr"]
+        notes.append(f"resume: train.steps {old_steps} -> {run.cfg.train.steps}: the cosine schedule is now that of a "
+                     f"{run.cfg.train.steps}-step run (lr at step {step}: {old_lr:.3g} -> {lr_at(run.cfg.train, step):.3g})")
+    saved, now = ckpt.get("numerics", {}), numerics(run)
+    reasons = [f"{k} {saved[k]} -> {now[k]}" for k in now if k in saved and saved[k] != now[k]]
+    if "data.num_workers" in changed or ckpt["data"]["world"] != run.env.world:
+        reasons.append("the data streams restarted")
+    if now["device"] == "cuda":
+        reasons.append("CUDA kernels are not deterministic")
+    if reasons:
+        notes.append(f"resume: the run continues from step {step}, not bit for bit ({'; '.join(reasons)})")
+    return notes
 
 
 def _restore(run: Run, ckpt: dict[str, Any]) -> None:
@@ -181,8 +232,8 @@ def _restore(run: Run, ckpt: dict[str, Any]) -> None:
     else:  # another layout cannot replay the streams: start every stream at a fresh epoch
         epoch = 1 + max((p[t][0] for r in data["ranks"] for p in r["positions"].values() for t in ("pairs", "parallel") if t in p), default=-1)
         run.positions = {w: {"pairs": [epoch, 0], "parallel": [epoch, 0]} for w in range(max(1, run.cfg.data.num_workers))}
-        print(f"resume: world/workers changed ({data['world']}/{data['workers']} -> {run.env.world}/"
-              f"{run.cfg.data.num_workers}); data streams restart at epoch {epoch}")
+        run.notes.append(f"resume: world/workers changed ({data['world']}/{data['workers']} -> {run.env.world}/"
+                         f"{run.cfg.data.num_workers}); data streams restart at epoch {epoch}")
 
 
 def batches(run: Run) -> Iterator[tuple[dict[str, torch.Tensor], dict[str, Any]]]:
@@ -231,6 +282,7 @@ def save(run: Run) -> Path | None:
         state = {"step": run.step, "config": run.cfg.to_dict(), "model_config": vars(run.model.cfg),
                  "tokenizer": run.tokenizer.model_proto, "model": run.model.state_dict(),
                  "optimizer": run.optimizer.state_dict(), "schedule": run.schedule.state_dict(), "rng": rngs,
+                 "numerics": numerics(run),
                  "data": {"world": run.env.world, "workers": run.cfg.data.num_workers, "ranks": ranks}}
         path = save_checkpoint(run.out / "checkpoints" / f"step-{run.step:08d}.pt", state)
         prune(run.out, run.cfg.train.keep_checkpoints)
@@ -250,23 +302,66 @@ def _log_values(run: Run, metrics: dict[str, Any], samples: int, elapsed: float)
     return values
 
 
+@contextlib.contextmanager
+def deterministic_cpu(device: str) -> Iterator[None]:
+    """On CPU, torch's deterministic kernels for the duration: without them the backward of
+    indexing with repeated indices (ITM's negatives) adds into the gradient in thread order,
+    and two identical runs with more than one thread drift apart (1e-5 in 20 steps). The
+    serial kernel costs little at these sizes. Uninitialised memory is not NaN-filled (that
+    would cost every allocation and changes no result). CUDA is left as it is."""
+    if pick_device(device).type != "cpu":
+        yield
+        return
+    import torch.utils.deterministic as det
+
+    before, fill = torch.are_deterministic_algorithms_enabled(), det.fill_uninitialized_memory
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    det.fill_uninitialized_memory = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
+        det.fill_uninitialized_memory = fill
+
+
 def run_training(cfg: PretrainConfig, data_dir: str, out_dir: str, resume: bool = False,
                  stop_at: int | None = None, quiet: bool = False) -> dict[str, Any]:
-    """Train until ``cfg.train.steps`` (or ``stop_at``, a simulated interruption); returns
-    the final step, checkpoint path and last logged metrics."""
-    run = setup(cfg, data_dir, out_dir, resume)
-    progress = Progress(run.out / "metrics.jsonl", cfg.train.steps, run.env.is_main, start_step=run.step, show=not quiet)
-    target = min(cfg.train.steps, stop_at or cfg.train.steps)
-    if run.step:
-        progress.message(f"resumed at step {run.step}")
+    """Train until ``train.steps`` (the resumed run's, see ``resume_config``) or ``stop_at``
+    (a simulated interruption); returns the final step, checkpoint path and last metrics."""
+    with deterministic_cpu(cfg.train.device):
+        run = setup(cfg, data_dir, out_dir, resume)
+        progress = Progress(run.out / "metrics.jsonl", run.cfg.train.steps, run.env.is_main, start_step=run.step,
+                            show=not quiet)
+        try:
+            for note in run.notes:
+                progress.message(note)
+            if run.step:
+                progress.message(f"resumed at step {run.step} of {run.cfg.train.steps}")
+            last, path = _loop(run, progress, min(run.cfg.train.steps, stop_at or run.cfg.train.steps))
+        finally:
+            progress.close()
+    if path is None and run.env.is_main:  # nothing to train: the checkpoint already holds this step
+        found = step_checkpoints(run.out)
+        path = found[-1][1] if found else None
+    return {"step": run.step, "checkpoint": str(path) if path else None, "metrics": last["metrics"],
+            "seconds": last["seconds"]}
+
+
+def _loop(run: Run, progress: Progress, target: int) -> tuple[dict[str, Any], Path | None]:
+    """Steps up to ``target``: log every log_every, checkpoint every ckpt_every and at the end."""
+    cfg = run.cfg
     global_batch = cfg.data.batch_size * cfg.train.accum_steps * run.env.world
     stream = batches(run)
     last: dict[str, Any] = {}
     path = None
-    t_log, samples, t0 = time.perf_counter(), 0, time.perf_counter()
+    t_log, samples, t0, first = time.perf_counter(), 0, time.perf_counter(), run.step + 1
+    if cfg.train.compile and run.step < target:
+        progress.message("train.compile: compiling the model with torch.compile; the first step can take minutes")
     try:
         while run.step < target:
             metrics = train_step(run, stream)
+            if cfg.train.compile and run.step == first:
+                progress.message(f"train.compile: first step done in {time.perf_counter() - t0:.0f} s")
             samples += global_batch
             if run.step % cfg.train.log_every == 0 or run.step == target:
                 now = time.perf_counter()
@@ -277,9 +372,4 @@ def run_training(cfg: PretrainConfig, data_dir: str, out_dir: str, resume: bool 
                 path = save(run)
     finally:
         stream.close()
-        progress.close()
-    if path is None and run.env.is_main:  # nothing to train: the checkpoint already holds this step
-        found = step_checkpoints(run.out)
-        path = found[-1][1] if found else None
-    return {"step": run.step, "checkpoint": str(path) if path else None, "metrics": last,
-            "seconds": round(time.perf_counter() - t0, 2)}
+    return {"metrics": last, "seconds": round(time.perf_counter() - t0, 2)}, path

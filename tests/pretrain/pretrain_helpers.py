@@ -106,3 +106,13 @@ def micro_config(**sections: dict[str, Any]) -> PretrainConfig:
     for name, values in sections.items():
         base[name] = {**base.get(name, {}), **values}
     return load_config(None, base)
+
+
+def write_toml(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
+    """A TOML config file from ``{"section": {"key": value}}`` (values: str, number, bool, list)."""
+    lines = []
+    for name, values in sections.items():
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
