@@ -143,3 +143,55 @@ def test_demo_training_returns_metrics(tmp_path, dataset):
     assert (tmp_path / "demo" / "demo_eval.txt").read_text().startswith("retrieval on")
     again = run_demo_training(str(dataset), str(tmp_path / "demo"), steps=2, overrides=small, quiet=True)
     assert again["train"]["step"] == 2  # a re-run replaces the earlier demo run
+
+
+def test_tokenizer_creates_its_output_folder(tmp_path, dataset):
+    out = tmp_path / "runs" / "new" / "spm.model"  # pretrain/README.md's first command: runs/spm.model
+    assert main(["pretrain", "tokenizer", "--data", str(dataset), "--out", str(out), "--vocab-size", "100"]) == 0
+    assert out.stat().st_size > 0
+
+
+def _fake_result(*args, **kwargs) -> dict:
+    return {"checkpoint": "c", "data": "d", "rerank": 0, "languages": {}, "mean_r_mean": 0.0}
+
+
+def test_evaluate_json_folder_is_created_and_checked_before_evaluating(tmp_path, monkeypatch, capsys):
+    import pretrain.evaluate
+
+    monkeypatch.setattr(pretrain.evaluate, "evaluate", _fake_result)
+    out = tmp_path / "results" / "m30k" / "eval.json"
+    assert main(["evaluate", "--checkpoint", "c", "--data", "d", "--format", "json", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["mean_r_mean"] == 0.0
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("evaluated before checking --json")
+
+    monkeypatch.setattr(pretrain.evaluate, "evaluate", must_not_run)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(ValueError, match=r"--json .*a-file/eval.json: cannot write in"):
+        main(["evaluate", "--checkpoint", "c", "--data", "d", "--json", str(blocker / "eval.json")])
+    with pytest.raises(ValueError, match="is a folder"):
+        main(["evaluate", "--checkpoint", "c", "--data", "d", "--json", str(tmp_path)])
+
+
+def test_compile_says_it_is_compiling_before_the_first_step(tmp_path, dataset, monkeypatch, capsys):
+    """torch.compile compiles on the first step, minutes of silence: the run says so first."""
+    import pretrain.train
+
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: module)  # the message, not the compiler, is tested
+    before_first_step: list[str] = []
+    real_step = pretrain.train.train_step
+
+    def step(run, stream):
+        if not before_first_step:
+            before_first_step.append(capsys.readouterr().err)
+        return real_step(run, stream)
+
+    monkeypatch.setattr(pretrain.train, "train_step", step)
+    cfg = load_config(None, {"model": MICRO, "data": {"batch_size": 4, "parallel_batch_size": 4, "num_workers": 0,
+                                                      "null_relevance": 0.5},
+                             "train": {"steps": 1, "warmup_steps": 0, "compile": True}, "tokenizer": {"vocab_size": 100}})
+    run_training(cfg, str(dataset), str(tmp_path / "run"))
+    assert "compiling the model with torch.compile" in before_first_step[0]
+    assert "first step done in" in capsys.readouterr().err

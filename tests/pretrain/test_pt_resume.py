@@ -90,6 +90,21 @@ def test_resume_refuses_another_run(tmp_path, dataset):
         run_training(shorter, str(root), str(tmp_path / "r"), resume=True, quiet=True)
 
 
+def test_resume_says_when_it_is_not_bit_for_bit(tmp_path, dataset, capsys):
+    root, tok_path = dataset
+    base = {"train": {"steps": 3, "ckpt_every": 2, **CPU}, "tokenizer": {"model": str(tok_path)}}
+    run_training(micro_config(**base), str(root), str(tmp_path / "r"), stop_at=2, quiet=True)
+    capsys.readouterr()
+    try:  # threads may change on resume; the rounding then differs, and the run says so
+        out = run_training(micro_config(train={**base["train"], "threads": 2}, tokenizer=base["tokenizer"]),
+                           str(root), str(tmp_path / "r"), resume=True)
+    finally:
+        torch.set_num_threads(1)
+    err = capsys.readouterr().err
+    assert out["step"] == 3 and "resumed at step 2 of 3" in err
+    assert "resume: the run continues from step 2, not bit for bit (threads 1 -> 2)" in err
+
+
 def _metrics(run) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
