@@ -18,6 +18,7 @@ from typing import Any
 PRETRAIN_EXAMPLE = """example:
   m3curate pretrain --data out/ds --out runs/tiny --steps 2000
   m3curate pretrain --data out/ds --out runs/tiny --resume
+  m3curate pretrain --data out/ds --out runs/tiny --resume --steps 4000    # extend the run
   m3curate pretrain --data out/ds --out runs/base --config rc3_base.toml \\
       --set loss.weak_form=regularizer --set data.lang_weights.en=0.5
   torchrun --nproc_per_node 8 $(which m3curate) pretrain --data out/ds --out runs/base \\
@@ -135,6 +136,8 @@ def _writable_file(path: str, what: str) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=target.parent):
             pass
+    except (FileExistsError, NotADirectoryError) as err:
+        raise ValueError(f"{what} {path}: {target.parent} is not a folder (a file is in the way)") from err
     except OSError as err:
         raise ValueError(f"{what} {path}: cannot write in {target.parent}: {err.strerror or err}") from err
     return target

@@ -204,8 +204,8 @@ def _resume_notes(run: Run, ckpt: dict[str, Any], changed: list[str]) -> list[st
     notes, step = [], run.step
     if "train.steps" in changed:
         old_steps, old_lr = ckpt["config"]["train"]["steps"], ckpt["optimizer"]["param_groups"][0]["lr"]
-        notes.append(f"resume: train.steps {old_steps} -> {run.cfg.train.steps}: the cosine schedule is now that of a "
-                     f"{run.cfg.train.steps}-step run (lr at step {step}: {old_lr:.3g} -> {lr_at(run.cfg.train, step):.3g})")
+        notes.append(f"resume: train.steps {old_steps} -> {run.cfg.train.steps}: the cosine schedule is now that of a run of "
+                     f"{run.cfg.train.steps} steps (lr at step {step}: {old_lr:.3g} -> {lr_at(run.cfg.train, step):.3g})")
     saved, now = ckpt.get("numerics", {}), numerics(run)
     reasons = [f"{k} {saved[k]} -> {now[k]}" for k in now if k in saved and saved[k] != now[k]]
     if "data.num_workers" in changed or ckpt["data"]["world"] != run.env.world:

@@ -169,7 +169,7 @@ def test_evaluate_json_folder_is_created_and_checked_before_evaluating(tmp_path,
     monkeypatch.setattr(pretrain.evaluate, "evaluate", must_not_run)
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    with pytest.raises(ValueError, match=r"--json .*a-file/eval.json: cannot write in"):
+    with pytest.raises(ValueError, match=r"--json .*a-file/eval.json: .*a-file is not a folder"):
         main(["evaluate", "--checkpoint", "c", "--data", "d", "--json", str(blocker / "eval.json")])
     with pytest.raises(ValueError, match="is a folder"):
         main(["evaluate", "--checkpoint", "c", "--data", "d", "--json", str(tmp_path)])
