@@ -42,11 +42,13 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from curation.config import LidConfig
-from curation.lid import DetectLanguage, load_lid_model
-from curation.lid_tools import train_lid, write_lid_training_data
-from curation.records import text_entry
-from curation.synth import lid_texts
+from curation.demo.synth import lid_texts
+from curation.demo.writers import write_lid_training_data
+from curation.lid.config import LidConfig
+from curation.lid.model import load_lid_model
+from curation.lid.stage import DetectLanguage
+from curation.lid.tools import train_lid
+from schemas.rows import text_entry
 
 CHUNK = 5000
 IMAGE = {"bytes": b"", "width": 1, "height": 1, "format": "JPEG", "sha256": "0" * 64}
@@ -125,7 +127,7 @@ def run_pipeline(texts_path: str, n: int, cfg: LidConfig | None) -> tuple[float,
     p = beam.Pipeline(options=options)
     rows = p | "Chunks" >> beam.Create(list(range((n + CHUNK - 1) // CHUNK))) | "Rows" >> beam.ParDo(MakeRows(texts_path))
     if cfg is not None:
-        tables, rejects = {"pairs": rows, "parallel": p | "NoParallel" >> beam.Create([])} | DetectLanguage(cfg)
+        tables, rejects = {"pairs": rows, "parallel": p | "NoParallel" >> beam.Create([])} | DetectLanguage(cfg, "lid")
         rows = tables["pairs"]
         rejects | "CountRejects" >> beam.ParDo(CountRows("rejects"))
     rows | "CountRows" >> beam.ParDo(CountRows("rows"))

@@ -46,14 +46,21 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the MiniLM model is a local dire
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from codeswitch.dictionary import write_muse_dictionaries  # noqa: E402
-from curation.records import text_entry  # noqa: E402
-from curation.relevance import ScoreRelevance, score_rows  # noqa: E402
-from curation.relevance_build import build_scorer  # noqa: E402
-from curation.relevance_config import RelevanceConfig  # noqa: E402
-from curation.relevance_encoders import train_fasttext_encoder  # noqa: E402
-from curation.relevance_scorers import Pair  # noqa: E402
-from curation.synth import LANGUAGES, caption, generate, lexicon_pairs, sample_rng, sample_scene  # noqa: E402
-from curation.synth_weak import GRADED_KINDS, graded_weak_text  # noqa: E402
+from curation.demo.synth import (  # noqa: E402
+    LANGUAGES,
+    caption,
+    generate,
+    lexicon_pairs,
+    sample_rng,
+    sample_scene,
+)
+from curation.demo.weak import GRADED_KINDS, graded_weak_text  # noqa: E402
+from curation.relevance.build import build_scorer  # noqa: E402
+from curation.relevance.config import RelevanceConfig  # noqa: E402
+from curation.relevance.encoders import train_fasttext_encoder  # noqa: E402
+from curation.relevance.scorers import Pair  # noqa: E402
+from curation.relevance.stage import ScoreRelevance, score_rows  # noqa: E402
+from schemas.rows import text_entry  # noqa: E402
 
 SCORERS = ("lexical", "embedding-fasttext", "embedding-minilm")
 
@@ -127,7 +134,7 @@ def bench(name: str, cfg: RelevanceConfig, rows: list[dict], repeat: int) -> dic
         direct.append(d)
         rowfn.append(r)
         base.append(run_pipeline(template, _PassThrough(), n))
-        piped.append(run_pipeline(template, ScoreRelevance(cfg), n))
+        piped.append(run_pipeline(template, ScoreRelevance(cfg, "relevance"), n))
     d, r, pp, b = min(direct), min(rowfn), min(piped), min(base)
     return {"scorer": name, "pairs": n, "direct_per_s": n / d, "rows_fn_per_s": n / r,
             "pipeline_per_s": n / pp, "stage_per_s": n / max(pp - b, 1e-9), "ratio": (pp - b) / d,

@@ -20,15 +20,15 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from curation.clean.dedup import pair_key
+from curation.clean.images import load_image_bytes, process_image
+from curation.clean.texts import pair_row
 from curation.config import BuildConfig, SourceConfig, config_from_dict
-from curation.dedup import pair_key
-from curation.images import load_image_bytes, process_image
+from curation.demo.synth import caption, encode_jpeg, render, sample_rng, sample_scene
+from curation.output.write import shard_name, shard_of, write_shard
 from curation.pipeline import run_build
-from curation.read_tabular import iter_jsonl
-from curation.records import RawRecord
-from curation.synth import caption, encode_jpeg, render, sample_rng, sample_scene
-from curation.texts import pair_row
-from curation.write import shard_name, shard_of, write_shard
+from curation.read.records import RawRecord
+from curation.read.tabular import iter_jsonl
 
 
 def make_corpus(root: Path, n: int, seed: int, size: int) -> Path:

@@ -6,7 +6,7 @@ Inputs, all real and human-made:
   packages ``dict-freedict-{deu,fra,spa}-eng`` and ``dict-freedict-eng-{deu,fra,spa}``,
   dictd files under /usr/share/dictd), converted to MUSE ``{src}-{tgt}.txt`` files: the
   xx->en file maps weak words into the anchor language, en->xx the other way, and the
-  lexical scorer uses both (curation/relevance_scorers.py).
+  lexical scorer uses both (curation/relevance/scorers.py).
 - parallel text: the gettext catalogues of Django and Sphinx (pinned wheels from PyPI):
   English msgid <-> translated msgstr, sentence-like entries only (benchmarks/real_inputs.py).
 
@@ -44,11 +44,11 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 from real_inputs import muse_pairs, parse_po, read_dictd, sentence_pairs  # noqa: E402
 
 from codeswitch.dictionary import phrase_key, write_muse_dictionaries  # noqa: E402
-from curation import relevance_scorers  # noqa: E402
-from curation.relevance_build import build_scorer  # noqa: E402
-from curation.relevance_config import relevance_config_from_dict  # noqa: E402
-from curation.relevance_eval import evaluate_aligned, read_pairs, write_pairs  # noqa: E402
-from curation.relevance_scorers import Pair  # noqa: E402
+from curation.relevance import scorers as relevance_scorers  # noqa: E402
+from curation.relevance.build import build_scorer  # noqa: E402
+from curation.relevance.config import relevance_config_from_dict  # noqa: E402
+from curation.relevance.eval import evaluate_aligned, read_pairs, write_pairs  # noqa: E402
+from curation.relevance.scorers import Pair  # noqa: E402
 
 LANGS = {"de": "deu", "fr": "fra", "es": "spa"}
 WHEELS = ("django==5.2.19", "sphinx==9.0.4")

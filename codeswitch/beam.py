@@ -15,26 +15,18 @@ before the pipeline starts.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
-
-import apache_beam as beam
-from apache_beam.metrics import Metrics
 
 from codeswitch.config import CodeSwitchConfig, load_switcher
 from codeswitch.switch import Switched, Switcher, draw_key
-from schemas.arrow import TEXT
-
-NAMESPACE = "codeswitch"
-_TEXT_FIELDS = tuple(TEXT.names)  # pyarrow builds this list on every access: once, here
+from schemas.rows import text_entry
+from schemas.stage import ApplyRowStage, RowStage
 
 
 def codeswitch_text(out: Switched, lang: str, derived_from: int, origin: str) -> dict[str, Any]:
-    """A ``texts`` element (schemas.arrow.TEXT) for one code-switched variant."""
-    entry: dict[str, Any] = dict.fromkeys(_TEXT_FIELDS)
-    entry.update(text=out.text, lang=lang, kind="codeswitch", origin=origin, derived_from=derived_from,
-                 spans=[span._asdict() for span in out.spans])
-    return entry
+    """A ``texts`` element (``schemas.rows.text_entry``) for one code-switched variant."""
+    return text_entry(out.text, "codeswitch", origin, lang, derived_from=derived_from,
+                      spans=[span._asdict() for span in out.spans])
 
 
 def switch_row(row: dict[str, Any], switcher: Switcher, cfg: CodeSwitchConfig, seed: int, counts: Counter) -> dict[str, Any]:
@@ -75,53 +67,38 @@ def switch_row(row: dict[str, Any], switcher: Switcher, cfg: CodeSwitchConfig, s
     return {**row, "texts": [*texts, *added]} if added else row
 
 
-class SwitchRowsFn(beam.DoFn):
-    """Applies ``switch_row`` to each pairs row; counters are flushed once per bundle."""
+class SwitchTexts(RowStage):
+    """The ``codeswitch`` stage's logic: ``switch_row`` over a batch of pairs rows; its
+    model is the ``Switcher`` (the dictionaries), read once per process on the workers."""
+
+    batch_size = 64
 
     def __init__(self, cfg: CodeSwitchConfig, seed: int):
-        self.cfg = cfg
-        self.seed = seed
-        self.switcher: Switcher | None = None
-        self.counts: Counter = Counter()
+        self.cfg, self.seed = cfg, seed
 
-    def setup(self) -> None:
-        self.switcher, _ = load_switcher(self.cfg)
+    def load(self) -> Switcher:
+        return load_switcher(self.cfg)[0]
 
-    def start_bundle(self) -> None:
-        self.counts = Counter()
-
-    def process(self, row: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        assert self.switcher is not None
-        yield switch_row(row, self.switcher, self.cfg, self.seed, self.counts)
-
-    def finish_bundle(self) -> None:
-        for name, value in sorted(self.counts.items()):
-            Metrics.counter(NAMESPACE, name).inc(value)
-        self.counts = Counter()
+    def process(self, table: str, rows: list[dict[str, Any]], switcher: Switcher,
+                stats: Counter[str]) -> tuple[list[dict[str, Any]], list[Any]]:
+        return [switch_row(row, switcher, self.cfg, self.seed, stats) for row in rows], []
 
 
-def _nothing(_: Any) -> Iterator[Any]:
-    return iter(())
-
-
-class CodeSwitch(beam.PTransform):
+class CodeSwitch(ApplyRowStage):
     """Row stage: {"pairs", "parallel"} -> ({"pairs" with codeswitch texts, "parallel"}, rejects).
 
     cfg: the ``[codeswitch]`` settings; a disabled config (no dictionaries) passes rows
-    through. seed: the build seed. Building the transform reads the dictionaries once, so
-    a missing or malformed file fails here, not on a worker; ``load_stats`` keeps what was
-    read per file. The stage drops nothing: its rejects collection is always empty.
+    through. seed: the build seed. stage: its name in the registry. Building the transform
+    reads the dictionaries once, so a missing or malformed file fails here, not on a
+    worker; ``load_stats`` keeps what was read per file. The stage drops nothing: its
+    rejects collection is always empty. Counters (namespace = stage): ``in``, ``kept``
+    and ``switch_row``'s counts.
     """
 
-    def __init__(self, cfg: CodeSwitchConfig, seed: int):
-        super().__init__()
-        self.cfg = cfg
-        self.seed = seed
+    def __init__(self, cfg: CodeSwitchConfig, seed: int, stage: str, label: str | None = None):
+        logic = SwitchTexts(cfg, seed)
+        if not cfg.enabled:
+            logic.tables = ()
+        super().__init__(stage, logic, label)
+        self.cfg, self.seed = cfg, seed
         self.load_stats = load_switcher(cfg)[1] if cfg.enabled else {}
-
-    def expand(self, tables: dict[str, beam.PCollection]) -> tuple[dict[str, beam.PCollection], beam.PCollection]:
-        pairs = tables["pairs"]
-        rejects = pairs | "NoRejects" >> beam.FlatMap(_nothing)
-        if self.cfg.enabled:
-            pairs = pairs | "Switch" >> beam.ParDo(SwitchRowsFn(self.cfg, self.seed))
-        return {"pairs": pairs, "parallel": tables["parallel"]}, rejects

@@ -24,7 +24,7 @@ from codeswitch.dictionary import (
 from codeswitch.switch import MODES, Switcher
 
 CASES = ("fold", "exact")
-# Kinds of text (schemas.arrow.TEXT_KINDS) that may be switched: the strictly aligned ones.
+# Kinds of text (schemas.rows.TEXT_KINDS) that may be switched: the strictly aligned ones.
 # Weak texts are not, and code-switched texts are never switched again. Spelled out here
 # rather than imported so that ``m3curate --help`` does not load pyarrow.
 SWITCHABLE = ("caption", "translation")

@@ -35,8 +35,8 @@ DEMO_EXAMPLE = """example:
 
 def _build(args: argparse.Namespace, beam_args: list[str]) -> int:
     from curation.config import load_config
+    from curation.output.summary import print_summary
     from curation.pipeline import run_build
-    from curation.summary import print_summary
 
     cfg = load_config(args.config)
     manifest = run_build(cfg, args.out, beam_args, overwrite=args.overwrite)
@@ -45,7 +45,7 @@ def _build(args: argparse.Namespace, beam_args: list[str]) -> int:
 
 
 def _demo(args: argparse.Namespace, beam_args: list[str]) -> int:
-    from curation.demo import run_demo
+    from curation.demo.run import run_demo
 
     run_demo(args.out, samples=args.samples, seed=args.seed, overwrite=args.overwrite, beam_args=beam_args,
              pretrain_minutes=args.pretrain_minutes)
@@ -53,7 +53,7 @@ def _demo(args: argparse.Namespace, beam_args: list[str]) -> int:
 
 
 def _validate(args: argparse.Namespace, beam_args: list[str]) -> int:
-    from curation.summary import validate_dataset
+    from curation.output.summary import validate_dataset
 
     validate_dataset(args.dir)
     print(f"{args.dir}: valid m3curate dataset")
@@ -61,7 +61,7 @@ def _validate(args: argparse.Namespace, beam_args: list[str]) -> int:
 
 
 def _report(args: argparse.Namespace, beam_args: list[str]) -> int:
-    from curation.report import write_report
+    from curation.output.report import write_report
 
     print(f"wrote {write_report(args.dir)}")
     return 0
@@ -112,8 +112,8 @@ def _parser() -> argparse.ArgumentParser:
 def _register_stage_commands(sub: argparse._SubParsersAction) -> None:
     """Each stage package adds its own command (``m3curate codeswitch``, ``lid``, ``mt``...)."""
     from codeswitch.cli import register as register_codeswitch
-    from curation.lid_cli import register as register_lid
-    from curation.relevance_cli import register as register_relevance
+    from curation.lid.cli import register as register_lid
+    from curation.relevance.cli import register as register_relevance
     from pretrain.cli import register as register_pretrain
     from translate.cli import register as register_mt
 

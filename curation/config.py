@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from codeswitch.config import CodeSwitchConfig, codeswitch_config_from_dict
-from curation.relevance_config import RelevanceConfig, relevance_config_from_dict, resolve_relevance
+from curation.lid.config import LidConfig, LidConfigError, lid_config_from_dict
+from curation.lid.config import validate as validate_lid
+from curation.relevance.config import RelevanceConfig, relevance_config_from_dict, resolve_relevance
 from translate.config import TranslateConfig, translate_config_from_dict
 
 FORMATS = ("jsonl", "csv", "tsv", "parquet", "webdataset", "parallel_files")
@@ -131,34 +133,6 @@ class DedupConfig:
 
 
 @dataclass
-class LidConfig:
-    """Language identification with fastText (the ``lid`` stage); off when ``model`` is empty.
-
-    model: a fastText LID model file: lid.176.bin/.ftz (labels ``__label__en``) or
-        GlotLID/OpenLID (``__label__eng_Latn``). Labels are normalised to one code scheme
-        (see curation/lid.py).
-    threshold: minimum confidence, globally; thresholds: per-language overrides {lang: t}.
-    allowed: languages to keep (empty: all); a text in another one is rejected lid/not_allowed.
-    low_confidence: "reject" (reason lid/low_confidence) or "und" (keep, language "und").
-    mismatch: what a declared language that differs from the detected one does:
-        "flag" (keep the detected language, count it; declared_lang stays beside it),
-        "declared" (keep the declared language) or "reject" (reason lid/lang_mismatch).
-    max_chars: texts are cut to this many characters before prediction.
-    batch_size: texts per fastText call (whole rows); 128-256 is fastest inside Beam (larger
-        batches keep rows alive past the young GC generations, see curation/lid.py).
-    """
-
-    model: str = ""
-    threshold: float = 0.5
-    thresholds: dict[str, float] = field(default_factory=dict)
-    allowed: list[str] = field(default_factory=list)
-    low_confidence: str = "reject"
-    mismatch: str = "flag"
-    max_chars: int = 1000
-    batch_size: int = 128
-
-
-@dataclass
 class OutputConfig:
     """rows_per_shard: target rows in one Parquet shard. compression: Parquet codec.
     row_group_rows: rows per Parquet row group (the trainer reads row groups)."""
@@ -259,19 +233,11 @@ def validate(cfg: BuildConfig) -> BuildConfig:
         raise ConfigError("output.rows_per_shard and output.row_group_rows must be positive")
     if cfg.output.compression not in ("zstd", "snappy", "gzip", "none", "lz4", "brotli"):
         raise ConfigError(f"output.compression = {cfg.output.compression!r}: use zstd, snappy, gzip, lz4, brotli or none")
-    _validate_lid(cfg.lid)
+    try:
+        validate_lid(cfg.lid)
+    except LidConfigError as err:
+        raise ConfigError(str(err)) from err
     return cfg
-
-
-def _validate_lid(lid: LidConfig) -> None:
-    if not 0 <= lid.threshold <= 1 or any(not 0 <= t <= 1 for t in lid.thresholds.values()):
-        raise ConfigError("lid.threshold and lid.thresholds values must be in [0, 1]")
-    if lid.low_confidence not in ("reject", "und"):
-        raise ConfigError(f"lid.low_confidence = {lid.low_confidence!r}: use 'reject' or 'und'")
-    if lid.mismatch not in ("flag", "declared", "reject"):
-        raise ConfigError(f"lid.mismatch = {lid.mismatch!r}: use 'flag', 'declared' or 'reject'")
-    if lid.max_chars <= 0 or lid.batch_size <= 0:
-        raise ConfigError("lid.max_chars and lid.batch_size must be positive")
 
 
 def _resolve(path: str, base: Path) -> str:
@@ -299,11 +265,10 @@ def config_from_dict(data: dict[str, Any], base_dir: str | Path = ".") -> BuildC
         if src.image_root:
             src.image_root = _resolve(src.image_root, base)
         sources.append(src)
-    if isinstance(data.get("lid"), dict) and data["lid"].get("model"):
-        data["lid"] = {**data["lid"], "model": _resolve(data["lid"]["model"], base)}
-    sections = {"image": ImageConfig, "text": TextConfig, "dedup": DedupConfig, "lid": LidConfig, "output": OutputConfig}
+    sections = {"image": ImageConfig, "text": TextConfig, "dedup": DedupConfig, "output": OutputConfig}
     kwargs: dict[str, Any] = {name: _build(cls, data.pop(name, {}), name) for name, cls in sections.items()}
     try:  # the stage packages own their sections and say which setting is wrong
+        kwargs["lid"] = lid_config_from_dict(data.pop("lid", {}), str(base))
         kwargs["mt"] = translate_config_from_dict(data.pop("mt", {}), str(base))
         kwargs["codeswitch"] = codeswitch_config_from_dict(data.pop("codeswitch", {}), str(base))
         relevance = relevance_config_from_dict(data.pop("relevance", None), str(base))
@@ -313,7 +278,7 @@ def config_from_dict(data: dict[str, Any], base_dir: str | Path = ".") -> BuildC
     seed = data.pop("seed", 0)
     if data:
         raise ConfigError(
-            f"unknown top-level setting(s) {sorted(data)}; known: sources, seed, {', '.join(sections)}, mt, codeswitch, relevance"
+            f"unknown top-level setting(s) {sorted(data)}; known: sources, seed, {', '.join(sections)}, lid, mt, codeswitch, relevance"
         )
     _check_type("", "seed", seed, int)
     return validate(BuildConfig(sources=sources, seed=seed, base_dir=str(base), **kwargs))

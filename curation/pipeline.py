@@ -10,75 +10,24 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from curation import manifest as manifest_lib
-from curation import outdir
+from curation.clean.dedup import Deduplicate
+from curation.clean.images import ValidateImages
+from curation.clean.texts import NormaliseTexts
 from curation.config import BuildConfig
-from curation.dedup import Deduplicate
-from curation.images import ValidateImages
-from curation.readers import ReadSource, match_paths
-from curation.texts import NormaliseTexts
-from curation.write import CountInputs, WriteDataset, source_of
+from curation.output import manifest as manifest_lib
+from curation.output import outdir
+from curation.output.write import CountInputs, WriteDataset, source_of
+from curation.read.source import ReadSource, match_paths
+from curation.stages import active_stages, stages_run
 
 LOCAL_RUNNER = "FnApiRunner"
 
-
-
-@dataclass(frozen=True)
-class RowStage:
-    """A stage over curated rows: ``make(cfg)`` is a PTransform taking {"pairs": pc,
-    "parallel": pc} and returning ({"pairs", "parallel"}, rejects). ``name`` is its
-    rejects' ``stage``; it runs when ``enabled(cfg)``. Imports stay inside ``make`` so
-    a build without the stage never loads its libraries."""
-
-    name: str
-    enabled: Callable[[BuildConfig], bool]
-    make: Callable[[BuildConfig], beam.PTransform]
-
-
-def _lid(cfg: BuildConfig) -> beam.PTransform:
-    from curation.lid import DetectLanguage
-
-    return DetectLanguage(cfg.lid)
-
-
-def _mt(cfg: BuildConfig) -> beam.PTransform:
-    from translate.beam import TranslateCaptions
-
-    return TranslateCaptions(cfg.mt)
-
-
-def _codeswitch(cfg: BuildConfig) -> beam.PTransform:
-    from codeswitch.beam import CodeSwitch
-
-    return CodeSwitch(cfg.codeswitch, cfg.seed)
-
-
-def _relevance(cfg: BuildConfig) -> beam.PTransform:
-    from curation.relevance import ScoreRelevance
-
-    return ScoreRelevance(cfg.relevance, mt=cfg.mt)
-
-
-# In order: language ID first (every later stage routes on language), then translation,
-# then code-switching (which may switch translations), then relevance scoring.
-ROW_STAGES: list[RowStage] = [
-    RowStage("lid", lambda cfg: bool(cfg.lid.model), _lid),
-    RowStage("mt", lambda cfg: cfg.mt.enabled, _mt),
-    RowStage("codeswitch", lambda cfg: bool(cfg.codeswitch.dictionaries), _codeswitch),
-    RowStage("relevance", lambda cfg: cfg.relevance.enabled, _relevance),
-]
-
-
-def active_stages(cfg: BuildConfig) -> list[RowStage]:
-    return [stage for stage in ROW_STAGES if stage.enabled(cfg)]
 
 
 def pipeline_options(beam_args: list[str]) -> PipelineOptions:
@@ -126,7 +75,7 @@ def build_pipeline(p: beam.Pipeline, cfg: BuildConfig, directory: str) -> None:
     rejects += [image_rejects, text_rejects, pair_dups, parallel_dups]
     tables = {"pairs": pairs, "parallel": parallel}
     for stage in active_stages(cfg):
-        tables, stage_rejects = tables | stage.name >> stage.make(cfg)
+        tables, stage_rejects = tables | stage.name >> stage.make(cfg, stage.name)
         rejects.append(stage_rejects)
     all_rejects = tuple(rejects) | "AllRejects" >> beam.Flatten()
     {**tables, "rejects": all_rejects} | "WriteDataset" >> WriteDataset(directory, cfg.output)
@@ -165,8 +114,7 @@ def run_build(cfg: BuildConfig, out: str, beam_args: list[str] | None = None, ov
         result = p.run()
         result.wait_until_finish()
         log(f"pipeline finished in {time.time() - started:.1f}s; reconciling counts")
-        ran = (*manifest_lib.STAGES[:4], *(stage.name for stage in active_stages(cfg)))
-        manifest = manifest_lib.build_manifest(cfg.to_dict(), staging, ran)
+        manifest = manifest_lib.build_manifest(cfg.to_dict(), staging, stages_run(cfg))
         manifest_lib.check(manifest)
         run = {"runner": runner, "seconds": round(time.time() - started, 2), "counters": counters(result)}
         outdir.commit(staging, out, manifest, extra={"run.json": json.dumps(run, indent=1).encode()})

@@ -1,15 +1,9 @@
-"""m3curate's data contract: versioned Arrow schemas and the validator both sides call."""
+"""m3curate's data contract: versioned Arrow schemas, the row parts every stage builds rows
+with (``schemas.rows``), and the validator both sides call. The row-stage framework
+(``schemas.stage``) imports Beam and is not imported here."""
 
-from schemas.arrow import (
-    PAIRS,
-    PARALLEL,
-    REJECTS,
-    SCHEMA_VERSION,
-    SCHEMAS,
-    TEXT_KINDS,
-    UNDETERMINED,
-)
-from schemas.texts import back_translated_from
+from schemas.arrow import PAIRS, PARALLEL, REJECTS, SCHEMA_VERSION, SCHEMAS
+from schemas.rows import TEXT_KINDS, UNDETERMINED, back_translated_from, lang_key
 from schemas.validate import SchemaError, check_version, validate_rows, validate_table
 
 __all__ = [
@@ -23,6 +17,7 @@ __all__ = [
     "SchemaError",
     "back_translated_from",
     "check_version",
+    "lang_key",
     "validate_rows",
     "validate_table",
 ]

@@ -14,9 +14,6 @@ SCHEMA_VERSION = "1.1"
 METADATA_KEY = b"m3curate.schema_version"
 KIND_KEY = b"m3curate.table"
 
-TEXT_KINDS = ("caption", "translation", "codeswitch", "weak")
-REJECT_LEVELS = ("record", "text")
-
 SPAN = pa.struct(
     [
         pa.field("src_start", pa.int32(), nullable=False),
@@ -129,4 +126,3 @@ REJECTS = _schema(
 
 SCHEMAS: dict[str, pa.Schema] = {"pairs": PAIRS, "parallel": PARALLEL, "rejects": REJECTS}
 
-UNDETERMINED = "und"

@@ -10,14 +10,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas.arrow import (
-    KIND_KEY,
-    METADATA_KEY,
-    REJECT_LEVELS,
-    SCHEMA_VERSION,
-    SCHEMAS,
-    TEXT_KINDS,
-)
+from schemas.arrow import KIND_KEY, METADATA_KEY, SCHEMA_VERSION, SCHEMAS
+from schemas.rows import REJECT_LEVELS, TEXT_KINDS
 
 
 class SchemaError(ValueError):

@@ -4,6 +4,7 @@
 (``__label__en``) for the demo languages en, de, fr, es, trained in well under a second
 on generated sentences (``curation.synth.lid_texts``), once per test session.
 ``lid_glot_model_path``: the same, labelled GlotLID/OpenLID-style (``__label__eng_Latn``).
+``--update-golden``: rewrite the golden build file (tests/curation/test_golden.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,12 @@ from pathlib import Path
 
 import pytest
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true", default=False,
+                     help="rewrite tests/curation/golden/*.json from this build (only on purpose: the "
+                          "output of a build changed and the change is wanted)")
+
+
 # Seeds of the LID training text: not the seeds the tests label texts with.
 LID_TRAIN_SEED = 9001
 LID_TRAIN_EXAMPLES = 4000
@@ -19,8 +26,8 @@ GLOT_LABELS = {"en": "eng_Latn", "de": "deu_Latn", "fr": "fra_Latn", "es": "spa_
 
 
 def _train(directory: Path, labels: dict[str, str] | None) -> str:
-    from curation.lid_tools import train_lid
-    from curation.synth import lid_texts
+    from curation.demo.synth import lid_texts
+    from curation.lid.tools import train_lid
 
     data = directory / "lid.tsv"
     with open(data, "w", encoding="utf-8") as f:

@@ -6,7 +6,7 @@ Public API, by module:
 - ``translate.fairseq_engine``: ``FairseqTranslator`` (fairseq checkpoint directories).
 - ``translate.ct2_engine``: ``CT2Translator``, ``convert_checkpoint``.
 - ``translate.config``: ``TranslateConfig``, ``translate_config_from_dict``.
-- ``translate.beam``: ``TranslateCaptions`` (the ``mt`` row stage), ``translate_stage``.
+- ``translate.beam``: ``TranslateCaptions`` (the ``mt`` row stage).
 - ``translate.handler``: ``TranslationModelHandler`` (Beam RunInference).
 - ``translate.checkpoint``: ``safe_load``, ``UnsafeCheckpointError``, ``ModelInfo``.
 - ``translate.demo_model``: ``train_demo_model`` (the demo's tiny fairseq transformer).

@@ -12,10 +12,14 @@ the model, and the image bytes never enter a model batch. The join by row id the
 appends translations in a fixed order (``translate.rows.merge_row``), whatever order the
 outcomes arrived in.
 
-Counters (namespace ``mt``): ``requests``, ``translated_<lang>``, ``back_translated_<lang>``,
-``failed_<reason>`` (``batch_failed``, ``empty_output``, ``too_long``, ``empty_source``),
-``skipped_<reason>`` (``unknown_lang``, ``source_lang``, ``already_translated``,
-``unsupported_pair``). RunInference's own metrics are under ``mt_inference``.
+Machine translation batches texts, not rows, so it does not run inside ``ApplyRowStage``;
+it is still a stage of the framework (``schemas.stage``): its model loads through a Beam
+``ModelHandler``, its rejects are tagged and counted by ``account``, under its registry
+name. Counters (namespace = the stage name, ``mt``): ``in``, ``kept`` (pairs rows),
+``rejected_<reason>`` (``batch_failed``, ``empty_output``, ``too_long``, ``empty_source``),
+``requests``, ``translated_<lang>``, ``back_translated_<lang>``, ``skipped_<reason>``
+(``unknown_lang``, ``source_lang``, ``already_translated``, ``unsupported_pair``).
+RunInference's own metrics are under ``mt_inference``.
 """
 
 from __future__ import annotations
@@ -25,33 +29,29 @@ from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
+from schemas.rows import REJECTS_TAG
+from schemas.stage import StageCounters, account
 from translate.checkpoint import ModelInfo
 from translate.config import TranslateConfig, validate
 from translate.engine import Hypothesis
 from translate.handler import TranslationModelHandler
-from translate.rows import STAGE, Outcome, Plan, merge_row, plan_requests
+from translate.rows import Outcome, Plan, merge_row, plan_requests
 
-REJECTS_TAG = "rejects"
 PARALLEL_TAG = "parallel"
 
 
-def _count(stats: Counter[str]) -> None:
-    for name, n in stats.items():
-        Metrics.counter(STAGE, name).inc(n)
-
-
 class _PlanFn(beam.DoFn):
-    def __init__(self, plan: Plan):
-        self.plan = plan
+    def __init__(self, plan: Plan, stage: str):
+        self.plan, self.stage = plan, stage
+        self.counters = StageCounters(self.stage)
 
     def process(self, row: dict[str, Any]) -> Iterator[Any]:
         stats: Counter[str] = Counter()
         requests = plan_requests(row, self.plan, stats)
         stats["requests"] += len(requests)
-        _count(stats)
+        self.counters.add(stats)
         yield from requests
 
 
@@ -72,20 +72,22 @@ def failed_outcomes(dead_letter: Any) -> Iterator[tuple[str, Outcome]]:
 
 
 class _MergeFn(beam.DoFn):
-    def __init__(self, plan: Plan):
-        self.plan = plan
+    def __init__(self, plan: Plan, stage: str):
+        self.plan, self.stage = plan, stage
+        self.counters = StageCounters(stage)
 
     def process(self, joined: tuple[str, dict[str, list[Any]]]) -> Iterator[Any]:
         _row_id, groups = joined
         stats: Counter[str] = Counter()
         for row in groups["row"]:  # one: ids are unique after dedup
             merged, parallel, rejects = merge_row(row, list(groups["out"]), self.plan, stats)
+            account(self.stage, 1, [merged], rejects, stats)
             yield merged
             for p in parallel:
                 yield beam.pvalue.TaggedOutput(PARALLEL_TAG, p)
             for r in rejects:
                 yield beam.pvalue.TaggedOutput(REJECTS_TAG, r)
-        _count(stats)
+        self.counters.add(stats)
 
 
 def make_plan(cfg: TranslateConfig, info: ModelInfo) -> Plan:
@@ -98,29 +100,30 @@ class TranslateCaptions(beam.PTransform):
 
     cfg: the ``[mt]`` settings (``TranslateConfig``), validated and checked against the
     model (it exists, loads safely, has the configured directions) when the transform
-    is built, before the pipeline runs. loader/info: test seams (a fake engine factory
-    and its ModelInfo); leave them None.
+    is built, before the pipeline runs. stage: its name in the registry
+    (``curation.stages``). loader/info: test seams (a fake engine factory and its
+    ModelInfo); leave them None.
     Input ``{"pairs", "parallel"}``; output ``({"pairs", "parallel"}, rejects)``.
     """
 
-    def __init__(self, cfg: TranslateConfig, label: str | None = None, *, loader: Any = None,
+    def __init__(self, cfg: TranslateConfig, stage: str, label: str | None = None, *, loader: Any = None,
                  info: ModelInfo | None = None):
         super().__init__(label)
         validate(cfg)
         if not cfg.enabled:
-            raise ValueError("mt.model is empty: TranslateCaptions needs a model (or use translate_stage)")
+            raise ValueError("mt.model is empty: TranslateCaptions needs a model")
         if info is None:
             from translate.loading import check_model
 
             info = check_model(cfg)
-        self.cfg, self.loader, self.plan = cfg, loader, make_plan(cfg, info)
+        self.cfg, self.loader, self.plan, self.stage = cfg, loader, make_plan(cfg, info), stage
 
     def expand(self, tables: dict[str, beam.PCollection]) -> tuple[dict[str, beam.PCollection], beam.PCollection]:
         pairs = tables["pairs"]
         handler = KeyedModelHandler(TranslationModelHandler(self.cfg, self.loader))
         results, dlq = (
             pairs
-            | "PlanRequests" >> beam.ParDo(_PlanFn(self.plan))
+            | "PlanRequests" >> beam.ParDo(_PlanFn(self.plan, self.stage))
             | "Translate" >> RunInference(handler).with_exception_handling()
         )
         outcomes = (
@@ -131,20 +134,8 @@ class TranslateCaptions(beam.PTransform):
         merged = (
             {"row": keyed_rows, "out": outcomes}
             | "JoinByRow" >> beam.CoGroupByKey()
-            | "MergeTranslations" >> beam.ParDo(_MergeFn(self.plan)).with_outputs(PARALLEL_TAG, REJECTS_TAG,
+            | "MergeTranslations" >> beam.ParDo(_MergeFn(self.plan, self.stage)).with_outputs(PARALLEL_TAG, REJECTS_TAG,
                                                                                   main="pairs")
         )
         parallel = (tables["parallel"], merged[PARALLEL_TAG]) | "AllParallel" >> beam.Flatten()
         return {"pairs": merged.pairs, "parallel": parallel}, merged[REJECTS_TAG]
-
-
-class _PassThrough(beam.PTransform):
-    def expand(self, tables: dict[str, beam.PCollection]) -> tuple[dict[str, beam.PCollection], beam.PCollection]:
-        empty = tables["pairs"].pipeline | "NoRejects" >> beam.Create([])
-        return dict(tables), empty
-
-
-def translate_stage(cfg: TranslateConfig) -> beam.PTransform:
-    """``ROW_STAGES`` factory: ``TranslateCaptions(cfg)``, or a pass-through when ``mt.model``
-    is empty (the stage is off)."""
-    return TranslateCaptions(cfg) if cfg.enabled else _PassThrough()

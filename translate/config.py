@@ -12,12 +12,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from schemas.rows import TEXT_KINDS
 from translate.engine import Decoding
 
 ENGINES = ("fairseq", "ctranslate2")
 DEVICES = ("cpu", "cuda")
 DTYPES = ("float32", "float16", "bfloat16")
-SOURCE_KINDS = ("caption", "translation", "codeswitch", "weak")
 DEFAULT_GPU_HINT = "type:nvidia-l4;count:1;install-nvidia-driver"
 
 
@@ -150,9 +150,9 @@ def validate(cfg: TranslateConfig) -> TranslateConfig:
         raise _fail("targets", cfg.targets, "list at least one target language, e.g. [\"de\", \"fr\"]")
     if len(set(cfg.targets)) != len(cfg.targets):
         raise _fail("targets", cfg.targets, "a language is listed twice")
-    bad_kinds = [k for k in cfg.source_kinds if k not in SOURCE_KINDS]
+    bad_kinds = [k for k in cfg.source_kinds if k not in TEXT_KINDS]
     if bad_kinds or not cfg.source_kinds:
-        raise _fail("source_kinds", cfg.source_kinds, f"use kinds from {SOURCE_KINDS}")
+        raise _fail("source_kinds", cfg.source_kinds, f"use kinds from {TEXT_KINDS}")
     if cfg.device not in DEVICES:
         raise _fail("device", cfg.device, f"use one of {DEVICES}")
     if cfg.dtype not in DTYPES:

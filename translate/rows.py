@@ -18,14 +18,11 @@ not a strictly-aligned sentence, and its translation is a scoring aid.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-STAGE = "mt"
-UNDETERMINED = "und"
-MAX_RAW_STRING = 2048
+from schemas.rows import UNDETERMINED, Reject, text_entry
 
 RequestKey = tuple[str, int, str]  # (row id, text index, pipeline target language)
 Request = tuple[str, str, str]  # (text, model source code, model target code)
@@ -112,12 +109,6 @@ def parallel_id(pair_id: str, index: int, target: str, model_id: str) -> str:
     return hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
 
 
-def _text(text: str, target: str, source: int, score: float | None, model_id: str) -> dict[str, Any]:
-    return {"text": text, "lang": target, "lang_score": None, "declared_lang": None, "kind": "translation",
-            "origin": model_id, "derived_from": source, "anchor": None, "relevance": None,
-            "relevance_scorer": None, "score": score, "spans": None}
-
-
 def _parallel(row: dict[str, Any], src: dict[str, Any], out: Outcome, model_id: str) -> dict[str, Any]:
     return {"id": parallel_id(row["id"], out.index, out.target, model_id), "source": row["source"],
             "source_id": row["source_id"], "split": row["split"], "provenance": row["provenance"],
@@ -127,21 +118,17 @@ def _parallel(row: dict[str, Any], src: dict[str, Any], out: Outcome, model_id: 
             "score": out.score, "pair_id": row["id"]}
 
 
-def reject(row: dict[str, Any], out: Outcome, model_id: str) -> dict[str, Any]:
-    """A ``rejects`` row (schemas.arrow.REJECTS) for a translation that was not made."""
+def reject(row: dict[str, Any], out: Outcome, model_id: str) -> Reject:
+    """The text-level Reject of a translation that was not made (the stage framework
+    names its stage)."""
     src = row["texts"][out.index]
-    text = src["text"]
-    truncated = len(text) > MAX_RAW_STRING
-    raw = {"text": text[:MAX_RAW_STRING] + (f"…[{len(text) - MAX_RAW_STRING} more chars]" if truncated else ""),
-           "lang": src["lang"], "kind": src["kind"], "text_index": out.index, "target": out.target,
-           "model": model_id, "provenance": row["provenance"]}
-    return {"record_id": row["id"], "source": row["source"], "source_id": row["source_id"], "stage": STAGE,
-            "reason": out.reason, "level": "text", "detail": out.detail,
-            "raw": json.dumps(raw, ensure_ascii=False, sort_keys=True), "raw_truncated": truncated}
+    raw = {"text": src["text"], "lang": src["lang"], "kind": src["kind"], "text_index": out.index,
+           "target": out.target, "model": model_id, "provenance": row["provenance"]}
+    return Reject.of_row(row, str(out.reason), out.detail, raw, level="text")
 
 
 def merge_row(row: dict[str, Any], outcomes: list[Outcome], plan: Plan,
-              stats: Counter[str]) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+              stats: Counter[str]) -> tuple[dict[str, Any], list[dict[str, Any]], list[Reject]]:
     """(row with translations appended, its parallel rows, its rejects)."""
     texts = list(row["texts"])
     parallel, rejects = [], []
@@ -151,9 +138,9 @@ def merge_row(row: dict[str, Any], outcomes: list[Outcome], plan: Plan,
             out = Outcome(out.index, out.target, reason="empty_output", detail="the model produced an empty translation")
         if out.reason is not None:
             rejects.append(reject(row, out, plan.model_id))
-            stats[f"failed_{out.reason}"] += 1
             continue
-        texts.append(_text(out.text, out.target, out.index, out.score, plan.model_id))
+        texts.append(text_entry(out.text, "translation", plan.model_id, out.target, derived_from=out.index,
+                                score=out.score))
         if src["kind"] == "weak":
             stats[f"back_translated_{out.target}"] += 1
         else:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from codeswitch.dictionary import build_lexicon, parse_muse, write_muse_dictionaries
 from codeswitch.switch import Switched, Switcher
-from curation import synth
+from curation.demo import synth
 
 DEMO_LANGS = ("de", "fr", "es")
 
@@ -21,7 +21,7 @@ def switcher(
 
 
 def demo_dictionaries(root: Path) -> Path:
-    """The demo's en->de/fr/es MUSE files (from curation.synth's lexicon) under root/dicts."""
+    """The demo's en->de/fr/es MUSE files (from curation.demo.synth's lexicon) under root/dicts."""
     write_muse_dictionaries(root / "dicts", {("en", t): synth.lexicon_pairs("en", t) for t in DEMO_LANGS})
     return root / "dicts"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from codeswitch.config import SWITCHABLE, CodeSwitchConfig, codeswitch_config_from_dict
-from schemas.arrow import TEXT_KINDS
+from schemas.rows import TEXT_KINDS
 
 
 @pytest.fixture()

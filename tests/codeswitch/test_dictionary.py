@@ -15,7 +15,7 @@ from codeswitch.dictionary import (
     parse_muse,
     write_muse_dictionaries,
 )
-from curation import synth
+from curation.demo import synth
 
 
 def parse(text: str | bytes, **kw):

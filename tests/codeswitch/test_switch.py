@@ -13,7 +13,7 @@ from cs_helpers import check_spans, demo_dictionaries, switcher
 
 from codeswitch.config import codeswitch_config_from_dict, load_switcher
 from codeswitch.switch import Span, draw_key
-from curation import synth
+from curation.demo import synth
 
 PHRASES = {"de": "on ein\nthe der\nleft links\non the left\tauf der linken Seite\nnew york\tNeuyork\n"
                  "new york city\tNYC\nyork city\tYorkstadt\ntimes Zeiten\n"}

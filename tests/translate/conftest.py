@@ -3,7 +3,7 @@
 ``tiny_mt``: a multilingual en→{de, fr, es} transformer shaped like M2M-100 (shared
 SentencePiece vocabulary, ``translation_multi_simple_epoch``, source language token,
 forced target language token), trained by ``translate.demo_model.train_demo_model`` with
-``fairseq-preprocess`` and ``fairseq-train`` on generated captions (``curation.synth``),
+``fairseq-preprocess`` and ``fairseq-train`` on generated captions (``curation.demo.synth``),
 2 layers, d=64, fixed seed, CPU, one thread; about a minute on 2 cores. Its test split
 (held-out captions, a separate seed) is binarised for ``fairseq-generate``.
 ``tiny_ct2``: the same model converted to CTranslate2 (float32).
@@ -42,7 +42,7 @@ class TinyMT:
 
 @pytest.fixture(scope="session")
 def tiny_mt(tmp_path_factory: pytest.TempPathFactory) -> TinyMT:
-    from curation.synth import parallel_captions
+    from curation.demo.synth import parallel_captions
     from translate.demo_model import binarize, train_demo_model
 
     work = tmp_path_factory.mktemp("tiny_mt")
@@ -56,7 +56,7 @@ def tiny_mt(tmp_path_factory: pytest.TempPathFactory) -> TinyMT:
 
 @pytest.fixture(scope="session")
 def tiny_bilingual_mt(tmp_path_factory: pytest.TempPathFactory) -> TinyMT:
-    from curation.synth import parallel_captions
+    from curation.demo.synth import parallel_captions
     from translate.demo_model import DemoModelSpec, binarize, train_demo_model
 
     work = tmp_path_factory.mktemp("tiny_bilingual_mt")

@@ -11,7 +11,8 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 from mt_rows import COLLECTED, collect, row, text
 
-from translate.beam import TranslateCaptions, translate_stage
+from schemas.rows import reject_row
+from translate.beam import TranslateCaptions
 from translate.checkpoint import ModelInfo
 from translate.config import TranslateConfig
 from translate.engine import Hypothesis, Translator
@@ -23,6 +24,7 @@ def run_stage(stage: beam.PTransform, rows: list[dict], parallel: Sequence[dict]
     p = beam.Pipeline(options=PipelineOptions([], runner="FnApiRunner"))
     tables = {"pairs": p | "Pairs" >> beam.Create(rows), "parallel": p | "Parallel" >> beam.Create(list(parallel))}
     result_tables, rejects = tables | "mt" >> stage
+    rejects = rejects | "RejectRows" >> beam.Map(reject_row)  # as the writer stores them
     for name, pcoll in {**result_tables, "rejects": rejects}.items():
         pcoll | f"Collect[{name}]" >> beam.Map(collect, run, name)  # FnApiRunner runs in this process
     result = p.run()
@@ -40,7 +42,7 @@ def test_captions_are_translated_into_every_target_in_order(tiny_mt, generate_ru
     given = [{"id": "p0", "src_text": "x", "tgt_text": "y"}]
     cfg = TranslateConfig(model=str(tiny_mt.model_dir), targets=["de", "fr", "es"], beam=4, max_tokens=1024,
                           cpu_threads=1)
-    out, counters = run_stage(TranslateCaptions(cfg), rows, given)
+    out, counters = run_stage(TranslateCaptions(cfg, "mt"), rows, given)
 
     by_id = {r["id"]: r for r in out["pairs"]}
     assert sorted(by_id) == sorted(r["id"] for r in rows) and out["rejects"] == []
@@ -89,7 +91,7 @@ def test_a_failing_batch_becomes_rejects_not_a_crash():
             row([text("EMPTY", "en")], "empty"), row([text("a blue square", "en")], "ok2")]
     cfg = TranslateConfig(model="unused", targets=["de", "fr"],
                           accelerator="type:nvidia-l4;count:1;install-nvidia-driver")
-    out, counters = run_stage(TranslateCaptions(cfg, loader=fake_loader, info=FAKE_INFO), rows)
+    out, counters = run_stage(TranslateCaptions(cfg, "mt", loader=fake_loader, info=FAKE_INFO), rows)
 
     by_id = {r["id"]: r for r in out["pairs"]}
     assert sorted(by_id) == ["bad", "empty", "ok1", "ok2"], "every row survives"
@@ -98,32 +100,32 @@ def test_a_failing_batch_becomes_rejects_not_a_crash():
     reasons = sorted((r["record_id"], r["reason"], r["stage"], r["level"]) for r in out["rejects"])
     assert reasons == [("bad", "batch_failed", "mt", "text")] * 2 + [("empty", "empty_output", "mt", "text")] * 2
     assert "out of memory" in next(r["detail"] for r in out["rejects"] if r["record_id"] == "bad")
-    assert counters["failed_batch_failed"] == 2 and counters["failed_empty_output"] == 2
+    assert counters["rejected_batch_failed"] == 2 and counters["rejected_empty_output"] == 2
+    assert counters["in"] == counters["kept"] == 4
     assert counters["translated_de"] == 2 and len(out["parallel"]) == 4
 
 
-def test_stage_is_off_without_a_model_and_checks_the_model_up_front(tmp_path):
-    rows = [row([text("a red circle", "en")])]
-    out, _ = run_stage(translate_stage(TranslateConfig()), rows)
-    assert out["pairs"] == rows and out["rejects"] == []
+def test_stage_checks_the_model_up_front(tmp_path):
     with pytest.raises(ValueError, match="mt.model"):
-        TranslateCaptions(TranslateConfig(model=str(tmp_path / "missing"), targets=["de"]))
+        TranslateCaptions(TranslateConfig(), "mt")
+    with pytest.raises(ValueError, match="mt.model"):
+        TranslateCaptions(TranslateConfig(model=str(tmp_path / "missing"), targets=["de"]), "mt")
 
 
 def test_model_check_names_a_missing_direction(tiny_mt):
     with pytest.raises(ValueError, match=r"mt.targets: the model cannot translate into \['ja'\]"):
-        TranslateCaptions(TranslateConfig(model=str(tiny_mt.model_dir), targets=["de", "ja"]))
+        TranslateCaptions(TranslateConfig(model=str(tiny_mt.model_dir), targets=["de", "ja"]), "mt")
 
 
 def test_gpu_hint_and_one_shared_model_copy_work_on_fnapirunner():
     cfg = TranslateConfig(model="unused", targets=["de"], model_copies=1,
                           accelerator="type:nvidia-l4;count:1;install-nvidia-driver")
     rows = [row([text(f"circle {i}", "en")], f"r{i}") for i in range(20)]
-    out, counters = run_stage(TranslateCaptions(cfg, loader=fake_loader, info=FAKE_INFO), rows)
+    out, counters = run_stage(TranslateCaptions(cfg, "mt", loader=fake_loader, info=FAKE_INFO), rows)
     assert counters["translated_de"] == 20 and len(out["parallel"]) == 20
     p = beam.Pipeline(options=PipelineOptions([], runner="FnApiRunner"))
     tables = {"pairs": p | beam.Create(rows), "parallel": p | "P" >> beam.Create([])}
-    _ = tables | TranslateCaptions(cfg, loader=fake_loader, info=FAKE_INFO)
+    _ = tables | TranslateCaptions(cfg, "mt", loader=fake_loader, info=FAKE_INFO)
     proto = p.to_runner_api()
     hinted = {t.unique_name for t in proto.components.transforms.values()
               if t.environment_id and "beam:resources:accelerator:v1" in

@@ -43,7 +43,7 @@ def test_engine_equals_fairseq_generate(tiny_bilingual_mt, bilingual_generate_ru
 
 
 def test_ctranslate2_agrees_with_fairseq_at_beam_1(tiny_bilingual_mt, tiny_bilingual_ct2):
-    from curation.synth import parallel_captions
+    from curation.demo.synth import parallel_captions
     from translate.ct2_engine import CT2Translator
 
     fs = FairseqTranslator(tiny_bilingual_mt.model_dir, Decoding(beam=1), cpu_threads=1)

@@ -20,7 +20,7 @@ def test_engine_equals_fairseq_generate(tiny_mt, generate_runs, beam):
 
 
 def test_ctranslate2_agrees_with_fairseq_at_beam_1(tiny_mt, tiny_ct2):
-    from curation.synth import parallel_captions
+    from curation.demo.synth import parallel_captions
     from translate.ct2_engine import CT2Translator
 
     fs = FairseqTranslator(tiny_mt.model_dir, Decoding(beam=1), cpu_threads=1)

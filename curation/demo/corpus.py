@@ -1,0 +1,352 @@
+"""Writes the demo's synthetic input corpus in every format the readers take, plus build.toml.
+
+The demo must exercise what a real build meets: JSONL/CSV/TSV tables with image files
+beside them (one with non-default column names), img2dataset Parquet (with failed
+downloads) and WebDataset shards, weakly-aligned multilingual alt-texts, parallel text,
+and a few planted bad inputs whose rejects the demo can show and its tests can count.
+``inputs/expected.json`` records what was written and which rejects the planted inputs
+must produce, so that the manifest can be checked against it.
+
+Everything comes from ``curation.demo.synth`` and is byte-for-byte reproducible for a given
+(n, seed, langs, held_out): files are written in a fixed order with fixed metadata (tar
+members carry mtime 0 and no owner names).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import shutil
+import tarfile
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curation.demo.synth import LANGUAGES, Sample, generate, sample_rng, split
+from curation.demo.weak import GRADED_KINDS, graded_weak_text
+
+IMAGE_SIZE = 96
+WDS_SHARD_SIZE = 1000
+# Share of the train samples per pair source, in this order (the rest goes to the last).
+PAIR_SHARES = (("captions_jsonl", 0.35), ("captions_csv", 0.05), ("captions_tsv", 0.15),
+               ("img2dataset_parquet", 0.20), ("webdataset", 0.25))
+WEAK_SHARE = 0.6  # of the samples whose images lie in inputs/images/
+# Graded weak texts cycle whole/part/wrong_colour/unrelated (curation/demo/weak.py).
+WEAK_KIND_CYCLE = GRADED_KINDS
+NOT_AN_IMAGE = b"<!DOCTYPE html><html><body><h1>404 Not Found</h1></body></html>\n"
+EXPECTED_REJECTS = {"truncated": "image/truncated", "not_image": "image/not_an_image",
+                    "empty": "text/empty", "duplicate": "dedup/duplicate",
+                    "failed": "read/download_failed"}
+
+
+def _partition(train: Sequence[Sample]) -> dict[str, list[Sample]]:
+    """Consecutive slices of ``train`` per pair source, sized by PAIR_SHARES."""
+    parts, start, total = {}, 0, len(train)
+    for i, (name, share) in enumerate(PAIR_SHARES):
+        end = total if i == len(PAIR_SHARES) - 1 else min(total, start + round(total * share))
+        parts[name] = list(train[start:end])
+        start = end
+    return parts
+
+
+def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
+    """One JSON object per line, UTF-8 kept readable (no \\u escapes); returns the row count."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps(row, ensure_ascii=False) + "\n" for row in rows]
+    path.write_text("".join(lines), encoding="utf-8")
+    return len(lines)
+
+
+def _write_delimited(path: Path, header: Sequence[str], rows: Iterable[Sequence[str]], delimiter: str) -> int:
+    """CSV/TSV with a header line, minimal quoting and "\\n" line ends."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, delimiter=delimiter, lineterminator="\n")
+    writer.writerow(header)
+    count = 0
+    for row in rows:
+        writer.writerow(row)
+        count += 1
+    path.write_text(buf.getvalue(), encoding="utf-8")
+    return count
+
+
+def _write_images(images_dir: Path, samples: Iterable[Sample]) -> None:
+    """<id>.jpg per sample: the files the table sources' relative image paths name."""
+    images_dir.mkdir(parents=True, exist_ok=True)
+    for s in samples:
+        (images_dir / f"{s.id}.jpg").write_bytes(s.image)
+
+
+def _pair_row(s: Sample) -> dict[str, Any]:
+    """A CC3M-style row: key, English caption, image path relative to the table file."""
+    return {"key": s.id, "caption": s.captions["en"], "image": f"images/{s.id}.jpg"}
+
+
+def _write_jsonl_source(inputs: Path, samples: list[Sample], planted: list[dict[str, str]]) -> int:
+    """captions.jsonl, with the truncated JPEG, the empty caption and the duplicate planted."""
+    rows = [_pair_row(s) for s in samples]
+    if samples:
+        victim = samples[0]
+        (inputs / "images/bad_truncated.jpg").write_bytes(victim.image[: len(victim.image) // 2])
+        rows.append({"key": "bad_truncated", "caption": victim.captions["en"],
+                     "image": "images/bad_truncated.jpg"})
+        rows.append({"key": "bad_empty_caption", "caption": "", "image": f"images/{victim.id}.jpg"})
+        dup = samples[-1]
+        (inputs / f"images/{dup.id}_dup.jpg").write_bytes(dup.image)
+        rows.append({"key": f"{dup.id}_dup", "caption": dup.captions["en"], "image": f"images/{dup.id}_dup.jpg"})
+        for key, why in (("bad_truncated", "truncated"), ("bad_empty_caption", "empty"),
+                         (f"{dup.id}_dup", "duplicate")):
+            planted.append({"source": "captions_jsonl", "key": key, "reject": EXPECTED_REJECTS[why]})
+    return _write_jsonl(inputs / "captions.jsonl", rows)
+
+
+def _write_tsv_source(inputs: Path, samples: list[Sample], planted: list[dict[str, str]]) -> int:
+    """captions.tsv with columns id/alt/file (not the defaults) and a non-image .jpg."""
+    rows = [(s.id, s.captions["en"], f"images/{s.id}.jpg") for s in samples]
+    if samples:
+        (inputs / "images/bad_not_image.jpg").write_bytes(NOT_AN_IMAGE)
+        rows.append(("bad_not_image", samples[0].captions["en"], "images/bad_not_image.jpg"))
+        planted.append({"source": "captions_tsv", "key": "bad_not_image", "reject": EXPECTED_REJECTS["not_image"]})
+    return _write_delimited(inputs / "captions.tsv", ("id", "alt", "file"), rows, "\t")
+
+
+def _url(key: str) -> str:
+    """A plausible (never fetched) source URL, as img2dataset records it."""
+    return f"https://images.example.com/synth/{key}.jpg"
+
+
+def _write_parquet_source(inputs: Path, samples: list[Sample], planted: list[dict[str, str]]) -> int:
+    """img2dataset-style Parquet with the image bytes in ``jpg``, plus two failed downloads."""
+    rows = [{"key": s.id, "caption": s.captions["en"], "url": _url(s.id), "status": "success",
+             "error_message": None, "width": s.image_size, "height": s.image_size, "jpg": s.image}
+            for s in samples]
+    for i, s in enumerate(samples[:2]):
+        key = f"failed_{i}"
+        rows.append({"key": key, "caption": s.captions["en"], "url": _url(key), "status": "failed_to_download",
+                     "error_message": "HTTP Error 404: Not Found" if i == 0 else "timed out",
+                     "width": None, "height": None, "jpg": None})
+        planted.append({"source": "img2dataset_parquet", "key": key, "reject": EXPECTED_REJECTS["failed"]})
+    schema = pa.schema([("key", pa.string()), ("caption", pa.string()), ("url", pa.string()),
+                        ("status", pa.string()), ("error_message", pa.string()), ("width", pa.int32()),
+                        ("height", pa.int32()), ("jpg", pa.binary())])
+    out = inputs / "img2dataset" / "00000.parquet"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), out, compression="zstd")
+    return len(rows)
+
+
+def _tar_add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    """Add a member with fixed metadata, so the shard bytes depend on content only."""
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), 0, 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _write_webdataset_source(inputs: Path, samples: list[Sample]) -> int:
+    """img2dataset-style WebDataset shards 00000.tar...: KEY.jpg, KEY.txt, KEY.json."""
+    out = inputs / "webdataset"
+    out.mkdir(parents=True, exist_ok=True)
+    for shard, start in enumerate(range(0, max(len(samples), 1), WDS_SHARD_SIZE)):
+        with tarfile.open(out / f"{shard:05d}.tar", "w", format=tarfile.USTAR_FORMAT) as tar:
+            for s in samples[start:start + WDS_SHARD_SIZE]:
+                meta = {"key": s.id, "caption": s.captions["en"], "url": _url(s.id)}
+                _tar_add(tar, f"{s.id}.jpg", s.image)
+                _tar_add(tar, f"{s.id}.txt", s.captions["en"].encode("utf-8"))
+                _tar_add(tar, f"{s.id}.json", json.dumps(meta, ensure_ascii=False).encode("utf-8"))
+    return len(samples)
+
+
+def _write_weak_source(inputs: Path, samples: list[Sample], langs: Sequence[str], seed: int,
+                       share: float = WEAK_SHARE) -> Counter[str]:
+    """weak.jsonl: one non-English alt-text for a ``share`` of the on-disk images, its construction
+    cycling whole/part/wrong_colour/unrelated (``curation.demo.weak``) and languages
+    round-robin; every tenth row has no anchor. Columns the build does not read record
+    the truth: ``relevance_kind``, ``relevance_grade`` (1.0/0.6/0.3/0.0) and
+    ``relevance_label`` (high/high/low/none, as the RC3 ablation script reads it)."""
+    weak_langs = [lang for lang in langs if lang != "en"] or ["en"]
+    chosen = [s for s in samples if sample_rng(seed, "weak-pick", s.index).random() < share]
+    rows, labels = [], Counter()
+    for j, s in enumerate(chosen):
+        lang = weak_langs[j % len(weak_langs)]
+        kind = WEAK_KIND_CYCLE[j % len(WEAK_KIND_CYCLE)]
+        text, grade, label = graded_weak_text(s.scene, lang, sample_rng(seed, "weak", s.index), kind)
+        row = {"key": f"w_{s.id}", "text": text, "lang": lang, "image": f"images/{s.id}.jpg"}
+        if j % 10 != 9:
+            row["anchor"] = s.captions["en"]
+        row.update(relevance_label=label, relevance_grade=grade, relevance_kind=kind)
+        rows.append(row)
+        labels[label] += 1
+        labels[f"kind:{kind}"] += 1
+    _write_jsonl(inputs / "weak.jsonl", rows)
+    return labels
+
+
+def _parallel_pairs(samples: Sequence[Sample], langs: Sequence[str]) -> list[tuple[str, str, str, str]]:
+    """Unique (src, tgt, src_lang, tgt_lang) caption pairs en -> each other language."""
+    pairs = dict.fromkeys((s.captions["en"], s.captions[lang], "en", lang)
+                          for s in samples for lang in langs if lang != "en")
+    return list(pairs)
+
+
+def _write_parallel_sources(inputs: Path, samples: list[Sample], langs: Sequence[str]) -> dict[str, int]:
+    """parallel.tsv (all pairs but the second half of the first target language's) and the
+    aligned parallel_en.txt / parallel_<lang>.txt (that half), so no pair appears twice."""
+    pairs = _parallel_pairs(samples, langs)
+    files_lang = next((lang for lang in langs if lang != "en"), None)
+    first = [p for p in pairs if p[3] == files_lang]
+    to_files = set(first[len(first) // 2:])
+    tsv_rows = [p for p in pairs if p not in to_files]
+    file_rows = [p for p in pairs if p in to_files]
+    counts = {"parallel_tsv": _write_delimited(inputs / "parallel.tsv", ("src", "tgt", "src_lang", "tgt_lang"),
+                                               tsv_rows, "\t")}
+    if files_lang:
+        (inputs / "parallel_en.txt").write_text("".join(p[0] + "\n" for p in file_rows), encoding="utf-8")
+        (inputs / f"parallel_{files_lang}.txt").write_text("".join(p[1] + "\n" for p in file_rows),
+                                                           encoding="utf-8")
+        counts["parallel_files"] = len(file_rows)
+    return counts
+
+
+def _write_heldout(inputs: Path, samples: list[Sample], train: list[Sample], langs: Sequence[str]) -> int:
+    """heldout/captions.jsonl (English caption plus caption_<lang> gold captions) with its
+    images, and heldout/parallel.tsv: MT evaluation pairs whose English side no train
+    sample has (short scenes recur, and evaluating on training text would flatter MT)."""
+    out = inputs / "heldout"
+    _write_images(out / "images", samples)
+    rows = [{**_pair_row(s), **{f"caption_{lang}": s.captions[lang] for lang in langs if lang != "en"}}
+            for s in samples]
+    seen = {s.captions["en"] for s in train}
+    pairs = [p for p in _parallel_pairs(samples, langs) if p[0] not in seen]
+    _write_delimited(out / "parallel.tsv", ("src", "tgt", "src_lang", "tgt_lang"), pairs, "\t")
+    return _write_jsonl(out / "captions.jsonl", rows)
+
+
+def _toml_value(value: Any) -> str:
+    """TOML literal for str/int/bool/list/dict (JSON string escapes are valid TOML)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"no TOML literal for {value!r}")
+
+
+def _sources(files_lang: str | None) -> list[dict[str, Any]]:
+    """The [[sources]] of build.toml; paths are relative to the TOML file (out_dir)."""
+    en = {"kind": "pair", "lang": "en"}
+    sources: list[dict[str, Any]] = [
+        {"name": "captions_jsonl", "format": "jsonl", "paths": ["inputs/captions.jsonl"], **en},
+        {"name": "captions_csv", "format": "csv", "paths": ["inputs/captions.csv"], **en},
+        {"name": "captions_tsv", "format": "tsv", "paths": ["inputs/captions.tsv"], **en,
+         "columns": {"id": "id", "caption": "alt", "image": "file"}},
+        {"name": "img2dataset_parquet", "format": "parquet", "paths": ["inputs/img2dataset/*.parquet"],
+         **en, "columns": {"image": "jpg"}},
+        {"name": "webdataset", "format": "webdataset", "paths": ["inputs/webdataset/*.tar"], **en},
+        {"name": "weak", "format": "jsonl", "kind": "weak", "paths": ["inputs/weak.jsonl"], "anchor_lang": "en"},
+        {"name": "parallel_tsv", "format": "tsv", "kind": "parallel", "paths": ["inputs/parallel.tsv"]},
+    ]
+    if files_lang:
+        sources.append({"name": "parallel_files", "format": "parallel_files", "kind": "parallel",
+                        "paths": ["inputs/parallel_en.txt"], "tgt_paths": [f"inputs/parallel_{files_lang}.txt"],
+                        "src_lang": "en", "tgt_lang": files_lang})
+    sources.append({"name": "heldout", "format": "jsonl", "paths": ["inputs/heldout/captions.jsonl"],
+                    **en, "split": "test"})
+    return sources
+
+
+def build_toml(seed: int, files_lang: str | None, image_size: int = IMAGE_SIZE) -> str:
+    """The text of the demo's build config."""
+    lines = ["# m3curate build config for the synthetic demo corpus (written by curation.demo.corpus).",
+             f"seed = {seed}", "", "[image]", f"max_side = {image_size}", "min_side = 32", "",
+             "[dedup]", 'key = "image+caption"', "", "[output]", "rows_per_shard = 256",
+             "row_group_rows = 64"]
+    for src in _sources(files_lang):
+        lines += ["", "[[sources]]", *(f"{k} = {_toml_value(v)}" for k, v in src.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _prepare(out_dir: Path) -> Path:
+    """Empty out_dir/inputs (only if it is a previous demo corpus), so no stale shard stays."""
+    inputs = out_dir / "inputs"
+    if inputs.exists():
+        if not (inputs / "expected.json").is_file():
+            raise FileExistsError(f"{inputs} exists and is not a demo corpus; choose another out_dir")
+        shutil.rmtree(inputs)
+    (inputs / "images").mkdir(parents=True)
+    return inputs
+
+
+def write_corpus(out_dir: Path, n: int, seed: int, langs: Sequence[str] = LANGUAGES,
+                 held_out: float = 0.1, weak_share: float = WEAK_SHARE) -> Path:
+    """Write the corpus under out_dir/inputs/, out_dir/build.toml and inputs/expected.json;
+    return the build.toml path. ``langs`` must include "en" (the caption language);
+    ``weak_share``: the share of on-disk images that get a weak alt-text."""
+    if "en" not in langs:
+        raise ValueError(f"langs = {list(langs)}: must include 'en', the language of the captions")
+    out_dir = Path(out_dir)
+    inputs = _prepare(out_dir)
+    train, heldout = split(generate(n, seed, langs, IMAGE_SIZE), held_out, seed)
+    parts = _partition(train)
+    on_disk = parts["captions_jsonl"] + parts["captions_csv"] + parts["captions_tsv"]
+    _write_images(inputs / "images", on_disk)
+    planted: list[dict[str, str]] = []
+    counts = {
+        "captions_jsonl": _write_jsonl_source(inputs, parts["captions_jsonl"], planted),
+        "captions_csv": _write_delimited(inputs / "captions.csv", ("key", "caption", "image"),
+                                         [tuple(_pair_row(s).values()) for s in parts["captions_csv"]], ","),
+        "captions_tsv": _write_tsv_source(inputs, parts["captions_tsv"], planted),
+        "img2dataset_parquet": _write_parquet_source(inputs, parts["img2dataset_parquet"], planted),
+        "webdataset": _write_webdataset_source(inputs, parts["webdataset"]),
+    }
+    weak = _write_weak_source(inputs, on_disk, langs, seed, weak_share)
+    relevance = {k: n for k, n in weak.items() if not k.startswith("kind:")}
+    counts["weak"] = sum(relevance.values())
+    counts.update(_write_parallel_sources(inputs, train, langs))
+    counts["heldout"] = _write_heldout(inputs, heldout, train, langs)
+    files_lang = next((lang for lang in langs if lang != "en"), None)
+    toml_path = out_dir / "build.toml"
+    toml_path.write_text(build_toml(seed, files_lang), encoding="utf-8")
+    expected = {
+        "n": n, "seed": seed, "langs": list(langs), "held_out": held_out, "image_size": IMAGE_SIZE,
+        "samples": {"train": len(train), "heldout": len(heldout)},
+        "input_records": counts, "total_input_records": sum(counts.values()),
+        "planted": planted, "rejects": dict(sorted(Counter(p["reject"] for p in planted).items())),
+        "weak_relevance": dict(sorted(relevance.items())),
+        "weak_relevance_kinds": {k[5:]: n for k, n in sorted(weak.items()) if k.startswith("kind:")},
+        "note": "rejects lists only the planted bad inputs; language ID and relevance "
+                "scoring may reject more (e.g. weak texts of relevance 'none').",
+    }
+    (inputs / "expected.json").write_text(json.dumps(expected, indent=2, ensure_ascii=False) + "\n",
+                                          encoding="utf-8")
+    return toml_path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m curation.demo.corpus OUT [--n N] [--seed S]``: write a corpus by hand."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--n", type=int, default=400)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--langs", default=",".join(LANGUAGES))
+    parser.add_argument("--held-out", type=float, default=0.1)
+    args = parser.parse_args(argv)
+    path = write_corpus(args.out_dir, args.n, args.seed, tuple(args.langs.split(",")), args.held_out)
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

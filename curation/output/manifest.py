@@ -1,0 +1,220 @@
+"""manifest.json: what a build read, wrote and dropped, and the proof that nothing was lost.
+
+The counts come from two independent places: input records are counted by the pipeline
+as they are read (``_counts/inputs.json``), outputs and rejects are counted from the
+written shards. ``reconcile`` checks input = output + rejected overall, per source and per
+stage; a build whose counts do not reconcile fails.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import posixpath
+from collections import Counter
+from collections.abc import Iterable
+from importlib import metadata
+from typing import Any
+
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+
+from curation.output.write import INPUT_COUNTS, TABLES
+from curation.stages import SPINE
+from schemas import SCHEMA_VERSION
+
+TOOLS = ("m3curate", "apache-beam", "pyarrow", "pillow", "numpy", "fasttext", "torch", "fairseq-fixed", "ctranslate2")
+
+
+class ReconciliationError(RuntimeError):
+    """input != output + rejected somewhere: a record was lost or counted twice."""
+
+
+HIST_BINS = 10
+
+
+class RelevanceHistogram:
+    """The manifest's relevance distribution, accumulated one row at a time (a build's rows
+    need not fit in memory): per language, per scorer, the weak texts' score counts in
+    ``bins`` equal bins over [0, 1] (the last one closed), their mean, and how many stayed
+    unscored (null, listed under scorer "none")."""
+
+    def __init__(self, bins: int = HIST_BINS):
+        self.bins = bins
+        self.cells: dict[tuple[str, str], list[Any]] = {}  # (lang, scorer) -> [n, null, sum, counts]
+
+    def add(self, texts: Iterable[dict[str, Any]]) -> None:
+        """Count the weak texts of one pairs row's ``texts``."""
+        for t in texts:
+            if t["kind"] != "weak":
+                continue
+            cell = self.cells.setdefault((t["lang"], t.get("relevance_scorer") or "none"), [0, 0, 0.0, [0] * self.bins])
+            cell[0] += 1
+            r = t.get("relevance")
+            if r is None:
+                cell[1] += 1
+            else:
+                cell[2] += r
+                cell[3][min(int(r * self.bins), self.bins - 1)] += 1
+
+    def result(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"bins": [round(i / self.bins, 6) for i in range(self.bins + 1)], "by_lang": {}}
+        for (lang, sid), (n, null, total, counts) in sorted(self.cells.items()):
+            scored = n - null
+            out["by_lang"].setdefault(lang, {})[sid] = {
+                "n": n, "null": null, "counts": counts, "mean": round(total / scored, 4) if scored else None}
+        return out
+
+
+def relevance_histogram(rows: Iterable[dict[str, Any]], bins: int = HIST_BINS) -> dict[str, Any]:
+    """``RelevanceHistogram`` of pairs rows (only ``texts`` is read)."""
+    hist = RelevanceHistogram(bins)
+    for row in rows:
+        hist.add(row["texts"])
+    return hist.result()
+
+
+def tool_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in TOOLS:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def shard_files(directory: str, table: str) -> list[str]:
+    """Shard paths of one table under directory, sorted."""
+    pattern = posixpath.join(directory, table, "*.parquet")
+    matches = FileSystems.match([pattern])[0].metadata_list
+    return sorted(m.path for m in matches)
+
+
+def _read(path: str, columns: list[str]) -> Any:
+    with FileSystems.open(path) as handle:
+        return pq.read_table(handle, columns=columns)
+
+
+def summarise(directory: str) -> dict[str, Any]:
+    """Count rows, languages and rejects in the written shards of a build directory."""
+    files: dict[str, list[dict[str, Any]]] = {}
+    langs: Counter[str] = Counter()
+    by_kind: dict[str, Counter[str]] = {}
+    out_by_source: Counter[str] = Counter()
+    rejects: list[dict[str, Any]] = []
+    derived = 0
+    relevance = RelevanceHistogram()
+    for table in TABLES:
+        files[table] = []
+        for path in shard_files(directory, table):
+            columns = {"pairs": ["source", "texts"], "parallel": ["source", "src_lang", "tgt_lang", "origin", "pair_id"]}
+            cols = columns.get(table, ["source", "stage", "reason", "level"])
+            data = _read(path, cols).to_pylist()
+            files[table].append({"path": f"{table}/{posixpath.basename(path)}", "rows": len(data)})
+            for row in data:
+                if table == "rejects":
+                    rejects.append(row)
+                    continue
+                if row.get("pair_id") is None:  # rows made by translation are derived, not input records
+                    out_by_source[row["source"]] += 1
+                else:
+                    derived += 1
+                texts = row["texts"] if table == "pairs" else [
+                    {"lang": row["src_lang"], "kind": "parallel"}, {"lang": row["tgt_lang"], "kind": "parallel"}
+                ]
+                if table == "pairs":
+                    relevance.add(texts)
+                for text in texts:
+                    langs[text["lang"]] += 1
+                    by_kind.setdefault(text["kind"], Counter())[text["lang"]] += 1
+    return {
+        "files": files,
+        "languages": dict(sorted(langs.items())),
+        "languages_by_kind": {k: dict(sorted(v.items())) for k, v in sorted(by_kind.items())},
+        "output_by_source": dict(out_by_source),
+        "derived_parallel_rows": derived,
+        "rejects": rejects,
+        "relevance": relevance.result(),
+    }
+
+
+def read_input_counts(directory: str) -> dict[str, int]:
+    path = posixpath.join(directory, INPUT_COUNTS)
+    if not FileSystems.exists(path):
+        return {}
+    with FileSystems.open(path) as handle:
+        return json.loads(handle.read().decode())
+
+
+def _stage_table(input_records: int, record_rejects: Counter[str], ran: tuple[str, ...]) -> list[dict[str, Any]]:
+    stages, remaining = [], input_records
+    extra = sorted({key.split("/")[0] for key in record_rejects} - set(ran))
+    for stage in (*ran, *extra):
+        dropped = {k.split("/", 1)[1]: n for k, n in sorted(record_rejects.items()) if k.split("/")[0] == stage}
+        out = remaining - sum(dropped.values())
+        stages.append({"stage": stage, "input": remaining, "output": out, "rejected": dropped})
+        remaining = out
+    return stages
+
+
+def reconcile(inputs: dict[str, int], summary: dict[str, Any], stages: tuple[str, ...] = SPINE) -> dict[str, Any]:
+    """Counts for the manifest, with per-source and per-stage checks."""
+    record_rejects = [r for r in summary["rejects"] if r["level"] == "record"]
+    by_reason = Counter(f"{r['stage']}/{r['reason']}" for r in record_rejects)
+    text_by_reason = Counter(f"{r['stage']}/{r['reason']}" for r in summary["rejects"] if r["level"] == "text")
+    rejected_by_source = Counter(r["source"] for r in record_rejects)
+    output = sum(summary["output_by_source"].values())
+    total_in = sum(inputs.values())
+    per_source = {}
+    for source in sorted(set(inputs) | set(summary["output_by_source"]) | set(rejected_by_source)):
+        i, o, r = inputs.get(source, 0), summary["output_by_source"].get(source, 0), rejected_by_source[source]
+        per_source[source] = {"input": i, "output": o, "rejected": r, "reconciled": i == o + r}
+    stage_rows = _stage_table(total_in, by_reason, stages)
+    ok = total_in == output + len(record_rejects) and all(s["reconciled"] for s in per_source.values())
+    return {
+        "input_records": total_in,
+        "output_records": output,
+        "rejected_records": len(record_rejects),
+        "rejected_by_reason": dict(sorted(by_reason.items())),
+        "rejected_texts": sum(text_by_reason.values()),
+        "rejected_texts_by_reason": dict(sorted(text_by_reason.items())),
+        "pairs_rows": sum(f["rows"] for f in summary["files"]["pairs"]),
+        "parallel_rows": sum(f["rows"] for f in summary["files"]["parallel"]),
+        "derived_parallel_rows": summary.get("derived_parallel_rows", 0),
+        "by_source": per_source,
+        "stages": stage_rows,
+        "reconciled": ok,
+    }
+
+
+def build_manifest(config: dict[str, Any], directory: str, stages: tuple[str, ...] = SPINE) -> dict[str, Any]:
+    """The manifest of a finished build in ``directory`` (its staging directory).
+
+    It holds nothing that changes between runs of the same build (no timestamps, no
+    runner settings: those go to run.json), so it is as deterministic as the shards.
+    """
+    summary = summarise(directory)
+    counts = reconcile(read_input_counts(directory), summary, stages)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "counts": counts,
+        "languages": summary["languages"],
+        "languages_by_kind": summary["languages_by_kind"],
+        "relevance": summary["relevance"],
+        "files": summary["files"],
+        "config": config,
+        "tools": tool_versions(),
+    }
+
+
+def check(manifest: dict[str, Any]) -> None:
+    """Raise ReconciliationError naming where input != output + rejected."""
+    counts = manifest["counts"]
+    if counts["reconciled"]:
+        return
+    bad = [f"{s}: {c['input']} in, {c['output']} out, {c['rejected']} rejected" for s, c in counts["by_source"].items() if not c["reconciled"]]
+    raise ReconciliationError(
+        f"counts do not reconcile: {counts['input_records']} input records, {counts['output_records']} output, "
+        f"{counts['rejected_records']} rejected" + (f"; {'; '.join(bad)}" if bad else "")
+    )

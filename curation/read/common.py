@@ -1,0 +1,249 @@
+"""What every input reader shares: opening files, expanding globs, the read-stage rejects.
+
+Each reader turns one input record into exactly one ``RawRecord`` or one ``Reject`` (stage
+``read``), so the manifest's ``input = output + rejected`` holds from the first stage on. A
+file that cannot be read costs one ``unreadable_file`` reject and its remaining records, never
+the pipeline run: one corrupt shard among thousands must not stop a day-long build.
+
+Mapping a row's columns to roles lives in ``read_fields``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import functools
+import io
+import lzma
+import os
+import posixpath
+import tarfile
+import zlib
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+import pyarrow as pa
+from apache_beam.io.filesystem import BeamIOError
+from apache_beam.io.filesystems import FileSystems
+
+from curation.config import SourceConfig
+from curation.read.records import RawRecord, record_id
+from curation.stages import READ
+from schemas.rows import Reject
+
+Item = RawRecord | Reject
+# (reason, detail) of a row that cannot become a record.
+Problem = tuple[str, str]
+
+# What a broken or truncated file raises while it is read. Caught per file (``guarded``);
+# row-level problems are handled before they can reach this.
+FILE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    EOFError,
+    ValueError,
+    csv.Error,
+    tarfile.TarError,
+    zlib.error,
+    lzma.LZMAError,
+    pa.ArrowException,
+)
+
+Reader = Callable[..., Iterator[Item]]
+
+
+def read_reject(
+    source: SourceConfig, reason: str, detail: str, source_id: str | None, raw: Any
+) -> Reject:
+    """A reject of the read stage, with the record id set whenever the record has an id."""
+    rid = record_id(source.name, source_id) if source_id is not None else None
+    return Reject(READ, reason, detail, source.name, source_id, raw, rid)
+
+
+def unreadable(source: SourceConfig, path: str, err: BaseException) -> Reject:
+    """The one reject that stands for a file that cannot be opened or read to its end."""
+    return read_reject(
+        source, "unreadable_file", f"{path}: {type(err).__name__}: {err}", None, {"file": path}
+    )
+
+
+def guarded(reader: Reader) -> Reader:
+    """Wraps a reader so that a file-level failure ends that file with ``unreadable_file``.
+
+    Records already yielded stay; the pipeline goes on with the other files.
+    """
+
+    @functools.wraps(reader)
+    def read(path: str, source: SourceConfig, *args: Any, **kwargs: Any) -> Iterator[Item]:
+        try:
+            yield from reader(path, source, *args, **kwargs)
+        except FILE_ERRORS as err:
+            yield unreadable(source, path, err)
+
+    return read
+
+
+# --- opening files -----------------------------------------------------------------------
+
+
+class _ReadAdapter(io.RawIOBase):
+    """Gives a Beam ``CompressedFile`` (no ``writable``/``readinto``) the io interface that
+    ``io.TextIOWrapper`` and ``io.BufferedReader`` need, so ``.gz``/``.zst`` inputs read alike."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__()
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        seekable = getattr(self._stream, "seekable", False)  # a property on CompressedFile
+        return bool(seekable() if callable(seekable) else seekable)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._stream.seek(offset, whence)
+        return int(self._stream.tell())
+
+    def tell(self) -> int:
+        return int(self._stream.tell())
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._stream.close()
+        super().close()
+
+
+@contextlib.contextmanager
+def open_binary(path: str) -> Iterator[IO[bytes]]:
+    """Opens ``path`` on any Beam filesystem (local, gs://, ...), decompressing by suffix."""
+    stream = FileSystems.open(path)
+    if not isinstance(stream, io.IOBase):
+        stream = io.BufferedReader(_ReadAdapter(stream))
+    try:
+        yield stream
+    finally:
+        stream.close()
+
+
+@contextlib.contextmanager
+def open_text(path: str, newline: str) -> Iterator[IO[str]]:
+    """Opens ``path`` as UTF-8 text that never fails to decode.
+
+    Invalid bytes become lone surrogates (``surrogateescape``) so that the one bad row is
+    rejected as ``invalid_utf8`` instead of the whole file failing; a leading BOM is dropped.
+    """
+    with (
+        open_binary(path) as stream,
+        io.TextIOWrapper(
+            stream, encoding="utf-8-sig", errors="surrogateescape", newline=newline
+        ) as text,
+    ):
+        yield text
+
+
+# --- globs -----------------------------------------------------------------------------
+
+
+def _match(source: SourceConfig, pattern: str) -> list[str]:
+    # Beam matches nothing for a relative glob that starts with a wildcard ("*/c.jsonl"),
+    # but does for "./*/c.jsonl": ask that, and give the paths back without the "./".
+    local_relative = "://" not in pattern and not os.path.isabs(pattern)
+    try:
+        results = FileSystems.match([os.path.join(".", pattern) if local_relative else pattern])
+    except BeamIOError as err:
+        raise ValueError(f"source {source.name!r}: cannot list {pattern!r}: {err}") from err
+    paths = sorted(_local_path(m.path) for m in results[0].metadata_list)
+    if not paths:
+        raise ValueError(f"source {source.name!r}: no file matches {pattern!r}")
+    return paths
+
+
+def match_pairs(source: SourceConfig) -> list[tuple[str, str]]:
+    """(source file, target file) pairs of a ``parallel_files`` source.
+
+    ``paths[i]`` and ``tgt_paths[i]`` may be globs; their sorted matches pair up by position,
+    so both must match the same number of files.
+    """
+    if len(source.paths) != len(source.tgt_paths):
+        raise ValueError(
+            f"source {source.name!r}: tgt_paths must list one target per entry of paths"
+        )
+    pairs: set[tuple[str, str]] = set()
+    for src_pattern, tgt_pattern in zip(source.paths, source.tgt_paths, strict=True):
+        srcs, tgts = _match(source, src_pattern), _match(source, tgt_pattern)
+        if len(srcs) != len(tgts):
+            raise ValueError(
+                f"source {source.name!r}: {src_pattern!r} matches {len(srcs)} files "
+                f"but {tgt_pattern!r} matches {len(tgts)}"
+            )
+        pairs.update(zip(srcs, tgts, strict=True))
+    return sorted(pairs)
+
+
+def match_paths(source: SourceConfig) -> list[str]:
+    """The sorted input files of ``source``; raises ValueError naming the source and the
+    pattern when a glob matches nothing, so a typo fails before any worker starts."""
+    if source.format == "parallel_files":
+        return sorted({src for src, _ in match_pairs(source)})
+    return sorted({path for pattern in source.paths for path in _match(source, pattern)})
+
+
+# --- paths -----------------------------------------------------------------------------
+
+
+def basename(path: str) -> str:
+    return posixpath.basename(path) if "://" in path else os.path.basename(path)
+
+
+GLOB_CHARS = "*?[{"
+
+
+def _local_path(path: str) -> str:
+    """A local path as ``_match`` returns it (normalised: no "./", no "x/.."); URLs as given."""
+    return path if "://" in path else os.path.normpath(path)
+
+
+def _static_dir(pattern: str) -> str:
+    """The folder part of ``pattern`` before its first wildcard, normalised like the paths
+    ``_match`` returns, with its trailing "/" ("" for the current folder)."""
+    cut = min((i for i in map(pattern.find, GLOB_CHARS) if i >= 0), default=len(pattern))
+    folder = pattern[: pattern.rfind("/", 0, cut) + 1]
+    if "://" in folder or not folder:
+        return folder
+    folder = os.path.normpath(folder)
+    return "" if folder == "." else folder.rstrip("/") + "/"
+
+
+@functools.lru_cache(maxsize=4096)
+def _file_label(path: str, patterns: tuple[str, ...]) -> str:
+    prefix = os.path.commonprefix([_static_dir(p) for p in patterns])
+    prefix = prefix[: prefix.rfind("/") + 1]
+    path = _local_path(path)
+    return path[len(prefix):] if path.startswith(prefix) else path  # the whole path: never a collision
+
+
+def file_label(path: str, source: SourceConfig) -> str:
+    """The name of an input file in fallback ids (``<label>:<row>``): its path below the
+    folder all of the source's patterns share. One pattern, or patterns in one folder:
+    the file name; ``data/*/00000.parquet``: ``train/00000.parquet``, so two files of
+    one name in different folders never give the same ids. The label depends on all of the
+    source's patterns: adding a pattern in another folder changes it (and every fallback
+    id of the source); rows with an id column keep their ids."""
+    return _file_label(path, tuple(source.paths))
+
+
+def resolve_image_path(value: str, path: str, source: SourceConfig) -> str:
+    """An image path as the image stage will open it: absolute and URL-style paths as given,
+    relative ones against ``source.image_root``, else against the directory of ``path``."""
+    if "://" in value or value.startswith("/"):
+        return value
+    if source.image_root:
+        base = source.image_root
+    else:
+        base = posixpath.dirname(path) if "://" in path else os.path.dirname(path)
+    return posixpath.join(base, value) if "://" in base else os.path.join(base, value)

@@ -1,0 +1,126 @@
+"""``m3curate relevance score|eval``: the relevance stage's own commands, on TSV files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+EXAMPLE = """example:
+  m3curate relevance score --in weak.tsv --out scored.tsv --dictionaries dicts/
+  m3curate relevance score --in weak.tsv --out scored.tsv --scorer embedding --encoder models/labse
+  m3curate relevance eval --pairs aligned.tsv --dictionaries dicts/
+  m3curate relevance eval --pairs aligned.tsv --graded graded.tsv --scorer lexical,embedding \\
+      --dictionaries dicts/ --encoder models/enc --json
+
+Files are TSV: text<TAB>lang<TAB>anchor<TAB>anchor_lang (graded files add <TAB>grade).
+`score` writes the same columns plus relevance and scorer (relevance empty where the
+scorer cannot judge the pair). `eval` pairs each text with another's anchor (a seeded
+shuffle) and reports ROC-AUC aligned vs shuffled and the score distributions, and with
+--graded the Spearman correlation with the grades."""
+
+SETTINGS = ("dictionaries", "encoder", "mt_model", "mt_engine", "back_translate", "chrf_beta", "calibration",
+            "cos_low", "cos_high", "device", "batch_size")
+
+
+def _config(args: argparse.Namespace, scorer: str) -> Any:
+    from curation.relevance.config import relevance_config_from_dict
+
+    data: dict[str, Any] = {"scorer": scorer}
+    for name in SETTINGS:
+        value = getattr(args, name, None)
+        if value not in (None, False, ""):
+            data[name] = value
+    return relevance_config_from_dict(data, ".")
+
+
+def _scorer(args: argparse.Namespace, scorer: str) -> Any:
+    from curation.relevance.build import build_scorer
+
+    return build_scorer(_config(args, scorer))
+
+
+def _score(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from curation.relevance.eval import read_pairs, score_all
+
+    pairs = read_pairs(args.input)
+    scorer = _scorer(args, args.scorer)
+    scores = score_all(scorer, pairs, args.batch_size)
+    out = sys.stdout if args.out in (None, "-") else open(args.out, "w", encoding="utf-8")  # noqa: SIM115
+    try:
+        out.write("text\tlang\tanchor\tanchor_lang\trelevance\tscorer\n")
+        for p, s in zip(pairs, scores, strict=True):
+            out.write(f"{p.text}\t{p.lang}\t{p.anchor}\t{p.anchor_lang}\t{'' if s is None else f'{s:.4f}'}\t{scorer.id}\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    if out is not sys.stdout:
+        print(f"scored {len(pairs)} pairs ({sum(s is None for s in scores)} unscored) into {args.out}")
+    return 0
+
+
+def _eval(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from curation.relevance.eval import evaluate_aligned, evaluate_graded, read_graded, read_pairs
+
+    pairs = read_pairs(args.pairs)
+    graded = read_graded(args.graded) if args.graded else None
+    reports = []
+    for name in args.scorer.split(","):
+        scorer = _scorer(args, name.strip())
+        report = {"aligned_vs_shuffled": evaluate_aligned(scorer, pairs, args.seed)}
+        if graded is not None:
+            report["graded"] = evaluate_graded(scorer, *graded)
+        reports.append(report)
+    if args.json:
+        print(json.dumps(reports, indent=1, ensure_ascii=False))
+        return 0
+    for r in reports:
+        a = r["aligned_vs_shuffled"]
+        line = (f"{a['scorer']}: AUC {a['auc']}  aligned mean {a['aligned'].get('mean')} median "
+                f"{a['aligned'].get('p50')}  shuffled mean {a['shuffled'].get('mean')} median "
+                f"{a['shuffled'].get('p50')}  unscored {a['unscored']}")
+        if "graded" in r:
+            line += f"  Spearman {r['graded']['spearman']} (mean by grade {r['graded']['mean_by_grade']})"
+        print(line)
+    return 0
+
+
+def _scorer_flags(p: argparse.ArgumentParser, default: str = "lexical") -> None:
+    p.add_argument("--scorer", default=default,
+                   help="lexical | translate | embedding (eval: a comma-separated list, e.g. lexical,embedding)")
+    p.add_argument("--dictionaries", help="MUSE {src}-{tgt}.txt directory (lexical)")
+    p.add_argument("--encoder", help="sentence encoder directory (embedding)")
+    p.add_argument("--mt-model", dest="mt_model", help="translation model directory (translate)")
+    p.add_argument("--mt-engine", dest="mt_engine", default="fairseq", help="fairseq | ctranslate2")
+    p.add_argument("--back-translate", dest="back_translate", action="store_true",
+                   help="embedding: translate the weak text into the anchor language first")
+    p.add_argument("--chrf-beta", dest="chrf_beta", type=float, default=1.0, help="translate: chrF beta (1 = chrF1)")
+    p.add_argument("--calibration", default="linear", help="embedding: linear | logistic")
+    p.add_argument("--cos-low", dest="cos_low", type=float, default=0.0, help="embedding: cosine scored 0")
+    p.add_argument("--cos-high", dest="cos_high", type=float, default=1.0, help="embedding: cosine scored 1")
+    p.add_argument("--device", default="cpu", help="cpu | cuda (encoder)")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=64)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``m3curate relevance`` with its score and eval sub-commands."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    rel = sub.add_parser("relevance", help="weak-text relevance (RC3): score a file, evaluate scorers",
+                         epilog=EXAMPLE, formatter_class=fmt,
+                         description="Score weakly-aligned texts against their anchors, or evaluate scorers.")
+    cmds = rel.add_subparsers(dest="relevance_command", required=True, metavar="COMMAND")
+    score = cmds.add_parser("score", help="score a TSV of (text, lang, anchor, anchor_lang)", epilog=EXAMPLE,
+                            formatter_class=fmt)
+    score.add_argument("--in", dest="input", required=True, help="TSV: text, lang, anchor, anchor_lang")
+    score.add_argument("--out", help="TSV to write (default: stdout)")
+    _scorer_flags(score, "lexical")
+    score.set_defaults(func=_score)
+    ev = cmds.add_parser("eval", help="ROC-AUC aligned vs shuffled; Spearman against graded relevance",
+                         epilog=EXAMPLE, formatter_class=fmt)
+    ev.add_argument("--pairs", required=True, help="aligned pairs TSV: text, lang, anchor, anchor_lang")
+    ev.add_argument("--graded", help="graded TSV: text, lang, anchor, anchor_lang, grade")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the shuffle that makes mismatched pairs")
+    ev.add_argument("--json", action="store_true", help="print the full report as JSON")
+    _scorer_flags(ev, "lexical")
+    ev.set_defaults(func=_eval)

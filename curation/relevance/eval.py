@@ -1,0 +1,155 @@
+"""Evaluating relevance scorers: aligned vs shuffled pairs (ROC-AUC), and graded texts (Spearman).
+
+``m3curate relevance eval --pairs aligned.tsv`` reads pairs known to be aligned, makes as
+many mismatched pairs by a seeded derangement of the anchors (no pair keeps its own), and
+asks how well each scorer separates the two: ROC-AUC (the Mann-Whitney U statistic over
+all aligned x shuffled comparisons, ties counting one half) and the score distribution of
+each. ``--graded FILE`` adds Spearman's rank correlation between the scores and the
+constructed or human grades. Both metrics are implemented here, with numpy only: no
+scikit-learn or scipy dependency for two formulas.
+
+File layouts (TSV, UTF-8, optional header line starting with ``text``):
+
+- pairs: ``text<TAB>lang<TAB>anchor<TAB>anchor_lang``
+- graded: ``text<TAB>lang<TAB>anchor<TAB>anchor_lang<TAB>grade``; the demo writes one
+  (``write_demo_graded``) from its weak.jsonl.
+
+Pairs a scorer cannot judge (None) are left out of its metrics and counted as ``unscored``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from curation.relevance.scorers import Pair, Scorer
+
+
+def ranks(values: Sequence[float]) -> np.ndarray:
+    """1-based ranks, ties sharing their mean rank (what Spearman and Mann-Whitney need)."""
+    x = np.asarray(values, dtype=np.float64)
+    order = np.argsort(x, kind="mergesort")
+    sorted_x = x[order]
+    out = np.empty(len(x), dtype=np.float64)
+    start = 0
+    for end in range(1, len(x) + 1):
+        if end == len(x) or sorted_x[end] != sorted_x[start]:
+            out[order[start:end]] = (start + end + 1) / 2.0
+            start = end
+    return out
+
+
+def roc_auc(positive: Sequence[float], negative: Sequence[float]) -> float:
+    """P(score of a random positive > a random negative), ties 1/2: Mann-Whitney U / (n1 n0)."""
+    n1, n0 = len(positive), len(negative)
+    if not n1 or not n0:
+        raise ValueError("ROC-AUC needs at least one positive and one negative score")
+    r = ranks([*positive, *negative])
+    u = r[:n1].sum() - n1 * (n1 + 1) / 2.0
+    return float(u / (n1 * n0))
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman's rho: Pearson correlation of the tie-averaged ranks (nan if either is constant)."""
+    if len(a) != len(b) or len(a) < 2:
+        raise ValueError("Spearman needs two sequences of the same length, at least 2")
+    ra, rb = ranks(a), ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denom = float(np.sqrt((ra * ra).sum() * (rb * rb).sum()))
+    return float((ra * rb).sum() / denom) if denom else float("nan")
+
+
+def distribution(scores: Sequence[float]) -> dict[str, float]:
+    """Summary of a score list: n, mean and the 10/25/50/75/90th percentiles."""
+    if not scores:
+        return {"n": 0}
+    q = np.percentile(np.asarray(scores, dtype=np.float64), [10, 25, 50, 75, 90])
+    return {"n": len(scores), "mean": round(float(np.mean(scores)), 4),
+            **{f"p{p}": round(float(v), 4) for p, v in zip((10, 25, 50, 75, 90), q, strict=True)}}
+
+
+def read_tsv(path: str | Path, columns: int) -> list[list[str]]:
+    """Rows of a TSV with at least ``columns`` fields (header and blank lines skipped)."""
+    rows = []
+    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or (lineno == 1 and line.startswith("text\t")):
+            continue
+        fields = line.split("\t")
+        if len(fields) < columns:
+            raise ValueError(f"{path}:{lineno}: expected {columns} tab-separated fields, got {len(fields)}")
+        rows.append(fields)
+    return rows
+
+
+def read_pairs(path: str | Path) -> list[Pair]:
+    return [Pair(*f[:4]) for f in read_tsv(path, 4)]
+
+
+def read_graded(path: str | Path) -> tuple[list[Pair], list[float]]:
+    rows = read_tsv(path, 5)
+    return [Pair(*f[:4]) for f in rows], [float(f[4]) for f in rows]
+
+
+def shuffled(pairs: Sequence[Pair], seed: int) -> list[Pair]:
+    """Each text with another pair's anchor (a seeded derangement: a rotation of a shuffle)."""
+    if len(pairs) < 2:
+        raise ValueError("need at least 2 aligned pairs to build mismatched ones")
+    order = list(range(len(pairs)))
+    random.Random(seed).shuffle(order)
+    out: list[Pair | None] = [None] * len(pairs)
+    for k, i in enumerate(order):
+        j = order[(k + 1) % len(order)]
+        out[i] = pairs[i]._replace(anchor=pairs[j].anchor, anchor_lang=pairs[j].anchor_lang)
+    return out  # type: ignore[return-value]
+
+
+def score_all(scorer: Scorer, pairs: Sequence[Pair], batch_size: int = 256) -> list[float | None]:
+    out: list[float | None] = []
+    for start in range(0, len(pairs), batch_size):
+        out.extend(scorer.score(pairs[start:start + batch_size]))
+    return out
+
+
+def evaluate_aligned(scorer: Scorer, pairs: Sequence[Pair], seed: int = 0) -> dict[str, Any]:
+    """ROC-AUC and score distributions of aligned against shuffled pairs."""
+    pos = score_all(scorer, pairs)
+    neg = score_all(scorer, shuffled(pairs, seed))
+    p, n = [s for s in pos if s is not None], [s for s in neg if s is not None]
+    report: dict[str, Any] = {"scorer": scorer.id, "pairs": len(pairs),
+                              "unscored": len(pos) - len(p) + len(neg) - len(n),
+                              "aligned": distribution(p), "shuffled": distribution(n)}
+    report["auc"] = round(roc_auc(p, n), 4) if p and n else None
+    return report
+
+
+def evaluate_graded(scorer: Scorer, pairs: Sequence[Pair], grades: Sequence[float]) -> dict[str, Any]:
+    """Spearman correlation of scores with grades, and the mean score per grade."""
+    scores = score_all(scorer, pairs)
+    kept = [(s, g) for s, g in zip(scores, grades, strict=True) if s is not None]
+    by_grade: dict[float, list[float]] = {}
+    for s, g in kept:
+        by_grade.setdefault(g, []).append(s)
+    rho = spearman([s for s, _ in kept], [g for _, g in kept]) if len(kept) > 1 else float("nan")
+    return {"scorer": scorer.id, "pairs": len(pairs), "unscored": len(pairs) - len(kept),
+            "spearman": round(rho, 4),
+            "mean_by_grade": {str(g): round(float(np.mean(v)), 4) for g, v in sorted(by_grade.items())}}
+
+
+def write_pairs(path: str | Path, pairs: Iterable[Pair]) -> int:
+    """Pairs in the layout ``read_pairs`` and ``relevance eval --pairs`` read (a header, then
+    text, lang, anchor, anchor_lang); returns how many."""
+    lines = ["text\tlang\tanchor\tanchor_lang\n", *("\t".join(p) + "\n" for p in pairs)]
+    Path(path).write_text("".join(lines), encoding="utf-8")
+    return len(lines) - 1
+
+
+def score_report(scorer: Scorer, pairs_tsv: str | Path, graded_tsv: str | Path, seed: int = 0) -> dict[str, Any]:
+    """A scorer's summary on two eval files (what the demo logs): AUC aligned vs shuffled and Spearman on the grades."""
+    aligned = evaluate_aligned(scorer, read_pairs(pairs_tsv), seed)
+    graded = evaluate_graded(scorer, *read_graded(graded_tsv))
+    return {"scorer": scorer.id, "auc": aligned["auc"], "spearman": graded["spearman"],
+            "mean_by_grade": graded["mean_by_grade"]}
