@@ -16,6 +16,7 @@ import functools
 import io
 import lzma
 import os
+import re
 import posixpath
 import tarfile
 import zlib
@@ -149,7 +150,64 @@ def open_text(path: str, newline: str) -> Iterator[IO[str]]:
 # --- globs -----------------------------------------------------------------------------
 
 
+_RANGE = re.compile(r"^(-?\d+)\.\.(-?\d+)$")
+MAX_EXPANSION = 1_000_000
+
+
+def _brace(pattern: str, start: int = 0) -> tuple[int, int, list[str]] | None:
+    """The first expandable brace at or after ``start``: (its start, its end + 1, its top-level
+    comma-separated parts); None when there is none."""
+    depth, open_at, commas = 0, -1, []
+    for i in range(start, len(pattern)):
+        c = pattern[i]
+        if c == "{":
+            depth += 1
+            if depth == 1:
+                open_at, commas = i, []
+        elif c == "," and depth == 1:
+            commas.append(i)
+        elif c == "}" and depth > 0:
+            depth -= 1
+            if depth == 0:
+                body = pattern[open_at + 1:i]
+                if commas or _RANGE.match(body):
+                    cuts = [open_at, *commas, i]
+                    return open_at, i + 1, [pattern[x + 1:y] for x, y in zip(cuts, cuts[1:], strict=False)]
+                return _brace(pattern, open_at + 1)
+    return None
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """The patterns a shell would make of ``pattern``'s braces, in order: ``{a,b}`` lists
+    (nested too), ``{00000..00331}`` numeric ranges (zero-padded to the width written, as
+    webdataset and img2dataset name shards), several braces multiplied out. A brace with
+    neither a comma nor a range is kept as written. Any path works, ``gs://`` included:
+    only the name is expanded."""
+    found = _brace(pattern)
+    if found is None:
+        return [pattern]
+    start, end, parts = found
+    rng = _RANGE.match(parts[0]) if len(parts) == 1 else None
+    if rng:
+        lo, hi = int(rng.group(1)), int(rng.group(2))
+        width = len(rng.group(1)) if rng.group(1).lstrip("-").startswith("0") else 0
+        if abs(hi - lo) >= MAX_EXPANSION:
+            raise ValueError(f"{pattern!r}: the range {{{parts[0]}}} names over {MAX_EXPANSION:,} files")
+        step = 1 if hi >= lo else -1
+        parts = [str(i).zfill(width) for i in range(lo, hi + step, step)]
+    head, tail = pattern[:start], pattern[end:]
+    return [out for part in parts for choice in expand_braces(part) for out in expand_braces(head + choice + tail)]
+
+
 def _match(source: SourceConfig, pattern: str) -> list[str]:
+    """The sorted files ``pattern`` names (its braces expanded; each expansion must match)."""
+    expanded = expand_braces(pattern)
+    if expanded == [pattern]:
+        return _match_one(source, pattern)
+    return sorted({path for one in expanded for path in _match_one(source, one)})
+
+
+def _match_one(source: SourceConfig, pattern: str) -> list[str]:
     # Beam matches nothing for a relative glob that starts with a wildcard ("*/c.jsonl"),
     # but does for "./*/c.jsonl": ask that, and give the paths back without the "./".
     local_relative = "://" not in pattern and not os.path.isabs(pattern)

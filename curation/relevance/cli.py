@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+from pathlib import Path
 from typing import Any
 
 EXAMPLE = """example:
@@ -24,6 +26,12 @@ SETTINGS = ("dictionaries", "encoder", "mt_model", "mt_engine", "back_translate"
             "cos_low", "cos_high", "device", "batch_size")
 
 
+def as_flags(message: str) -> str:
+    """A config error in the words of these commands: ``relevance.mt_model`` -> ``--mt-model``."""
+    return re.sub(r"relevance\.(\w+)", lambda m: f"--{m.group(1).replace('_', '-')}"
+                  if m.group(1) in (*SETTINGS, "scorer") else m.group(0), message)
+
+
 def _config(args: argparse.Namespace, scorer: str) -> Any:
     from curation.relevance.config import relevance_config_from_dict
 
@@ -32,21 +40,31 @@ def _config(args: argparse.Namespace, scorer: str) -> Any:
         value = getattr(args, name, None)
         if value not in (None, False, ""):
             data[name] = value
-    return relevance_config_from_dict(data, ".")
+    try:
+        return relevance_config_from_dict(data, ".")
+    except ValueError as err:
+        raise type(err)(as_flags(str(err))) from None
 
 
 def _scorer(args: argparse.Namespace, scorer: str) -> Any:
     from curation.relevance.build import build_scorer
 
-    return build_scorer(_config(args, scorer))
+    try:
+        return build_scorer(_config(args, scorer))
+    except ValueError as err:
+        raise type(err)(as_flags(str(err))) from None
 
 
 def _score(args: argparse.Namespace, beam_args: list[str]) -> int:
-    from curation.relevance.eval import read_pairs, score_all
+    from curation.relevance.eval import read_pairs, score_all, unscored_counts, unscored_warnings
 
     pairs = read_pairs(args.input)
     scorer = _scorer(args, args.scorer)
     scores = score_all(scorer, pairs, args.batch_size)
+    for line in unscored_warnings(scorer, unscored_counts(scorer, pairs, scores), len(pairs)):
+        print(line, file=sys.stderr)
+    if args.out not in (None, "-"):
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     out = sys.stdout if args.out in (None, "-") else open(args.out, "w", encoding="utf-8")  # noqa: SIM115
     try:
         out.write("text\tlang\tanchor\tanchor_lang\trelevance\tscorer\n")
@@ -61,7 +79,13 @@ def _score(args: argparse.Namespace, beam_args: list[str]) -> int:
 
 
 def _eval(args: argparse.Namespace, beam_args: list[str]) -> int:
-    from curation.relevance.eval import evaluate_aligned, evaluate_graded, read_graded, read_pairs
+    from curation.relevance.eval import (
+        evaluate_aligned,
+        evaluate_graded,
+        read_graded,
+        read_pairs,
+        unscored_warnings,
+    )
 
     pairs = read_pairs(args.pairs)
     graded = read_graded(args.graded) if args.graded else None
@@ -69,11 +93,14 @@ def _eval(args: argparse.Namespace, beam_args: list[str]) -> int:
     for name in args.scorer.split(","):
         scorer = _scorer(args, name.strip())
         report = {"aligned_vs_shuffled": evaluate_aligned(scorer, pairs, args.seed)}
+        aligned = report["aligned_vs_shuffled"]
+        for line in unscored_warnings(scorer, aligned["unscored_by"], len(pairs)):
+            print(line, file=sys.stderr)
         if graded is not None:
             report["graded"] = evaluate_graded(scorer, *graded)
         reports.append(report)
     if args.json:
-        print(json.dumps(reports, indent=1, ensure_ascii=False))
+        print(json.dumps(reports, indent=1, ensure_ascii=False, allow_nan=False))
         return 0
     for r in reports:
         a = r["aligned_vs_shuffled"]

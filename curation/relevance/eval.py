@@ -19,6 +19,7 @@ Pairs a scorer cannot judge (None) are left out of its metrics and counted as ``
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from curation.relevance.scorers import Pair, Scorer
+from curation.relevance.scorers import UNSCORED, Pair, Scorer, why_unscored
 
 
 def ranks(values: Sequence[float]) -> np.ndarray:
@@ -114,15 +115,40 @@ def score_all(scorer: Scorer, pairs: Sequence[Pair], batch_size: int = 256) -> l
     return out
 
 
+def unscored_counts(scorer: Scorer, pairs: Sequence[Pair], scores: Sequence[float | None]) -> dict[str, int]:
+    """How many pairs stayed unscored, by ``"<lang> -> <anchor_lang>: <reason>"``
+    (``scorers.UNSCORED`` explains each reason)."""
+    out: dict[str, int] = {}
+    for pair, score in zip(pairs, scores, strict=True):
+        if score is None:
+            key = f"{pair.lang} -> {pair.anchor_lang}: {why_unscored(scorer, pair)}"
+            out[key] = out.get(key, 0) + 1
+    return dict(sorted(out.items()))
+
+
+def unscored_warnings(scorer: Scorer, counts: dict[str, int], total: int) -> list[str]:
+    """One warning line per (languages, reason) of ``unscored_counts``, saying what to do."""
+    return [f"warning: {scorer.id}: {n} of {total} pairs unscored ({key.split(': ')[0]}): "
+            f"{UNSCORED[key.rsplit(': ', 1)[1]]}" for key, n in counts.items()]
+
+
+def _number(value: float | None) -> float | None:
+    """A JSON-safe number: NaN and infinities (no correlation defined) become None."""
+    return None if value is None or not math.isfinite(value) else round(float(value), 4)
+
+
 def evaluate_aligned(scorer: Scorer, pairs: Sequence[Pair], seed: int = 0) -> dict[str, Any]:
-    """ROC-AUC and score distributions of aligned against shuffled pairs."""
+    """ROC-AUC and score distributions of aligned against shuffled pairs; ``unscored``
+    counts the aligned pairs left unscored (``unscored_shuffled`` the mismatched ones), by
+    languages and reason in ``unscored_by``."""
     pos = score_all(scorer, pairs)
     neg = score_all(scorer, shuffled(pairs, seed))
     p, n = [s for s in pos if s is not None], [s for s in neg if s is not None]
     report: dict[str, Any] = {"scorer": scorer.id, "pairs": len(pairs),
-                              "unscored": len(pos) - len(p) + len(neg) - len(n),
+                              "unscored": len(pos) - len(p), "unscored_shuffled": len(neg) - len(n),
+                              "unscored_by": unscored_counts(scorer, pairs, pos),
                               "aligned": distribution(p), "shuffled": distribution(n)}
-    report["auc"] = round(roc_auc(p, n), 4) if p and n else None
+    report["auc"] = _number(roc_auc(p, n)) if p and n else None
     return report
 
 
@@ -133,9 +159,9 @@ def evaluate_graded(scorer: Scorer, pairs: Sequence[Pair], grades: Sequence[floa
     by_grade: dict[float, list[float]] = {}
     for s, g in kept:
         by_grade.setdefault(g, []).append(s)
-    rho = spearman([s for s, _ in kept], [g for _, g in kept]) if len(kept) > 1 else float("nan")
+    rho = spearman([s for s, _ in kept], [g for _, g in kept]) if len(kept) > 1 else None
     return {"scorer": scorer.id, "pairs": len(pairs), "unscored": len(pairs) - len(kept),
-            "spearman": round(rho, 4),
+            "spearman": _number(rho),
             "mean_by_grade": {str(g): round(float(np.mean(v)), 4) for g, v in sorted(by_grade.items())}}
 
 

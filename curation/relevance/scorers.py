@@ -42,7 +42,7 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 
 from codeswitch.dictionary import PUNCT, Lexicon, phrase_key
-from schemas.rows import lang_key
+from schemas.rows import UNDETERMINED, lang_key
 
 
 class Pair(NamedTuple):
@@ -174,6 +174,10 @@ class LexicalScorer:
     def score(self, pairs: Sequence[Pair]) -> list[float | None]:
         return [self.score_one(p) for p in pairs]
 
+    def why(self, pair: Pair) -> str:
+        """Why ``pair`` got no score: no dictionary between its languages, either way."""
+        return "no_dictionary"
+
 
 # --- translation -------------------------------------------------------------------
 
@@ -233,6 +237,10 @@ class TranslateScorer:
         found = translate_for_scoring(self.translator, pairs, self.code)
         return [None if f is None else min(1.0, self.chrf.sentence_score(f[0], [f[1]]).score / 100.0) for f in found]
 
+    def why(self, pair: Pair) -> str:
+        """Why ``pair`` got no score: the model lacks both directions, or translating failed."""
+        return _translation_why(self.translator, self.code, pair)
+
 
 # --- embedding ---------------------------------------------------------------------
 
@@ -269,6 +277,12 @@ class EmbeddingScorer:
                 "stays unscored; set relevance.back_translate = true (with a translation model) to translate it",
                 encoder.name, ", ".join(sorted(langs)) if langs else "languages not declared")
 
+    def why(self, pair: Pair) -> str:
+        """Why ``pair`` got no score (``UNSCORED`` names the reasons)."""
+        if self.translator is not None:
+            return _translation_why(self.translator, self.code, pair, None if self.encoder.multilingual else self.knows)
+        return "encoder_language" if not (self.knows(pair.lang) and self.knows(pair.anchor_lang)) else "cross_language"
+
     def knows(self, lang: str) -> bool:
         """Whether the encoder handles texts in ``lang`` (a monolingual one: its languages)."""
         return self.languages is None or lang_key(lang) in self.languages
@@ -300,6 +314,42 @@ class EmbeddingScorer:
         known = [c for c in cos if c is not None]
         cal = iter(calibrate(known, self.calibration, self.low, self.high).tolist()) if known else iter(())
         return [None if c is None else next(cal) for c in cos]
+
+
+# Why a scorer leaves a pair unscored, and what to do about it (counters, warnings).
+UNSCORED = {
+    "unknown_language": "its language or its anchor's is 'und' (LID was unsure, or no language was declared)",
+    "no_dictionary": "no MUSE dictionary between its language and its anchor's, either way",
+    "no_direction": "the translation model has no direction between its language and its anchor's (ending, "
+                    "for a monolingual encoder, in a language the encoder covers)",
+    "translation_failed": "the translation model failed on it",
+    "encoder_language": "the encoder does not cover its language or its anchor's; use a multilingual encoder, "
+                        "or back_translate with a translation model",
+    "cross_language": "the encoder is monolingual and the pair crosses languages; set back_translate with a "
+                      "translation model that has a direction between them",
+    "declined": "the scorer gave no score",
+}
+
+
+def why_unscored(scorer: Any, pair: Pair) -> str:
+    """The ``UNSCORED`` reason a scorer left ``pair`` without a score (asked only of the
+    pairs it did not score)."""
+    if UNDETERMINED in (pair.lang, pair.anchor_lang):
+        return "unknown_language"
+    explain = getattr(scorer, "why", None)
+    return explain(pair) if explain is not None else "declined"
+
+
+def _translation_why(translator: TranslatorLike, code: Callable[[str], str], pair: Pair,
+                     into: Callable[[str], bool] | None = None) -> str:
+    """The reason ``translate_for_scoring`` found nothing for ``pair`` (``into`` as there)."""
+    ok = into or (lambda _: True)
+    if pair.lang == pair.anchor_lang:
+        return "translation_failed" if ok(pair.lang) else "encoder_language"
+    src, tgt = code(pair.lang), code(pair.anchor_lang)
+    if (ok(pair.anchor_lang) and translator.supports(src, tgt)) or (ok(pair.lang) and translator.supports(tgt, src)):
+        return "translation_failed"
+    return "no_direction"
 
 
 def finite(values: Sequence[Any]) -> list[float]:

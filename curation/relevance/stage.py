@@ -32,17 +32,20 @@ Beam: the stage framework (``schemas.stage``) batches the rows that have a weak 
 (its model) once per process, or once per machine with ``model_copies``; other rows go
 around it. Counters (namespace ``relevance``): ``in``, ``kept``, ``rejected_<reason>``
 (the framework's), ``scored_<scorer>_<lang>``, ``unscored_<scorer>_<lang>``,
-``fallback_anchor``, ``reused_back_translation``.
+``fallback_anchor``, ``reused_back_translation``, and ``unscored_why_<reason>_<lang>`` for
+every weak text left unscored, with a warning once per process, scorer, reason and
+language (``curation.relevance.scorers.UNSCORED`` lists the reasons).
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from curation.relevance.config import RelevanceConfig
-from curation.relevance.scorers import Pair, Scorer
+from curation.relevance.scorers import UNSCORED, Pair, Scorer, why_unscored
 from schemas.rows import Reject, back_translated_from, remap_text_indices
 from schemas.stage import ApplyRowStage, RowStage
 
@@ -183,6 +186,21 @@ def _plan(rows: Sequence[dict[str, Any]], cfg: RelevanceConfig, scorer_id: str
     return plan, pairs, reused
 
 
+_WARNED: set[tuple[str, str, str]] = set()
+
+
+def _unscored(scorer: Scorer, scorer_id: str, pair: Pair, lang: str, stats: Counter[str]) -> None:
+    """Count why a weak text stayed unscored (``unscored_why_<reason>_<lang>``), and warn
+    once per process, scorer, reason and language: a null relevance is not evidence of
+    irrelevance, but a scorer that scores nothing should not go unnoticed."""
+    reason = why_unscored(scorer, pair)
+    stats[f"unscored_why_{reason}_{lang}"] += 1
+    if (scorer_id, reason, lang) not in _WARNED:
+        _WARNED.add((scorer_id, reason, lang))
+        logging.getLogger(__name__).warning("relevance (%s): weak texts in %s stay unscored (%s -> %s): %s",
+                                            scorer_id, lang, pair.lang, pair.anchor_lang, UNSCORED[reason])
+
+
 def score_rows(rows: Sequence[dict[str, Any]], scorer: Scorer, cfg: RelevanceConfig, stats: Counter[str],
                scorer_id: str | None = None) -> tuple[list[dict[str, Any]], list[Reject]]:
     """Score every weak text of a batch of pairs rows with one scorer call: (rows, rejects)."""
@@ -207,6 +225,8 @@ def score_rows(rows: Sequence[dict[str, Any]], scorer: Scorer, cfg: RelevanceCon
                 results.append((i, None, None))
             else:
                 results.append((i, scores[k], anchor))
+                if scores[k] is None:
+                    _unscored(scorer, sid, pairs[k], row["texts"][i]["lang"], stats)
                 k += 1
         _apply(row, results, sid, cfg, tally, kept, rejects)
     _counter_names(tally, cfg.scorer, stats)

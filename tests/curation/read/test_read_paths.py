@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from curation.config import SourceConfig
-from curation.read.common import file_label
+from curation.read.common import expand_braces, file_label
 from curation.read.source import iter_file, match_paths
 
 
@@ -43,3 +43,27 @@ def test_same_file_names_in_two_folders_get_distinct_ids(tmp_path: Path, monkeyp
         assert files == ["a/c.jsonl", "b/c.jsonl"]
         ids = [item.source_id for path in files for item in iter_file(path, src)]
         assert ids == ["a/c.jsonl:0", "b/c.jsonl:0"], pattern
+
+
+@pytest.mark.parametrize(("pattern", "expanded"), [
+    ("data/{00000..00002}.tar", ["data/00000.tar", "data/00001.tar", "data/00002.tar"]),
+    ("gs://b/{train,val}/{8..10}.tar", ["gs://b/train/8.tar", "gs://b/train/9.tar", "gs://b/train/10.tar",
+                                         "gs://b/val/8.tar", "gs://b/val/9.tar", "gs://b/val/10.tar"]),
+    ("{a,{b,c}}.jsonl", ["a.jsonl", "b.jsonl", "c.jsonl"]),
+    ("{2..0}", ["2", "1", "0"]),
+    ("x{y}.tar", ["x{y}.tar"]),  # neither a list nor a range: kept as written
+    ("a,b.jsonl", ["a,b.jsonl"]),
+])
+def test_brace_ranges_and_lists_expand_like_a_shell(pattern: str, expanded: list[str]) -> None:
+    assert expand_braces(pattern) == expanded
+
+
+def test_brace_paths_match_for_every_format(tmp_path: Path) -> None:
+    """The README's WebDataset recipe: ``{00000..00001}.tar``; and ``{a,b}`` in any format."""
+    for name in ("00000.tar", "00001.tar", "00002.tar", "a.jsonl", "b.jsonl", "c.jsonl"):
+        (tmp_path / name).write_bytes(b"")
+    shards = SourceConfig(name="w", format="webdataset", paths=[str(tmp_path / "{00000..00001}.tar")])
+    assert match_paths(shards) == [str(tmp_path / "00000.tar"), str(tmp_path / "00001.tar")]
+    assert match_paths(source(str(tmp_path / "{a,b}.jsonl"))) == [str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")]
+    with pytest.raises(ValueError, match=r"no file matches .*00003\.tar"):
+        match_paths(SourceConfig(name="w", format="webdataset", paths=[str(tmp_path / "{00002..00003}.tar")]))
