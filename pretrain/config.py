@@ -17,7 +17,7 @@ from schemas import TEXT_KINDS
 
 # RC3's two forms first (the default is the first), then the relevance-weighted InfoNCE and
 # the weak-as-strict baseline; pretrain/README.md gives each formula.
-WEAK_FORMS = ("regularizer", "soft_target", "weighted_infonce", "strict")
+WEAK_FORMS = ("soft_target", "regularizer", "weighted_infonce", "strict")
 # Old names still read from configs and checkpoints: "soft" was the relevance-weighted
 # InfoNCE's name before it stopped being the default (it never was RC3's objective).
 WEAK_FORM_ALIASES = {"soft": "weighted_infonce"}
@@ -105,13 +105,14 @@ class DataConfig:
 class LossConfig:
     """Objective weights (0 switches an objective and its heads off) and their settings.
 
-    weak_form: how a weak pair's proximity follows its relevance r (formulas in
-        pretrain/README.md). RC3's forms: regularizer (default; cos(image, weak) aimed at
-        r * cos(image, anchor), anchor side detached; weak texts without an anchor use
-        soft_target) and soft_target (contrastive target r on the own pair, 1 - r spread
-        over the batch's other candidates, both directions). Also weighted_infonce (InfoNCE
-        with the row weighted by r: not RC3's, kept for comparison; "soft" is its old name
-        and is still read as it) and strict (weak texts are strict pairs; ablation baseline).
+    weak_form: how a weak pair's proximity follows its relevance r (formulas and the reason
+        for the default in pretrain/README.md). RC3's forms: soft_target (default; contrastive
+        target r on the own pair, 1 - r spread over the batch's other candidates, both
+        directions) and regularizer (cos(image, weak) aimed at r * cos(image, anchor), the
+        target detached; weak texts without an anchor use soft_target). Also
+        weighted_infonce (InfoNCE with the row weighted by r: not RC3's, kept for comparison;
+        "soft" is its old name and is still read as it) and strict (weak texts are strict
+        pairs; the ablation baseline).
     weak_spread: weighted_infonce only: also spread the text's remaining 1 - r uniformly
         over all images (text side only).
     itm_negatives: sample (ALBEF/CCLM: draw by softmax of the temperature-scaled ITC
@@ -123,7 +124,7 @@ class LossConfig:
     ttc: float = 1.0
     mlm: float = 1.0
     itm: float = 1.0
-    weak_form: str = "regularizer"
+    weak_form: str = "soft_target"
     weak_spread: bool = False
     temperature: float = 0.07
     learn_temperature: bool = True

@@ -185,7 +185,7 @@ def test_rc3_loss_forms_split_strict_and_weak_rows():
 
 
 def test_weak_form_names():
-    assert LossConfig().weak_form == "regularizer"
+    assert LossConfig().weak_form == "soft_target"
     # "soft" is the old name of the relevance-weighted InfoNCE: read as it, saved as it
     old = load_config(None, {"loss": {"weak_form": "soft", "weak_spread": True}})
     assert old.loss.weak_form == "weighted_infonce" and old.to_dict()["loss"]["weak_form"] == "weighted_infonce"
