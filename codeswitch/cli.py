@@ -13,6 +13,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import nullcontext
+from pathlib import Path
 from typing import IO, Any
 
 from codeswitch.config import CodeSwitchConfig, codeswitch_config_from_dict, load_switcher
@@ -134,10 +135,33 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
         else:
             _print_table(report)
         return 0
+    if args.out not in (None, "-"):
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with nullcontext(sys.stdout) if args.out in (None, "-") else open(args.out, "w", encoding="utf-8") as out:
         counts = switch_file(words[0], switcher, cfg, args.source_lang, args.seed, out)
     _log(f"{counts['lines']} lines, {counts['switched']} switched variants")
     return 0
+
+
+STATS_HELP = """usage: m3curate codeswitch stats FILE --dict DIR|PAIR=FILE [--langs L,L] [--source-lang L]
+                                 [--case fold|exact] [--max-rank N] [--on-malformed error|skip] [--json]
+
+How much of FILE (one text per line, '-': stdin) each target dictionary covers: per
+target language the covered words, their share of all words, and the texts with no
+covered word; then what was read of each dictionary file (entries, dropped lines).
+
+options:
+  --dict DIR|PAIR=FILE  a directory of {src}-{tgt}.txt MUSE files, or PAIR=FILE (repeatable)
+  --langs L,L           target languages (default: all with a dictionary)
+  --source-lang L       language of FILE (default en)
+  --case fold|exact     fold: case-insensitive match (default)
+  --max-rank N          use the first N source words of each dictionary (0: all)
+  --on-malformed M      error | skip malformed dictionary lines
+  --json                print JSON instead of a table
+
+example:
+  m3curate codeswitch stats --dict dicts/ --langs de,fr,es captions.txt
+"""
 
 
 class _IntermixedParser(argparse.ArgumentParser):
@@ -150,6 +174,10 @@ class _IntermixedParser(argparse.ArgumentParser):
     _inside = False
 
     def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        words = [a for a in (args or []) if not a.startswith("-")]
+        if words[:1] == ["stats"] and {"-h", "--help"} & set(args or []):
+            self._print_message(STATS_HELP, sys.stdout)
+            self.exit(0)
         if self._inside:
             return super().parse_known_args(args, namespace)
         self._inside = True

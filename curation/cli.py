@@ -124,6 +124,15 @@ def _register_stage_commands(sub: argparse._SubParsersAction) -> None:
     register_pretrain(sub)
 
 
+def _own_flags(parser: argparse.ArgumentParser, command: str) -> list[str]:
+    """The options of one subcommand (for the nearest-option hint)."""
+    for action in parser._subparsers._group_actions if parser._subparsers else ():
+        sub = getattr(action, "choices", {}).get(command)
+        if sub is not None:
+            return list(sub._option_string_actions)
+    return []
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.getLogger().addFilter(_QuietOptionalImports())
     parser = _parser()
@@ -132,10 +141,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
     func: Callable[[argparse.Namespace, list[str]], int] = args.func
     try:
+        if rest:
+            from curation.pipeline import check_beam_args
+
+            check_beam_args(rest, _own_flags(parser, args.command))
         return func(args, rest)
     except KeyboardInterrupt:
         print("m3curate: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`... | head -1`): not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush is quiet too
+        return 0
     except Exception as err:  # one line for the user; the traceback with M3CURATE_DEBUG=1
         import os
 

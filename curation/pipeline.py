@@ -7,9 +7,12 @@ reconcile, commit) around one pipeline run.
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import json
 import sys
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import apache_beam as beam
@@ -40,6 +43,52 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     if not standard.runner:
         standard.runner = LOCAL_RUNNER
     return options
+
+
+def _beam_flags(args: list[str]) -> set[str]:
+    """Every option Beam's PipelineOptions subclasses declare (a runner named by its module
+    path, such as Beam's DaskRunner, is imported first: its options register on import)."""
+    import argparse
+    import importlib
+
+    for i, arg in enumerate(args):
+        runner = arg.split("=", 1)[1] if arg.startswith("--runner=") else args[i + 1] if arg == "--runner" and i + 1 < len(args) else ""
+        if "." in runner:
+            with contextlib.suppress(ImportError):
+                importlib.import_module(runner.rsplit(".", 1)[0])
+    parser = argparse.ArgumentParser(add_help=False, conflict_handler="resolve")
+    seen, todo = set(), [PipelineOptions]
+    while todo:
+        cls = todo.pop()
+        for sub in cls.__subclasses__():
+            if sub not in seen:
+                seen.add(sub)
+                todo.append(sub)
+                with contextlib.suppress(Exception):  # one odd subclass must not hide the rest
+                    sub._add_argparse_args(parser)
+    return {flag for action in parser._actions for flag in action.option_strings}
+
+
+def check_beam_args(args: list[str], own: Iterable[str]) -> None:
+    """Refuse an option neither this command nor Beam knows, naming the nearest known one
+    (Beam itself only warns "Unparseable argument" and the build goes on without it)."""
+    flags = [a.split("=", 1)[0] for a in args if a.startswith("-") and not _is_number(a)]
+    if not flags:
+        return
+    known = _beam_flags(args)
+    for flag in flags:
+        if flag not in known:
+            near = difflib.get_close_matches(flag, [*own, *known], n=1, cutoff=0.6)
+            hint = f"; did you mean {near[0]}?" if near else "; see --help (Beam options pass through unchanged)"
+            raise ValueError(f"unknown option {flag}{hint}")
+
+
+def _is_number(arg: str) -> bool:
+    try:
+        float(arg)
+    except ValueError:
+        return False
+    return True
 
 
 def check_inputs(cfg: BuildConfig) -> dict[str, list[str]]:

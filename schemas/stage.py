@@ -166,6 +166,8 @@ class _BufferedStageFn(beam.DoFn):
     def setup(self) -> None:
         self.model = self._shared.acquire(lambda: _Held(self.handler.load_model())).model
         self.counters = StageCounters(self.handler.stage)
+        # read once: process() runs once a row, and attribute look-ups there cost per row
+        self._wants, self._weigh, self._size = self.logic.wants, self.logic.weight, self.logic.batch_size
 
     def start_bundle(self) -> None:
         self._rows: list[Row] = []
@@ -185,13 +187,14 @@ class _BufferedStageFn(beam.DoFn):
         return out
 
     def process(self, row: Row) -> Any:
-        logic = self.logic
-        if logic.wants is not None and not logic.wants(row):
+        wants = self._wants
+        if wants is not None and not wants(row):
             self._passed += 1
             return (row,)
         self._rows.append(row)
-        self._weight += 1 if logic.weight is None else logic.weight(row)
-        return self._flush() if self._weight >= logic.batch_size else ()
+        weigh = self._weigh
+        self._weight += 1 if weigh is None else weigh(row)
+        return () if self._weight < self._size else self._flush()
 
     def finish_bundle(self) -> Iterator[Any]:
         wrap = GlobalWindows.windowed_value

@@ -87,6 +87,7 @@ def train_lid(data_tsv: str, out_path: str, *, dim: int = 16, epochs: int = 5, l
     """
     examples: Counter[str] = Counter()
     tmp_dir = os.path.dirname(os.path.abspath(out_path))
+    os.makedirs(tmp_dir, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".txt", dir=tmp_dir, delete=False) as tmp:
         for lang, text in read_labelled(data_tsv):
             tmp.write(f"{LABEL_PREFIX}{lang} {' '.join(text.split())}\n")
@@ -180,6 +181,8 @@ def _open(path: str | None, mode: str) -> Iterator[TextIO]:
     if path in (None, "-"):
         yield sys.stdin if "r" in mode else sys.stdout
         return
+    if "r" not in mode:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, mode, encoding="utf-8", errors="replace" if "r" in mode else "strict") as f:
         yield f
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from curation.output.report import in_stage_order
 from schemas.dataset import validate_dataset
 
 __all__ = ["format_summary", "print_summary", "validate_dataset"]
@@ -14,6 +15,18 @@ def _table(rows: list[tuple[str, str]], title: str) -> list[str]:
         return []
     width = max(len(k) for k, _ in rows)
     return [title, *(f"  {k:<{width}}  {v:>10}" for k, v in rows)]
+
+
+def _languages(manifest: dict[str, Any]) -> list[tuple[str, str]]:
+    """Per language, the texts of pairs rows and the sides of parallel rows, apart (the
+    manifest's ``languages`` adds them up)."""
+    by_kind = manifest.get("languages_by_kind", {})
+    parallel = by_kind.get("parallel", {})
+    out = []
+    for lang, total in manifest["languages"].items():
+        sides = parallel.get(lang, 0)
+        out.append((lang, f"{total - sides} / {sides}"))
+    return out
 
 
 def format_summary(manifest: dict[str, Any], out: str) -> str:
@@ -34,8 +47,8 @@ def format_summary(manifest: dict[str, Any], out: str) -> str:
     stage_rows = [(s["stage"], f"{s['input']} → {s['output']}") for s in counts["stages"] if s["rejected"] or s["input"] != s["output"]]
     lines += _table(stage_rows, "stages (in → out):")
     reasons = {**counts["rejected_by_reason"], **{f"{k} (text)": v for k, v in counts["rejected_texts_by_reason"].items()}}
-    lines += _table([(k, str(v)) for k, v in sorted(reasons.items())], "rejects by stage/reason:")
-    lines += _table([(k, str(v)) for k, v in manifest["languages"].items()], "texts by language:")
+    lines += _table([(k, str(v)) for k, v in in_stage_order(reasons).items()], "rejects by stage/reason:")
+    lines += _table(_languages(manifest), "texts by language (pairs texts / parallel sides):")
     run = manifest.get("run", {})
     lines += _table([(k, str(v)) for k, v in run.get("counters", {}).items()], "beam counters:")
     if "seconds" in run:

@@ -16,8 +16,8 @@ import functools
 import io
 import lzma
 import os
-import re
 import posixpath
+import re
 import tarfile
 import zlib
 from collections.abc import Callable, Iterator

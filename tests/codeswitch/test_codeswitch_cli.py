@@ -75,3 +75,36 @@ def test_bad_arguments_are_one_clear_error(files):
         main(["codeswitch", "--dict", str(dicts), "--ratio", "2", str(src)])
     with pytest.raises(ValueError, match=r"no \{src\}-\{tgt\}.txt dictionary for the configured source_langs \['fr'\]"):
         main(["codeswitch", "--dict", str(dicts), "--source-lang", "fr", str(src)])
+
+
+def test_stats_help_is_its_own(capsys: pytest.CaptureFixture[str]):
+    from curation.cli import main as cli
+
+    with pytest.raises(SystemExit) as done:
+        cli(["codeswitch", "stats", "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: m3curate codeswitch stats FILE") and "--json" in out and "example:" in out
+
+
+def test_a_closed_pipe_ends_quietly(files, tmp_path: Path):
+    """``m3curate codeswitch ... | head -1``: no BrokenPipeError, exit 0."""
+    import subprocess
+    import sys
+
+    dicts, _ = files
+    big = tmp_path / "big.txt"
+    big.write_text((LINES[0] + "\n") * 20000)
+    cmd = [sys.executable, "-m", "curation.cli", "codeswitch", "--dict", str(dicts), str(big)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline().startswith(b"{")
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and b"BrokenPipe" not in err and b"error" not in err
+
+
+def test_out_folder_is_made(files, tmp_path: Path):
+    dicts, text = files
+    out = tmp_path / "x" / "y" / "cs.jsonl"
+    assert main(["codeswitch", "--dict", str(dicts), "--out", str(out), str(text)]) == 0
+    assert len(out.read_text().splitlines()) == len(LINES)
