@@ -47,3 +47,28 @@ def test_bad_toml_names_the_file(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "none.toml")
+
+
+def test_example_config_shows_every_setting():
+    """curation/example_build.toml is the complete annotated config: every setting of every
+    section appears in its section, set or (when its default has no TOML value) commented."""
+    import dataclasses
+    import re
+
+    from codeswitch.config import CodeSwitchConfig
+    from curation.config import DedupConfig, ImageConfig, OutputConfig, SourceConfig, TextConfig
+    from curation.lid.config import LidConfig
+    from curation.relevance.config import RelevanceConfig
+    from translate.config import TranslateConfig
+
+    text = (Path(__file__).parents[2] / "curation" / "example_build.toml").read_text()
+    sections = {"[[sources]]": SourceConfig, "[image]": ImageConfig, "[text]": TextConfig, "[dedup]": DedupConfig,
+                "[output]": OutputConfig, "[lid]": LidConfig, "[mt]": TranslateConfig,
+                "[codeswitch]": CodeSwitchConfig, "[relevance]": RelevanceConfig}
+    parts = re.split(r"^(\[\[sources\]\]|\[\w+\])", text, flags=re.M)
+    body: dict[str, str] = {}
+    for head, part in zip(parts[1::2], parts[2::2], strict=True):
+        body[head] = body.get(head, "") + part
+    missing = [f"{head} {f.name}" for head, cls in sections.items() for f in dataclasses.fields(cls)
+               if not re.search(rf"^#?\s*{f.name}\s*=|#.*\b{f.name}\b", body.get(head, ""), re.M)]
+    assert missing == []
