@@ -19,7 +19,13 @@ number of tokens for every sentence.
 
 CPU (default): 6+6 layers, d=512, 8 heads, FFN 2048, 8k vocabulary, beam 4, one thread.
 GPU (``--m2m100``): the shape of M2M-100 418M (12+12 layers, d=1024, 16 heads, FFN 4096,
-128k vocabulary, pre-norm), fp16 on CUDA.
+128k vocabulary, pre-norm), fp16 on CUDA. ``--fairseq-dtypes float32,float16,bfloat16``
+times the fairseq engine in each of those (CUDA only for the half types).
+
+The CTranslate2 model is converted once (float16 on CUDA, float32 on CPU); each compute
+type quantises it at load time. The checkpoint is written without optimiser state
+(``--no-save-optimizer-state``): 1.7 GB instead of 5 GB for the M2M-100 shape, the same
+model. ``benchmarks/gpu_check.py`` reuses these pieces for its MT part.
 
     python benchmarks/bench_mt.py                 # CPU, < 5 minutes on 2 cores
     python benchmarks/bench_mt.py --m2m100 --sentences 2000 --threads 8   # on a GPU machine
@@ -91,7 +97,8 @@ def make_model(work: Path, shape: Shape, cuda: bool) -> Path:
            "--encoder-attention-heads", str(s.heads), "--decoder-attention-heads", str(s.heads),
            "--optimizer", "adam", "--lr", "1e-9", "--max-update", "1", "--max-tokens", "1024",
            "--criterion", "cross_entropy", "--seed", "1", "--num-workers", "0", "--disable-validation",
-           "--no-epoch-checkpoints", "--save-dir", str(work / "ckpt"), "--log-format", "none"]
+           "--no-epoch-checkpoints", "--no-save-optimizer-state", "--save-dir", str(work / "ckpt"),
+           "--log-format", "none"]
     if s.prenorm:
         cmd += ["--encoder-normalize-before", "--decoder-normalize-before"]
     if not cuda:
@@ -111,43 +118,71 @@ def timed(fn, *args) -> tuple[list[Hypothesis], float]:
     return out, time.perf_counter() - started
 
 
-def load_engines(model: Path, work: Path, dec: Decoding, args: argparse.Namespace) -> dict[str, tuple[object, str]]:
-    """Every engine, loaded and warmed up: name -> (translator, note)."""
-    from translate.ct2_engine import CT2Translator, convert_checkpoint
-    from translate.fairseq_engine import FairseqTranslator
+def engine_specs(device: str, fairseq_dtypes: tuple[str, ...] | None = None) -> list[tuple[str, str]]:
+    """(kind, dtype) of every engine timed on ``device``: the fairseq engine in each of
+    ``fairseq_dtypes`` (default float16 on CUDA, float32 on CPU), then CTranslate2."""
+    cuda = device == "cuda"
+    dtypes = fairseq_dtypes or (("float16",) if cuda else ("float32",))
+    ct2 = ("float16", "int8_float16") if cuda else ("float32", "int8")
+    return [("fairseq", d) for d in dtypes] + [("ct2", c) for c in ct2]
 
-    cuda = args.device == "cuda"
-    engines = {"m3curate fairseq engine": (
-        FairseqTranslator(model, dec, device=args.device, dtype="float16" if cuda else "float32",
-                          cpu_threads=args.threads), "float16" if cuda else "float32")}
-    variants = ((("float16", "float16"), ("int8_float16", "int8_float16")) if cuda
-                else ((None, "float32"), ("int8", "int8")))
-    for quant, compute in variants:
-        out = convert_checkpoint(model, work / f"ct2-{compute}", quant)
-        engines[f"m3curate CTranslate2 engine ({compute})"] = (
-            CT2Translator(out, dec, device=args.device, compute_type=compute, cpu_threads=args.threads), "")
-    return engines
+
+def engine_name(kind: str, dtype: str) -> str:
+    return f"m3curate {'fairseq' if kind == 'fairseq' else 'CTranslate2'} engine ({dtype})"
+
+
+def convert_once(model: Path, work: Path, device: str) -> Path:
+    """The CTranslate2 model every CTranslate2 row loads (float16 on CUDA, else float32)."""
+    from translate.ct2_engine import convert_checkpoint
+
+    return convert_checkpoint(model, work / "ct2", "float16" if device == "cuda" else None, force=True)
+
+
+def open_engine(kind: str, dtype: str, model: Path, ct2_dir: Path, dec: Decoding, device: str, threads: int,
+                warm_up: list[str]):
+    """One engine, loaded, and warmed up on ``warm_up`` (allocators, kernel choice)."""
+    if kind == "fairseq":
+        from translate.fairseq_engine import FairseqTranslator
+
+        engine = FairseqTranslator(model, dec, device=device, dtype=dtype, cpu_threads=threads)
+    else:
+        from translate.ct2_engine import CT2Translator
+
+        engine = CT2Translator(ct2_dir, dec, device=device, compute_type=dtype, cpu_threads=threads)
+    engine.translate(warm_up, "src", "tgt")
+    return engine
+
+
+def same_output(hyps: list[Hypothesis], base: list[Hypothesis]) -> int:
+    """How many sentences got exactly the text ``base`` has."""
+    return sum(a.text == b.text for a, b in zip(hyps, base, strict=True))
+
+
+def generate(model: Path, work: Path, dec: Decoding, device: str, threads: int):
+    """fairseq-generate on the binarised test split (fp16 on CUDA, as it is used there)."""
+    from translate.baseline import run_generate
+    from translate.checkpoint import model_info, safe_load
+
+    info = model_info(safe_load(model / "model.pt"))
+    cuda = device == "cuda"
+    return run_generate(work / "bin", model / "model.pt", info, "src", "tgt", dec, threads=threads, cuda=cuda, fp16=cuda)
 
 
 def run_engines(model: Path, work: Path, sentences: list[str], dec: Decoding, args: argparse.Namespace) -> list[dict]:
     """Time every engine in ``args.rounds`` interleaved rounds and keep each one's best round
     (the machine may be shared: the best round is the least disturbed). fairseq-generate first."""
-    from translate.baseline import run_generate
-    from translate.checkpoint import model_info, safe_load
-
-    info = model_info(safe_load(model / "model.pt"))
-    engines = load_engines(model, work, dec, args)
-    for translator, _ in engines.values():
-        translator.translate(sentences[:8], "src", "tgt")  # warm-up
+    ct2_dir = convert_once(model, work, args.device)
+    engines = {engine_name(kind, dtype): open_engine(kind, dtype, model, ct2_dir, dec, args.device, args.threads,
+                                                     sentences[:8])
+               for kind, dtype in engine_specs(args.device, args.fairseq_dtypes)}
     best: dict[str, dict] = {}
     for _ in range(args.rounds):
-        gen = run_generate(work / "bin", model / "model.pt", info, "src", "tgt", dec, threads=args.threads,
-                           cuda=args.device == "cuda", fp16=args.device == "cuda")
+        gen = generate(model, work, dec, args.device, args.threads)
         runs = [("fairseq-generate", gen.hypotheses, gen.gen_seconds,
                  f"its own generation time (whole process {gen.wall_seconds:.1f}s)")]
-        for name, (translator, note) in engines.items():
+        for name, translator in engines.items():
             hyps, seconds = timed(translator.translate, sentences, "src", "tgt")
-            runs.append((name, hyps, seconds, note))
+            runs.append((name, hyps, seconds, ""))
         for name, hyps, seconds, note in runs:
             entry = best.setdefault(name, {"engine": name, "seconds": seconds, "hyps": hyps, "note": note, "all": []})
             entry["all"].append(seconds)
@@ -183,7 +218,7 @@ def report(rows: list[dict], n: int, shape: Shape, dec: Decoding, args: argparse
              "|---|---|---|---|---|"]
     for r in rows:
         rate = n / r["seconds"]
-        same = sum(a.text == b.text for a, b in zip(r["hyps"], base["hyps"], strict=True))
+        same = same_output(r["hyps"], base["hyps"])
         rounds = ", ".join(f"{n / x:.1f}" for x in r["all"])
         lines.append(f"| {r['engine']} | {rate:.1f} | {base['seconds'] / r['seconds']:.2f}x | "
                      f"{same}/{n} | rounds: {rounds} sent/s. {r['note']} |")
@@ -200,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=2, help="interleaved timing rounds; the best is reported")
     p.add_argument("--m2m100", action="store_true", help="M2M-100-418M shape, CUDA, fp16")
+    p.add_argument("--fairseq-dtypes", type=lambda v: tuple(v.split(",")),
+                   help="comma list of fairseq engine dtypes (default: float16 on CUDA, float32 on CPU)")
     p.add_argument("--workdir", help="keep the model and data here (default: a temporary directory)")
     p.add_argument("--out", help="also append the markdown section to this file (e.g. benchmarks/RESULTS.md)")
     args = p.parse_args(argv)

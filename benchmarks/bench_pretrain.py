@@ -12,10 +12,13 @@ times training steps of ``base`` (ViT-B/16 + 12-layer text + 6-layer fusion) on 
 batches with bf16 autocast, optionally torch.compile, and reports model FLOPs utilisation:
 FLOPs of one step counted by torch.utils.flop_counter (matmuls, convolutions, attention;
 forward and backward) divided by step time and the GPU's dense bf16 peak (--peak-tflops,
-989 for H100/H200 SXM).
+989 for H100/H200 SXM), and the peak GPU memory. With ``--data`` it also times the loader
+on that dataset with the same preset and batch size (``--workers`` processes) and reports
+loader / step, which must be >= 3 for the loader not to starve the GPU.
 
 usage: python benchmarks/bench_pretrain.py --data /tmp/m3-demo/dataset [--workers 1]
-       python benchmarks/bench_pretrain.py --device cuda --preset base --batch-size 128 --compile
+       python benchmarks/bench_pretrain.py --device cuda --preset base --batch-size 128 --compile \
+           [--data demo-out/dataset --workers 8]
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import json
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -68,18 +72,22 @@ def make_run(cfg, tok, device: torch.device) -> Run:
                CosineSchedule(opt, cfg.train), autocast=device.type == "cuda")
 
 
-def step_rate(run: Run, batches: list, steps: int) -> float:
+def step_rate(run: Run, batches: list, steps: int) -> tuple[float, float]:
+    """(samples/s over ``steps`` timed steps, seconds of the two warm-up steps before them,
+    torch.compile's compilation included)."""
     stream = iter([(b, {"worker": 0, "state": {}}) for b in batches] * (steps // len(batches) + 3))
+    t0 = time.perf_counter()
     for _ in range(2):
         train_step(run, stream)  # warm-up (and compilation)
     if run.env.device.type == "cuda":
         torch.cuda.synchronize()
+    warm = time.perf_counter() - t0
     t0 = time.perf_counter()
     for _ in range(steps):
         train_step(run, stream)
     if run.env.device.type == "cuda":
         torch.cuda.synchronize()
-    return steps * run.cfg.data.batch_size / (time.perf_counter() - t0)
+    return steps * run.cfg.data.batch_size / (time.perf_counter() - t0), warm
 
 
 def cpu_bench(args: argparse.Namespace) -> dict:
@@ -92,7 +100,7 @@ def cpu_bench(args: argparse.Namespace) -> dict:
     run = make_run(cfg, tok, torch.device("cpu"))
     stream = iter(build_loader(data, cfg, tok))
     cached = [next(stream) for _ in range(4)]
-    step = step_rate(run, [b for b, _ in cached], args.steps)
+    step, _ = step_rate(run, [b for b, _ in cached], args.steps)
     t0, waited = time.perf_counter(), 0.0
     for _ in range(args.steps):
         waited += train_step(run, stream)["data_wait_s"]
@@ -125,9 +133,30 @@ def step_flops(run: Run, batch: dict[str, torch.Tensor]) -> int:
     return counter.get_total_flops()
 
 
-def gpu_bench(args: argparse.Namespace) -> dict:
-    """Synthetic-batch step timing and MFU; meant for CUDA (bf16), runs on CPU (fp32) as a smoke test."""
+def data_loader_rate(args: argparse.Namespace) -> float:
+    """samples/s of the real loader on ``args.data`` with the preset's image size and text
+    length, ``args.batch_size`` and ``args.workers`` processes."""
+    cfg = load_config(None, {"model": {"preset": args.preset},
+                             "data": {"num_workers": args.workers, "batch_size": args.batch_size,
+                                      "parallel_batch_size": args.batch_size, "null_relevance": 0.5}})
+    data = open_dataset(args.data)
+    tok = train_tokenizer(dataset_texts(data), cfg.tokenizer)
+    return loader_rate(data, cfg, tok, args.loader_batches)
+
+
+def gpu_bench(args: argparse.Namespace, report: Callable[[dict], None] | None = None) -> dict:
+    """Synthetic-batch step timing and MFU; meant for CUDA (bf16), runs on CPU (fp32) as a smoke
+    test. ``report`` gets the figures so far after each stage (a caller that may be stopped
+    keeps them)."""
     device = torch.device("cuda" if args.device == "cuda" else "cpu")
+    out: dict = {"mode": f"synthetic-{device.type}", "preset": args.preset, "batch_size": args.batch_size,
+                 "compile": args.compile}
+    report = report or (lambda figures: None)
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads)
+    if args.data:
+        out.update(loader_samples_per_s=round(data_loader_rate(args), 1), loader_workers=args.workers)
+        report(out)
     torch.backends.cuda.matmul.allow_tf32 = True
     cfg = load_config(None, {"model": {"preset": args.preset},
                              "data": {"batch_size": args.batch_size, "parallel_batch_size": args.batch_size},
@@ -136,18 +165,28 @@ def gpu_bench(args: argparse.Namespace) -> dict:
     run = make_run(cfg, None, device)
     batch = synthetic_batch(cfg, args.batch_size, args.text_len, device)
     flops = step_flops(run, batch)
-    rate = step_rate(run, [batch], args.steps)
+    out.update(tflops_per_step=round(flops / 1e12, 3))
+    report(out)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    rate, warm = step_rate(run, [batch], args.steps)
     achieved = flops * rate / args.batch_size
-    return {"mode": f"synthetic-{device.type}", "preset": args.preset, "batch_size": args.batch_size, "compile": args.compile,
-            "samples_per_s": round(rate, 1), "tflops_per_step": round(flops / 1e12, 3),
-            "achieved_tflops": round(achieved / 1e12, 1), "mfu": round(achieved / (args.peak_tflops * 1e12), 3)}
+    out.update(samples_per_s=round(rate, 1), warmup_s=round(warm, 1), achieved_tflops=round(achieved / 1e12, 1),
+               mfu=round(achieved / (args.peak_tflops * 1e12), 3))
+    if device.type == "cuda":
+        out["peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    if "loader_samples_per_s" in out:
+        out["loader_over_step"] = round(out["loader_samples_per_s"] / rate, 2)
+    report(out)
+    return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--synthetic", action="store_true", help="synthetic-batch step timing + MFU (implied by cuda)")
-    ap.add_argument("--data", default="/tmp/m3-demo/dataset", help="a built dataset (CPU mode)")
+    ap.add_argument("--data", help="a built dataset (CPU mode: required, default /tmp/m3-demo/dataset; "
+                    "GPU mode: optional, for the loader / step ratio)")
     ap.add_argument("--preset", default="base", help="GPU mode model preset")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--text-len", type=int, default=32, help="GPU mode synthetic text length")
@@ -157,8 +196,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--loader-batches", type=int, default=40)
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak of the GPU")
-    args = ap.parse_args(argv)
-    result = gpu_bench(args) if (args.synthetic or args.device == "cuda") else cpu_bench(args)
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.synthetic or args.device == "cuda":
+        result = gpu_bench(args)
+    else:
+        args.data = args.data or "/tmp/m3-demo/dataset"
+        result = cpu_bench(args)
     result.update(machine=machine(), date=time.strftime("%Y-%m-%d"))
     print(json.dumps(result, indent=1))
     return 0
