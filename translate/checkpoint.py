@@ -27,6 +27,7 @@ from typing import Any
 ALLOWED_GLOBALS: tuple[Any, ...] = (argparse.Namespace,)
 CHECKPOINT_NAMES = ("model.pt", "checkpoint_best.pt", "checkpoint_last.pt")
 SPM_NAMES = ("sentencepiece.bpe.model", "spm.model", "sentencepiece.model")
+CT2_FILES = ("model.bin", "config.json")  # what every CTranslate2 model directory holds
 MULTILINGUAL_TASK = "translation_multi_simple_epoch"
 BILINGUAL_TASK = "translation"
 
@@ -161,17 +162,25 @@ def task_config(state: dict[str, Any]) -> Any:
     return setting(state.get("cfg"), "task") or state.get("args")
 
 
-def model_info(state: dict[str, Any]) -> ModelInfo:
+def model_info(state: dict[str, Any], languages: tuple[str, str] | None = None) -> ModelInfo:
     """Read the task settings out of a loaded checkpoint; ModelDirError for tasks the engines
-    do not support (with the supported ones named)."""
+    do not support (with the supported ones named).
+
+    languages: (source, target) for a bilingual checkpoint that records none (fairseq's
+    canonical recipe: ``fairseq-train data-bin`` without --source-lang/--target-lang, the
+    pair inferred from the data directory); ignored when the checkpoint records its own.
+    """
     task_cfg = task_config(state)
     task = setting(task_cfg, "task") or setting(task_cfg, "_name")
     if task == BILINGUAL_TASK:
         src, tgt = setting(task_cfg, "source_lang"), setting(task_cfg, "target_lang")
         if not src or not tgt:
-            raise ModelDirError("the bilingual checkpoint does not record its languages (fairseq-train inferred "
-                                "them from the data directory): train with --source-lang/--target-lang, or set "
-                                "cfg['task'].source_lang/target_lang in the checkpoint")
+            if not languages:
+                raise ModelDirError(
+                    "the bilingual checkpoint does not record its languages (fairseq-train inferred them from its "
+                    "data directory): give them as --src/--tgt (m3curate mt), or as mt.source_langs and mt.targets "
+                    "(one of each)")
+            src, tgt = languages
         return ModelInfo(task, ((src, tgt),), (src, tgt))
     if task != MULTILINGUAL_TASK:
         raise ModelDirError(f"checkpoint task {task!r} is not supported: use a '{BILINGUAL_TASK}' "
@@ -199,6 +208,9 @@ def find_checkpoint(model_dir: str | Path, name: str | None = None) -> Path:
     for candidate in [name] if name else CHECKPOINT_NAMES:
         if (root / candidate).is_file():
             return root / candidate
+    if all((root / f).is_file() for f in CT2_FILES):
+        raise ModelDirError(f"{root} is a CTranslate2 model (it has {' and '.join(CT2_FILES)}), not a fairseq "
+                            "checkpoint directory: pass --engine ctranslate2 (mt.engine = \"ctranslate2\")")
     wanted = name or " or ".join(CHECKPOINT_NAMES)
     raise ModelDirError(f"{root}: no checkpoint {wanted} in it")
 

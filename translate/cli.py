@@ -22,6 +22,7 @@ FMT = argparse.RawDescriptionHelpFormatter
 TRANSLATE_EXAMPLE = """example:
   m3curate mt translate --model models/m2m --src en --tgt de --input captions.en --output captions.de
   m3curate mt translate --model models/m2m-ct2 --engine ctranslate2 --src en --tgt fr --beam 1 < in.txt
+  m3curate mt translate --model checkpoints/wmt-en-de --src en --tgt de --input in.bpe.en --output out.de
   m3curate mt translate --model models/nllb --src eng_Latn --tgt deu_Latn --device cuda --dtype float16 \\
       --input in.txt --output out.txt --scores out.scores"""
 
@@ -63,9 +64,11 @@ def _translate(args: argparse.Namespace, beam_args: list[str]) -> int:
     from translate.loading import load_translator
 
     cfg = translate_config_from_dict({
-        "model": args.model, "engine": args.engine, "targets": [args.tgt], "beam": args.beam, "lenpen": args.lenpen,
-        "max_len_a": args.max_len_a, "max_len_b": args.max_len_b, "no_repeat_ngram_size": args.no_repeat_ngram_size,
-        "max_tokens": args.max_tokens, "device": args.device, "dtype": args.dtype, "cpu_threads": args.threads,
+        "model": args.model, "engine": args.engine, "source_langs": [args.src], "targets": [args.tgt],
+        "beam": args.beam, "lenpen": args.lenpen, "max_len_a": args.max_len_a, "max_len_b": args.max_len_b,
+        "no_repeat_ngram_size": args.no_repeat_ngram_size, "max_tokens": args.max_tokens, "device": args.device,
+        "dtype": args.dtype, "compute_type": args.compute_type, "cpu_threads": args.threads,
+        "checkpoint": args.checkpoint, "remove_bpe": args.remove_bpe,
     })
     lines = read_lines(args.input) if args.input != "-" else sys.stdin.read().splitlines()
     started = time.time()
@@ -102,7 +105,11 @@ def _convert(args: argparse.Namespace, beam_args: list[str]) -> int:
     from translate.ct2_engine import convert_checkpoint
 
     started = time.time()
-    out = convert_checkpoint(args.model, args.out, args.quantization, checkpoint=args.checkpoint, force=args.force)
+    if bool(args.src) != bool(args.tgt):
+        raise ValueError("give both --src and --tgt (the languages of a bilingual checkpoint that records none)")
+    languages = (args.src, args.tgt) if args.src else None
+    out = convert_checkpoint(args.model, args.out, args.quantization, checkpoint=args.checkpoint, force=args.force,
+                             languages=languages)
     _log(f"wrote CTranslate2 model to {out} ({args.quantization or 'float32'}) in {time.time() - started:.1f}s")
     return 0
 
@@ -151,8 +158,16 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     t.add_argument("--input", default="-", help="input text file (default: stdin)")
     t.add_argument("--output", default="-", help="output text file (default: stdout)")
     t.add_argument("--scores", help="also write each hypothesis' score (avg log-prob per token) here")
+    t.add_argument("--checkpoint", help="checkpoint file name in --model (default model.pt, checkpoint_best.pt, "
+                                        "checkpoint_last.pt: the first there)")
     t.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     t.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"), help="fairseq on CUDA")
+    t.add_argument("--compute-type", default="default",
+                   help="CTranslate2's compute type (default: as converted; int8, float16 on CUDA, ...)")
+    t.add_argument("--remove-bpe", default="auto", choices=("auto", "subword_nmt", "none"),
+                   help="remove subword-nmt/fastBPE '@@ ' markers from the output, as fairseq-generate --remove-bpe "
+                        "(auto: when the model's vocabulary has '@@' pieces and no SentencePiece model is used; the "
+                        "input must be BPE-segmented already)")
     t.add_argument("--threads", type=int, default=0, help="CPU threads (default: the library's)")
     _decoding_flags(t)
     e = _add(sub, "eval", "BLEU and chrF of a translation against references (sacrebleu)", EVAL_EXAMPLE,
@@ -168,6 +183,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     c.add_argument("--quantization", choices=("int8", "int8_float32", "int8_float16", "float16", "bfloat16"),
                    help="store weights quantised (default float32)")
     c.add_argument("--force", action="store_true", help="replace an existing --out")
+    c.add_argument("--src", help="source language of a bilingual checkpoint that records none (with --tgt)")
+    c.add_argument("--tgt", help="target language of a bilingual checkpoint that records none (with --src)")
     d = _add(sub, "train-demo", "train the tiny multilingual demo transformer (fairseq, CPU)", TRAIN_EXAMPLE,
              "Train a small M2M-100-style transformer with fairseq-preprocess and fairseq-train.", _train_demo)
     d.add_argument("--pairs", required=True, help="TSV: target language, source text, target text")

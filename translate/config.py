@@ -14,10 +14,12 @@ from typing import Any
 
 from schemas.rows import TEXT_KINDS
 from translate.engine import Decoding
+from translate.pieces import REMOVE_BPE
 
 ENGINES = ("fairseq", "ctranslate2")
 DEVICES = ("cpu", "cuda")
 DTYPES = ("float32", "float16", "bfloat16")
+GPU_COMPUTE_TYPES = ("float16", "bfloat16", "int8_float16", "int8_bfloat16")  # CTranslate2: CUDA only
 DEFAULT_GPU_HINT = "type:nvidia-l4;count:1;install-nvidia-driver"
 
 
@@ -57,6 +59,13 @@ class TranslateConfig:
         pipelines need > 0. bucket_boundaries: source lengths (in characters) at which
         length buckets split.
     trusted_globals: extra pickle globals allowed when loading the checkpoint, by name.
+    remove_bpe: ``auto`` | ``subword_nmt`` | ``none``: remove subword-nmt/fastBPE ``@@ ``
+        markers from the output as ``fairseq-generate --remove-bpe`` does; ``auto`` does
+        when the model's target vocabulary has ``@@`` pieces and no SentencePiece model is
+        used. The input must then be segmented already (``apply_bpe``).
+
+    A bilingual checkpoint that records no languages (fairseq's canonical recipe) is taken
+    to translate ``source_langs[0]`` → ``targets[0]`` (one of each must be set).
     """
 
     model: str = ""
@@ -87,6 +96,7 @@ class TranslateConfig:
     batch_seconds: int = 0
     bucket_boundaries: list[int] = field(default_factory=lambda: [32, 64, 128, 256, 512])
     trusted_globals: list[str] = field(default_factory=list)
+    remove_bpe: str = "auto"
 
     @property
     def enabled(self) -> bool:
@@ -100,6 +110,13 @@ class TranslateConfig:
     def model_code(self, lang: str) -> str:
         """The model's code for pipeline language ``lang``."""
         return self.lang_codes.get(lang, lang)
+
+    def language_pair(self) -> tuple[str, str] | None:
+        """(source, target) in the model's codes when exactly one of each is set: what a
+        bilingual checkpoint that records no languages is taken to translate."""
+        if len(self.source_langs) == 1 and len(self.targets) == 1:
+            return self.model_code(self.source_langs[0]), self.model_code(self.targets[0])
+        return None
 
     def resolved_model_id(self) -> str:
         return self.model_id or f"{self.engine}:{Path(self.model).name}"
@@ -157,6 +174,11 @@ def validate(cfg: TranslateConfig) -> TranslateConfig:
         raise _fail("device", cfg.device, f"use one of {DEVICES}")
     if cfg.dtype not in DTYPES:
         raise _fail("dtype", cfg.dtype, f"use one of {DTYPES}")
+    if cfg.remove_bpe not in REMOVE_BPE:
+        raise _fail("remove_bpe", cfg.remove_bpe, f"use one of {REMOVE_BPE}")
+    if cfg.engine == "ctranslate2" and cfg.device == "cpu" and cfg.compute_type in GPU_COMPUTE_TYPES:
+        raise _fail("compute_type", cfg.compute_type, "CTranslate2 has no 16-bit computation on CPU: use "
+                    "\"default\", \"int8\" or \"float32\" (or device = \"cuda\")")
     if cfg.dtype != "float32" and cfg.device != "cuda":
         raise _fail("dtype", cfg.dtype, "float16/bfloat16 need device = \"cuda\"; use float32 on CPU")
     try:

@@ -16,38 +16,55 @@ See the README for the agreement measured and the known differences.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
 from translate.batching import restore_order, token_budget_batches
 from translate.checkpoint import (
+    CHECKPOINT_NAMES,
     ModelInfo,
     allowed_globals,
-    find_checkpoint,
     find_spm,
     lang_token,
-    model_info,
-    safe_load,
     setting,
     task_config,
 )
 from translate.engine import Decoding, Hypothesis, Translator
-from translate.pieces import Pieces
+from translate.model_dir import FairseqDir, open_fairseq_dir
+from translate.pieces import Pieces, resolve_remove_bpe
 
 META_FILE = "m3curate_mt.json"
 QUANTIZATIONS = ("int8", "int8_float32", "int8_float16", "int8_bfloat16", "float16", "bfloat16", "float32")
 SPECIALS = ("</s>", "<s>", "<blank>")
 
 
+def _data_dir(md: FairseqDir, stack: contextlib.ExitStack) -> Path:
+    """The directory the converter reads ``dict.<lang>.txt`` from: the model directory, or,
+    when a joined dictionary sits there under one name only, a temporary one with both names."""
+    if md.dicts is None:
+        return md.root
+    (src, tgt), = md.info.pairs
+    wanted = {md.root / f"dict.{src}.txt": md.dicts.source, md.root / f"dict.{tgt}.txt": md.dicts.target}
+    if all(a == b for a, b in wanted.items()):
+        return md.root
+    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="m3curate-dicts-")))
+    for name, found in wanted.items():
+        shutil.copyfile(found, tmp / name.name)
+    return tmp
+
+
 def convert_checkpoint(model_dir: str | Path, out_dir: str | Path, quantization: str | None = None,
                        checkpoint: str | None = None, trusted_globals: Sequence[str] = (),
-                       force: bool = False) -> Path:
+                       force: bool = False, languages: tuple[str, str] | None = None) -> Path:
     """Convert a fairseq model directory to a CTranslate2 model directory; returns ``out_dir``.
 
-    quantization: None (keep float32) or one of QUANTIZATIONS. Raises
+    quantization: None (keep float32) or one of QUANTIZATIONS. languages: (source, target)
+    of a bilingual checkpoint that records none (``translate.model_dir``). Raises
     UnsafeCheckpointError / ModelDirError before CTranslate2 sees an unsafe or broken file.
     """
     from ctranslate2.converters import FairseqConverter
@@ -55,16 +72,16 @@ def convert_checkpoint(model_dir: str | Path, out_dir: str | Path, quantization:
     if quantization is not None and quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization = {quantization!r}: use one of {QUANTIZATIONS}")
     root, out = Path(model_dir), Path(out_dir)
-    path = find_checkpoint(root, checkpoint)
-    state = safe_load(path, trusted_globals)
-    info = model_info(state)
-    task_cfg = task_config(state)
+    md = open_fairseq_dir(root, checkpoint, trusted_globals, languages)
+    info, path = md.info, md.checkpoint
+    task_cfg = task_config(md.state)
     fixed = setting(task_cfg, "fixed_dictionary")
     src, tgt = info.pairs[0]
-    converter = FairseqConverter(str(path), str(root), source_lang=src, target_lang=tgt,
-                                 fixed_dictionary=str(root / Path(fixed).name) if fixed else None)
-    with allowed_globals(trusted_globals):
-        converter.convert(str(out), quantization=quantization, force=force)
+    with contextlib.ExitStack() as stack:
+        converter = FairseqConverter(str(path), str(_data_dir(md, stack)), source_lang=src, target_lang=tgt,
+                                     fixed_dictionary=str(root / Path(fixed).name) if fixed else None)
+        with allowed_globals(trusted_globals):
+            converter.convert(str(out), quantization=quantization, force=force)
     spm = find_spm(root)
     if spm is not None:
         shutil.copyfile(spm, out / "sentencepiece.bpe.model")
@@ -78,12 +95,40 @@ def convert_checkpoint(model_dir: str | Path, out_dir: str | Path, quantization:
 def load_meta(model_dir: Path) -> tuple[ModelInfo, int]:
     meta_path = model_dir / META_FILE
     if not meta_path.is_file():
-        raise FileNotFoundError(f"{model_dir}: no {META_FILE}; convert the checkpoint with `m3curate mt convert`")
+        fairseq = any((model_dir / name).is_file() for name in CHECKPOINT_NAMES)
+        hint = ("it holds a fairseq checkpoint: use --engine fairseq (mt.engine = \"fairseq\"), or " if fairseq
+                else "")
+        raise FileNotFoundError(f"{model_dir}: no {META_FILE}; {hint}convert the checkpoint with `m3curate mt convert`")
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     raw = meta["info"]
     info = ModelInfo(raw["task"], tuple(tuple(p) for p in raw["pairs"]), tuple(raw["langs"]), raw["lang_tok_style"],
                      raw["encoder_langtok"], bool(raw["decoder_langtok"]))
     return info, int(meta["max_source_positions"])
+
+
+def target_vocabulary(model_dir: Path) -> list[str]:
+    """The converted model's target tokens (CTranslate2's ``*_vocabulary.json``)."""
+    for name in ("target_vocabulary.json", "shared_vocabulary.json", "vocabulary.json"):
+        if (model_dir / name).is_file():
+            return json.loads((model_dir / name).read_text(encoding="utf-8"))
+    return []
+
+
+def require_compute(device: str, compute_type: str) -> None:
+    """ValueError in one line, saying what to do, for a CUDA device that is not there or a
+    compute type CTranslate2 cannot run on ``device`` here."""
+    import ctranslate2
+
+    if device == "cuda" and ctranslate2.get_cuda_device_count() == 0:
+        raise ValueError("device = 'cuda', but CTranslate2 sees no CUDA GPU here: use --device cpu "
+                         "(mt.device = \"cpu\"), or run where a GPU and its driver are installed")
+    if device == "auto" or compute_type in ("default", "auto"):
+        return
+    supported = sorted(ctranslate2.get_supported_compute_types(device))
+    if compute_type not in supported:
+        raise ValueError(f"compute_type = {compute_type!r} does not run on {device} here (it supports "
+                         f"{', '.join(supported)}): use --compute-type default (mt.compute_type = \"default\") "
+                         "or one of those")
 
 
 class CT2Translator(Translator):
@@ -92,6 +137,7 @@ class CT2Translator(Translator):
     device: ``cpu``, ``cuda`` or ``auto``. compute_type: CTranslate2's (``default`` uses
     the stored type; ``int8``, ``float16``, ``int8_float16``, ...). cpu_threads: intra-op
     threads (0 = CTranslate2's default). model_id: ``origin``; default ``ct2:<dir name>``.
+    remove_bpe: ``auto`` | ``subword_nmt`` | ``none`` (``translate.pieces``).
     fairseq_scores: CTranslate2 leaves the forced target-language token's log-probability
         out of a hypothesis score (fairseq counts it); when True, one extra one-step
         ``score_batch`` call per batch adds it back, so scores mean what fairseq's mean.
@@ -99,16 +145,18 @@ class CT2Translator(Translator):
 
     def __init__(self, model_dir: str | Path, decoding: Decoding | None = None, *, device: str = "cpu",
                  compute_type: str = "default", cpu_threads: int = 0, model_id: str | None = None,
-                 fairseq_scores: bool = True):
+                 fairseq_scores: bool = True, remove_bpe: str = "auto"):
         import ctranslate2
 
         self.decoding = decoding or Decoding()
         self.decoding.check()
         root = Path(model_dir)
         self.info, self.max_source = load_meta(root)
+        require_compute(device, compute_type)
         self.translator = ctranslate2.Translator(str(root), device=device, compute_type=compute_type,
                                                  inter_threads=1, intra_threads=cpu_threads)
-        self.pieces = Pieces(find_spm(root))
+        spm = find_spm(root)
+        self.pieces = Pieces(spm, resolve_remove_bpe(remove_bpe, spm is not None, target_vocabulary(root)))
         self.model_id = model_id or f"ct2:{root.resolve().name}"
         self.fairseq_scores = fairseq_scores
 

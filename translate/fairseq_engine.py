@@ -28,16 +28,14 @@ from translate.batching import restore_order, token_budget_batches
 from translate.checkpoint import (
     ModelDirError,
     ModelInfo,
-    find_checkpoint,
     find_spm,
     lang_token,
-    model_info,
-    safe_load,
     setting,
     task_config,
 )
 from translate.engine import Decoding, Hypothesis, Translator
-from translate.pieces import Pieces
+from translate.model_dir import Dictionaries, FairseqDir, open_fairseq_dir
+from translate.pieces import Pieces, resolve_remove_bpe
 
 DTYPES = ("float32", "float16", "bfloat16")
 
@@ -46,8 +44,8 @@ def _overrides(model_dir: Path, info: ModelInfo, state: dict[str, Any]) -> dict[
     """Task settings to replace at load time: the data dir is the model dir; a multilingual
     task needs an inference pair, and its dictionary files are looked up beside the model."""
     out: dict[str, Any] = {"data": str(model_dir)}
+    out["source_lang"], out["target_lang"] = info.pairs[0]  # bilingual: given when the checkpoint lacks them
     if info.multilingual:
-        out["source_lang"], out["target_lang"] = info.pairs[0]
         task_cfg = task_config(state)
         for key in ("fixed_dictionary", "lang_dict"):
             value = setting(task_cfg, key)
@@ -75,6 +73,38 @@ def _prepare_state(state: dict[str, Any], overrides: dict[str, Any]) -> dict[str
     return _upgrade_state_dict(state)
 
 
+def _bilingual_task(state: dict[str, Any], dicts: Dictionaries) -> Any:
+    """What ``TranslationTask.setup_task`` builds, with the dictionaries found in the model
+    directory (a joined one may sit under one name only): loaded once per side, as fairseq does."""
+    from fairseq.tasks.translation import TranslationTask
+
+    return TranslationTask(state["cfg"].task, TranslationTask.load_dictionary(str(dicts.source)),
+                           TranslationTask.load_dictionary(str(dicts.target)))
+
+
+def _load(md: FairseqDir) -> tuple[list[Any], Any]:
+    """(models, task) of an opened model directory, built by fairseq from the safely loaded state."""
+    from fairseq import checkpoint_utils
+
+    overrides = _overrides(md.root, md.info, md.state)
+    state = _prepare_state(md.state, overrides)
+    task = None if md.dicts is None else _bilingual_task(state, md.dicts)
+    models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task(
+        [str(md.checkpoint)], arg_overrides=overrides, task=task, state=state)
+    return models, task
+
+
+def require_device(device: str) -> None:
+    """ValueError in one line, saying what to do, when ``device`` is CUDA and there is none."""
+    import torch
+
+    if not device.startswith("cuda") or torch.cuda.is_available():
+        return
+    why = "this PyTorch was built without CUDA" if torch.version.cuda is None else "PyTorch sees no CUDA GPU"
+    raise ValueError(f"device = {device!r}, but {why} (torch {torch.__version__}): use --device cpu "
+                     "(mt.device = \"cpu\"), or run where a GPU and a CUDA build of PyTorch are installed")
+
+
 def _task_setting(task: Any, key: str, default: Any) -> Any:
     from fairseq import utils
 
@@ -91,6 +121,10 @@ class FairseqTranslator(Translator):
     model_dir: holds the checkpoint (``checkpoint`` or model.pt / checkpoint_best.pt /
         checkpoint_last.pt), ``dict.<lang>.txt`` and optionally a SentencePiece model
         (``spm_model``, else sentencepiece.bpe.model / spm.model found in the dir).
+    languages: (source, target) of a bilingual checkpoint that records none
+        (``translate.model_dir``); ignored otherwise.
+    remove_bpe: ``auto`` | ``subword_nmt`` | ``none``: whether ``@@ `` markers are removed
+        from the output (``translate.pieces``).
     decoding: beam, length penalty, max length, no-repeat n-gram, batch budget.
     device: ``cpu`` or ``cuda[:n]``; dtype: float32, or float16/bfloat16 on CUDA.
     trusted_globals: extra pickle globals the user vouches for (see translate.checkpoint).
@@ -100,9 +134,10 @@ class FairseqTranslator(Translator):
 
     def __init__(self, model_dir: str | Path, decoding: Decoding | None = None, *, checkpoint: str | None = None,
                  spm_model: str | None = None, device: str = "cpu", dtype: str = "float32",
-                 trusted_globals: Sequence[str] = (), model_id: str | None = None, cpu_threads: int = 0):
+                 trusted_globals: Sequence[str] = (), model_id: str | None = None, cpu_threads: int = 0,
+                 languages: tuple[str, str] | None = None, remove_bpe: str = "auto"):
         import torch
-        from fairseq import checkpoint_utils, utils
+        from fairseq import utils
 
         self.decoding = decoding or Decoding()
         self.decoding.check()
@@ -110,15 +145,13 @@ class FairseqTranslator(Translator):
             raise ValueError(f"dtype = {dtype!r}: use one of {DTYPES}")
         if dtype != "float32" and not device.startswith("cuda"):
             raise ValueError(f"dtype = {dtype!r} needs a CUDA device; on {device} use float32")
+        require_device(device)
         if cpu_threads > 0:
             torch.set_num_threads(cpu_threads)
         root = Path(model_dir)
-        path = find_checkpoint(root, checkpoint)
-        state = safe_load(path, trusted_globals)
-        self.info = model_info(state)
-        overrides = _overrides(root, self.info, state)
-        models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task(
-            [str(path)], arg_overrides=overrides, state=_prepare_state(state, overrides))
+        md = open_fairseq_dir(root, checkpoint, trusted_globals, languages)
+        self.info = md.info
+        models, task = _load(md)
         self.device = torch.device(device)
         gen_cfg = argparse.Namespace(generation=argparse.Namespace(beam=self.decoding.beam))
         for model in models:
@@ -134,7 +167,8 @@ class FairseqTranslator(Translator):
         self.left_pad = bool(_task_setting(task, "left_pad_source", True))
         limits = utils.resolve_max_positions(task.max_positions(), *[m.max_positions() for m in models])
         self.max_source = limits[0]
-        self.pieces = Pieces(find_spm(root, spm_model))
+        spm = find_spm(root, spm_model)
+        self.pieces = Pieces(spm, resolve_remove_bpe(remove_bpe, spm is not None, self.tgt_dict.symbols))
         self.generator = self._build_generator()
         self.model_id = model_id or f"fairseq:{root.resolve().name}"
 

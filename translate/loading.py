@@ -11,19 +11,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from translate.checkpoint import ModelInfo, find_checkpoint, model_info, safe_load
+from translate.checkpoint import ModelInfo
 from translate.config import TranslateConfig, TranslateConfigError
 from translate.engine import Translator
+from translate.model_dir import open_fairseq_dir
 
 
 def read_model_info(cfg: TranslateConfig) -> ModelInfo:
-    """The model's languages and token rules, without loading its weights."""
+    """The model's languages and token rules, without loading its weights; for a bilingual
+    checkpoint, its dictionaries are checked to be there too (``translate.model_dir``)."""
     if cfg.engine == "ctranslate2":
         from translate.ct2_engine import load_meta
 
         return load_meta(Path(cfg.model))[0]
-    state = safe_load(find_checkpoint(cfg.model, cfg.checkpoint), cfg.trusted_globals, mmap=True)
-    return model_info(state)
+    return open_fairseq_dir(cfg.model, cfg.checkpoint, cfg.trusted_globals, cfg.language_pair(), mmap=True).info
 
 
 def check_model(cfg: TranslateConfig) -> ModelInfo:
@@ -56,9 +57,11 @@ def load_translator(cfg: TranslateConfig) -> Translator:
         from translate.ct2_engine import CT2Translator
 
         return CT2Translator(cfg.model, cfg.decoding(), device=cfg.device, compute_type=cfg.compute_type,
-                             cpu_threads=cfg.cpu_threads, model_id=cfg.resolved_model_id())
+                             cpu_threads=cfg.cpu_threads, model_id=cfg.resolved_model_id(),
+                             remove_bpe=cfg.remove_bpe)
     from translate.fairseq_engine import FairseqTranslator
 
     return FairseqTranslator(cfg.model, cfg.decoding(), checkpoint=cfg.checkpoint, spm_model=cfg.spm_model,
                              device=cfg.device, dtype=cfg.dtype, trusted_globals=cfg.trusted_globals,
-                             model_id=cfg.resolved_model_id(), cpu_threads=cfg.cpu_threads)
+                             model_id=cfg.resolved_model_id(), cpu_threads=cfg.cpu_threads,
+                             languages=cfg.language_pair(), remove_bpe=cfg.remove_bpe)

@@ -11,6 +11,14 @@ forced target language token), trained by ``translate.demo_model.train_demo_mode
 ``translation`` task, no language tokens, separate source and target dictionaries, one
 SentencePiece model), 1 layer, d=64; about 20 s; its test split is built like ``tiny_mt``'s.
 ``tiny_bilingual_ct2``: that model converted to CTranslate2 (float32).
+``recipe_mt``: en→de trained exactly by fairseq's canonical recipe (``fairseq_recipe``):
+subword-nmt BPE (``@@ ``), ``fairseq-preprocess --source-lang en --target-lang de``, then
+``fairseq-train data-bin`` without language flags, so the checkpoint records none; the
+model directory holds ``checkpoint_best.pt`` and the two dictionaries only. 2 layers, d=64,
+400 pairs, 10 epochs; about 30 s. ``recipe_joined_mt``: the same data preprocessed with
+``--joined-dictionary`` and trained with ``--share-all-embeddings`` (1 layer, 4 epochs).
+``recipe_generate_runs``/``joined_generate_runs``: ``fairseq-generate --remove-bpe`` on
+their test splits, as the recipe runs it.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ TARGETS = ("de", "fr", "es")
 TRAIN_PAIRS, TRAIN_SEED = 800, 0
 TEST_PAIRS, TEST_SEED = 120, 4242
 BILINGUAL_PAIRS = 500
+RECIPE_PAIRS, RECIPE_MERGES = 400, 120
 
 
 @dataclass(frozen=True)
@@ -112,3 +121,60 @@ def generate_runs(tiny_mt: TinyMT) -> dict:
 @pytest.fixture(scope="session")
 def bilingual_generate_runs(tiny_bilingual_mt: TinyMT) -> dict:
     return _generate_beams(tiny_bilingual_mt)
+
+
+def _recipe_splits() -> dict[str, list[tuple[str, str]]]:
+    from curation.demo.synth import parallel_captions
+
+    train = parallel_captions(RECIPE_PAIRS, TRAIN_SEED, "en", "de")
+    seen = {src for src, _ in train}
+    valid = [p for p in parallel_captions(60, 7, "en", "de") if p[0] not in seen][:40]
+    test = [p for p in parallel_captions(80, TEST_SEED, "en", "de") if p[0] not in seen][:60]
+    return {"train": train, "valid": valid, "test": test}
+
+
+@pytest.fixture(scope="session")
+def recipe_bpe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from fairseq_recipe import write_bpe_splits
+
+    return write_bpe_splits(tmp_path_factory.mktemp("recipe"), _recipe_splits(), RECIPE_MERGES)
+
+
+@pytest.fixture(scope="session")
+def recipe_mt(recipe_bpe: Path):
+    from fairseq_recipe import train_recipe
+
+    return train_recipe(recipe_bpe.parent / "separate", recipe_bpe, joined=False, layers=2, epochs=10)
+
+
+@pytest.fixture(scope="session")
+def recipe_joined_mt(recipe_bpe: Path):
+    from fairseq_recipe import train_recipe
+
+    return train_recipe(recipe_bpe.parent / "joined", recipe_bpe, joined=True, layers=1, epochs=4)
+
+
+def _recipe_generate(model) -> dict:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fairseq_recipe import generate
+
+    with ThreadPoolExecutor(2) as pool:
+        return dict(zip((1, 4), pool.map(lambda beam: generate(model, beam), (1, 4)), strict=True))
+
+
+@pytest.fixture(scope="session")
+def recipe_generate_runs(recipe_mt) -> dict:
+    return _recipe_generate(recipe_mt)
+
+
+@pytest.fixture(scope="session")
+def joined_generate_runs(recipe_joined_mt) -> dict:
+    return _recipe_generate(recipe_joined_mt)
+
+
+@pytest.fixture(scope="session")
+def recipe_ct2(recipe_mt) -> Path:
+    from translate.ct2_engine import convert_checkpoint
+
+    return convert_checkpoint(recipe_mt.model_dir, recipe_mt.work / "ct2", languages=("en", "de"))

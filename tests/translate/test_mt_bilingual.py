@@ -27,12 +27,16 @@ def test_model_info_reads_the_bilingual_checkpoint(tiny_bilingual_mt):
     assert src != tgt and "__en__" not in src + tgt and "__de__" not in src + tgt
 
 
-def test_a_checkpoint_without_its_languages_is_refused_by_name(tiny_bilingual_mt):
+def test_a_checkpoint_without_its_languages_takes_them_from_the_caller(tiny_bilingual_mt):
     # what fairseq-train writes when it infers the pair from the data directory
+    # (test_mt_recipe.py trains such a checkpoint; this is the same state, edited)
     state = safe_load(tiny_bilingual_mt.checkpoint)
     task_config(state)["source_lang"] = None
-    with pytest.raises(ModelDirError, match="does not record its languages.*--source-lang/--target-lang"):
+    with pytest.raises(ModelDirError, match="does not record its languages.*--src/--tgt"):
         model_info(state)
+    assert model_info(state, ("en", "de")).pairs == (("en", "de"),)
+    task_config(state)["source_lang"] = "en"
+    assert model_info(state, ("xx", "yy")).pairs == (("en", "de"),), "recorded languages win"
 
 
 @pytest.mark.parametrize("beam", [1, 4])
