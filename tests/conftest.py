@@ -48,3 +48,14 @@ def lid_model_path(tmp_path_factory: pytest.TempPathFactory) -> str:
 def lid_glot_model_path(tmp_path_factory: pytest.TempPathFactory) -> str:
     """Path of a tiny GlotLID-style model (labels eng_Latn, deu_Latn, fra_Latn, spa_Latn)."""
     return _train(tmp_path_factory.mktemp("glotlid"), GLOT_LABELS)
+
+
+@pytest.fixture(scope="session")
+def demo_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One small ``m3curate demo`` (120 images, 0.3 min of pre-training) for the session:
+    the end-to-end demo test and the README's recipes read it."""
+    from curation.cli import main
+
+    out = tmp_path_factory.mktemp("demo") / "demo-out"
+    assert main(["demo", "--out", str(out), "--samples", "120", "--pretrain-minutes", "0.3"]) == 0
+    return out
