@@ -11,7 +11,7 @@ relevance stage scores every weak text with the lexical scorer):
 Runs, all with the same steps, seeds, model and data order:
   a  strict       strict pairs only (weak texts never sampled)
   b  weak-strict  weak texts treated as strict pairs (relevance ignored)
-  c  rc3-soft     RC3 form 1 with the pipeline's relevance (target mass r on the own pair)
+  c  weighted     weighted InfoNCE (the old "soft") with the pipeline's relevance
   d  rc3-reg      RC3 form 2 with the pipeline's relevance (regulariser towards r * sim(image, anchor))
   e  rc3-null     form 1 with relevance removed (null -> data.null_relevance = 0.5)
   g  rc3-grades   form 1 with the generator's constructed grades instead of the pipeline's scores
@@ -57,12 +57,12 @@ NO_AUX = {"data": {"kind_weights": {"codeswitch": 0.0}}, "loss": {"ttc": 0.0}}
 RUNS = {
     "a": ("strict only", {"data": {"kind_weights": {"weak": 0.0}}}, "built"),
     "b": ("weak as strict", {"loss": {"weak_form": "strict"}}, "built"),
-    "c": ("RC3 soft targets, pipeline relevance (default)", {"loss": {"weak_form": "soft"}}, "built"),
+    "c": ("weighted InfoNCE (old soft), pipeline relevance", {"loss": {"weak_form": "weighted_infonce"}}, "built"),
     "d": ("RC3 regulariser, pipeline relevance", {"loss": {"weak_form": "regularizer"}}, "built"),
-    "e": ("RC3 soft targets, relevance removed (0.5)", {"loss": {"weak_form": "soft"}, "data": {"null_relevance": 0.5}},
+    "e": ("weighted InfoNCE, relevance removed (0.5)", {"loss": {"weak_form": "weighted_infonce"}, "data": {"null_relevance": 0.5}},
           "null"),
-    "g": ("RC3 soft targets, constructed grades", {"loss": {"weak_form": "soft"}}, "grades"),
-    "f": ("RC3 soft targets + uniform spread", {"loss": {"weak_form": "soft", "weak_spread": True}}, "built"),
+    "g": ("weighted InfoNCE, constructed grades", {"loss": {"weak_form": "weighted_infonce"}}, "grades"),
+    "f": ("weighted InfoNCE + uniform spread", {"loss": {"weak_form": "weighted_infonce", "weak_spread": True}}, "built"),
 }
 
 
