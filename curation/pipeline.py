@@ -21,6 +21,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from curation.clean.dedup import Deduplicate
 from curation.clean.images import ValidateImages
+from curation.clean.splits import AssignSplits
 from curation.clean.texts import NormaliseTexts
 from curation.config import BuildConfig
 from curation.output import manifest as manifest_lib
@@ -120,6 +121,7 @@ def build_pipeline(p: beam.Pipeline, cfg: BuildConfig, directory: str) -> None:
     valid, image_rejects = raw | "ValidateImages" >> ValidateImages(cfg.image)
     pairs, parallel, text_rejects = valid | "NormaliseTexts" >> NormaliseTexts(cfg.text)
     pairs, pair_dups = pairs | "DedupPairs" >> Deduplicate("pairs", cfg.dedup.key)
+    pairs = pairs | "AssignSplits" >> AssignSplits()
     parallel, parallel_dups = parallel | "DedupParallel" >> Deduplicate("parallel", cfg.dedup.key)
     rejects += [image_rejects, text_rejects, pair_dups, parallel_dups]
     tables = {"pairs": pairs, "parallel": parallel}

@@ -1,6 +1,6 @@
 """The stage registry: every stage's name, written once, in the order records pass them.
 
-``SPINE`` always runs: reading, image and text validation, dedup. ``ROW_STAGES`` are the
+``SPINE`` always runs: reading, image and text validation, dedup, leak-free splits. ``ROW_STAGES`` are the
 row stages over curated rows, each an ``ApplyRowStage`` (``schemas.stage``) or, for
 machine translation, a transform on the same counters and rejects: each runs when
 ``enabled(cfg)``. The stage's name here is its Beam step, its counters' namespace and its
@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from curation.config import BuildConfig
 
-READ, IMAGE, TEXT, DEDUP = "read", "image", "text", "dedup"
-SPINE = (READ, IMAGE, TEXT, DEDUP)
+READ, IMAGE, TEXT, DEDUP, SPLIT = "read", "image", "text", "dedup", "split"
+SPINE = (READ, IMAGE, TEXT, DEDUP, SPLIT)
 # The writer counts what it wrote under this namespace; it is no stage (it drops nothing).
 WRITE = "write"
 

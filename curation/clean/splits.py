@@ -1,0 +1,118 @@
+"""Splits without leakage: every row of one image, and every exact-duplicate caption of a
+held-out image, in one split (the ``split`` stage, ``AssignSplits``).
+
+Sources declare a split (``[[sources]].split``), and the same picture or the same caption
+can come in through two of them: a web crawl that also holds a benchmark's test images, or
+a template caption ("a red car") on both sides. A retrieval number measured on a test
+image the model trained on is inflated, so before any row stage runs:
+
+- rows whose stored image bytes are equal (``image.sha256``) all move to the highest-
+  ranked split any of them has;
+- rows with a caption (kind ``caption``, compared exactly after the text stage's
+  normalisation) equal to a caption in a higher-ranked split move to that split too.
+
+Rank: ``test`` > ``val`` (also ``valid``, ``validation``, ``dev``) > any other split name
+> ``train`` (ties between other names break alphabetically, so the result never depends
+on the runner). Held-out splits only ever gain rows; nothing is dropped. Only image
+digests, caption keys and ids are shuffled, never image bytes: the moves (usually few)
+reach the rows as a side input. ``parallel`` rows pass through; the ``mt`` stage runs after
+this one, so the parallel rows it derives carry the moved split.
+
+Counters (namespace ``split``): ``in``, ``kept`` (rows), ``moved_<from>_to_<to>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import apache_beam as beam
+
+from curation.stages import SPLIT
+from schemas.stage import StageCounters
+
+HELD_OUT = ("test", "val", "valid", "validation", "dev")
+
+
+def rank(split: str) -> tuple[int, str]:
+    """Sort key of a split: lower is more held out (``test`` first, ``train`` last)."""
+    if split in HELD_OUT:
+        return (HELD_OUT.index(split), "")
+    return (len(HELD_OUT) + (1 if split == "train" else 0), split)
+
+
+def caption_keys(row: dict[str, Any]) -> list[str]:
+    """The row's captions as compact keys (a digest of the exact text)."""
+    return [hashlib.blake2b(t["text"].encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
+            for t in row["texts"] if t["kind"] == "caption"]
+
+
+def leak_keys(row: dict[str, Any], moved: dict[str, str]) -> Iterator[tuple[str, tuple[str, str]]]:
+    """(key, (row id, split)) for the row's image and each of its captions, with the split
+    the earlier rounds moved the row to."""
+    member = (row["id"], moved.get(row["id"], row["split"]))
+    yield "i:" + row["image"]["sha256"], member
+    for key in caption_keys(row):
+        yield "c:" + key, member
+
+
+def moves(group: tuple[str, Iterable[tuple[str, str]]]) -> Iterator[tuple[str, str]]:
+    """(row id, split it moves to) for the rows of one key that are not in its top split."""
+    _, members = group
+    members = list(members)
+    top = min((split for _, split in members), key=rank)
+    for row_id, split in members:
+        if split != top:
+            yield row_id, top
+
+
+def most_held_out(a: str, b: str) -> str:
+    return min(a, b, key=rank)
+
+
+class _ApplyFn(beam.DoFn):
+    def __init__(self) -> None:
+        self.counters = StageCounters(SPLIT)
+
+    def process(self, row: dict[str, Any], moved: dict[str, str]) -> Iterator[dict[str, Any]]:
+        self.counters.inc("in")
+        self.counters.inc("kept")
+        target = moved.get(row["id"])
+        if target is None or target == row["split"]:
+            yield row
+            return
+        self.counters.inc(f"moved_{row['split']}_to_{target}")
+        yield {**row, "split": target}
+
+
+class AssignSplits(beam.PTransform):
+    """Pairs rows -> the same rows with leak-free splits (module docstring).
+
+    A move can make a new leak (a row moved for its caption shares its image with a row
+    that stayed), so the moves are found in ``ROUNDS`` rounds, each on the splits the
+    earlier ones gave. A longer chain than that is left for ``m3curate validate`` and the
+    trainer, which refuse a dataset whose splits share an image, naming the rows.
+    """
+
+    ROUNDS = 3
+
+    def expand(self, pairs: beam.PCollection) -> beam.PCollection:
+        moved = pairs.pipeline | "NoMoves" >> beam.Create([])
+        for r in range(self.ROUNDS):
+            found = (
+                pairs
+                | f"LeakKeys{r}" >> beam.FlatMap(leak_keys, moved=beam.pvalue.AsDict(moved))
+                | f"ByKey{r}" >> beam.GroupByKey()
+                | f"Moves{r}" >> beam.FlatMap(moves)
+            )
+            moved = ((moved, found) | f"All{r}" >> beam.Flatten()
+                     | f"PerRow{r}" >> beam.CombinePerKey(_reduce))
+        return pairs | "Apply" >> beam.ParDo(_ApplyFn(), moved=beam.pvalue.AsDict(moved))
+
+
+def _reduce(splits: Iterable[str]) -> str:
+    out = None
+    for split in splits:
+        out = split if out is None else most_held_out(out, split)
+    return out  # type: ignore[return-value]
