@@ -22,6 +22,7 @@ FORMATS = ("jsonl", "csv", "tsv", "parquet", "webdataset", "parallel_files")
 KINDS = ("pair", "weak", "parallel")
 IMAGE_FORMATS = ("JPEG", "PNG", "WEBP")
 DEDUP_KEYS = ("image+caption", "image", "caption", "none")
+IMAGE_PATH_POLICIES = ("confined", "any")
 
 # Column roles each record kind reads, and which of them are required.
 ROLES: dict[str, dict[str, bool]] = {
@@ -61,6 +62,11 @@ class SourceConfig:
     columns: role -> column name, overriding DEFAULT_COLUMNS (e.g. ``caption = "alt"``).
     image_root: directory that relative image paths are resolved against (default: the
         directory of the file that names them).
+    image_paths: "confined" (default) or "any". Confined: an image path must stay inside
+        the image root; ``..`` escapes, absolute paths and URLs outside it, another scheme or
+        bucket, and symlinks whose target lies outside it are rejected as
+        ``read/unsafe_path`` without being opened, so a row cannot copy a private file into
+        the dataset. "any" trusts the data: rows may name any file the worker can read.
     lang / src_lang / tgt_lang / anchor_lang: declared language for every row (of the
         caption or weak text, the parallel sides, a weak text's anchor), where rows have none.
     split: written to the ``split`` column (train, val, test...).
@@ -73,6 +79,7 @@ class SourceConfig:
     kind: str = "pair"
     columns: dict[str, str] = field(default_factory=dict)
     image_root: str | None = None
+    image_paths: str = "confined"
     lang: str | None = None
     src_lang: str | None = None
     tgt_lang: str | None = None
@@ -199,6 +206,11 @@ def _validate_source(src: SourceConfig, i: int) -> None:
         raise ConfigError(f"{where}: kind 'parallel' reads jsonl, csv, tsv, parquet or parallel_files")
     if src.kind != "parallel" and src.format == "parallel_files":
         raise ConfigError(f"{where}: format 'parallel_files' is only for kind 'parallel'")
+    if src.image_paths not in IMAGE_PATH_POLICIES:
+        raise ConfigError(
+            f"{where}.image_paths = {src.image_paths!r}: use \"confined\" (image paths stay inside "
+            "image_root) or \"any\" (trust the data: rows may name any readable file)"
+        )
 
 
 def validate(cfg: BuildConfig) -> BuildConfig:

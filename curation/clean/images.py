@@ -6,7 +6,10 @@ turns every failure into a ``Reject`` with stage ``image`` and one of these reas
   empty               the image bytes are empty
   missing_image       the record has neither image bytes nor an image path
   missing_file        the image path does not exist
-  read_error          the image path exists but cannot be read (a directory, no permission)
+  read_error          the image path exists but cannot be read (a directory, no permission,
+                      a scheme with no Beam filesystem installed)
+  unsafe_path         a confined image path now resolves outside its image root (a symlink
+                      swapped in after the read stage checked it; see ``curation.read.paths``)
   not_an_image        Pillow cannot identify the bytes as one of ``INPUT_FORMATS``
   decompression_bomb  the header claims more than ``bomb_pixels`` pixels
   too_many_pixels     width * height > ``max_pixels``
@@ -32,6 +35,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import os
+import stat
 import threading
 import warnings
 from collections.abc import Iterator
@@ -43,10 +48,9 @@ from apache_beam.io.filesystems import FileSystems
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from curation.config import ImageConfig
+from curation.read.paths import UnsafePath, open_target
 from curation.read.records import RawRecord
 from curation.stages import IMAGE
-
-# Formats accepted as input. An allow-list: Pillow can also open formats whose loaders
 from schemas.rows import REJECTS_TAG, Reject
 from schemas.stage import StageCounters
 
@@ -237,6 +241,9 @@ def encode(img: Image.Image, fmt: str, quality: int) -> bytes:
 def load_image_bytes(record: RawRecord) -> bytes:
     """The record's encoded image: its bytes, or the file at ``image_path`` (any Beam filesystem).
 
+    A confined local path (``record.image_root`` set) is checked where it is opened: its
+    real location must lie inside the root, and that real location is what is opened, so
+    nothing outside the root is ever read (``unsafe_path``, the detail names paths only).
     Transient storage errors are re-raised so that the runner retries the bundle; only
     a file that does not exist or cannot be read becomes a reject.
     """
@@ -246,12 +253,20 @@ def load_image_bytes(record: RawRecord) -> bytes:
     if not path:
         raise ImageRejected("missing_image", "the record has neither image bytes nor an image path")
     try:
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        target = open_target(path, record.image_root)
+        if "://" not in target and not stat.S_ISREG(os.stat(target).st_mode):
+            # a FIFO or device (/dev/zero) would block or never end; a folder is no image
+            raise ImageRejected("read_error", f"{path} is not a regular file")
+        with FileSystems.open(target, compression_type=CompressionTypes.UNCOMPRESSED) as f:
             return f.read()
+    except UnsafePath as err:
+        raise ImageRejected("unsafe_path", str(err)) from None
     except (FileNotFoundError, NotADirectoryError):
         raise ImageRejected("missing_file", f"{path} does not exist") from None
     except (IsADirectoryError, PermissionError) as err:
         raise ImageRejected("read_error", f"{path}: {type(err).__name__}: {err}") from None
+    except ValueError as err:  # no filesystem for the scheme, a NUL in the path
+        raise ImageRejected("read_error", f"{path!r}: {err}") from None
     except OSError:
         if not FileSystems.exists(path):
             raise ImageRejected("missing_file", f"{path} does not exist") from None

@@ -293,15 +293,3 @@ def file_label(path: str, source: SourceConfig) -> str:
     source's patterns: adding a pattern in another folder changes it (and every fallback
     id of the source); rows with an id column keep their ids."""
     return _file_label(path, tuple(source.paths))
-
-
-def resolve_image_path(value: str, path: str, source: SourceConfig) -> str:
-    """An image path as the image stage will open it: absolute and URL-style paths as given,
-    relative ones against ``source.image_root``, else against the directory of ``path``."""
-    if "://" in value or value.startswith("/"):
-        return value
-    if source.image_root:
-        base = source.image_root
-    else:
-        base = posixpath.dirname(path) if "://" in path else os.path.dirname(path)
-    return posixpath.join(base, value) if "://" in base else os.path.join(base, value)

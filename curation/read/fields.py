@@ -9,10 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from curation.config import ROLES, SourceConfig
-from curation.read.common import Item, Problem, file_label, read_reject, resolve_image_path
+from curation.read.common import Item, Problem, file_label, read_reject
+from curation.read.paths import UnsafePath, image_root_of, resolve_image_path
 from curation.read.records import RawRecord
-
-# The text fields each kind carries in ``RawRecord.fields``.
 from schemas.rows import Reject
 
 # The text fields each kind carries in ``RawRecord.fields``.
@@ -137,14 +136,18 @@ def image_of(
     row: dict[str, Any], column: str, path: str, source: SourceConfig, *, allow_bytes: bool
 ) -> tuple[bytes | None, str | None, Problem | None]:
     """(image bytes, image path, problem) from a row's image column: a string is a path to
-    resolve (read later by the image stage), bytes (Parquet only) are the encoded image."""
+    resolve (read later by the image stage), bytes (Parquet only) are the encoded image.
+    A path that leaves the source's image root is ``unsafe_path`` (``curation.read.paths``)."""
     if column not in row:
         return None, None, ("missing_column", _missing(column, "image", row))
     value = row[column]
     if value is None or value in ("", b""):
         return None, None, ("missing_image", f"column {column!r} (role image) is empty")
     if isinstance(value, str):
-        return None, resolve_image_path(value, path, source), None
+        try:
+            return None, resolve_image_path(value, path, source), None
+        except UnsafePath as err:
+            return None, None, ("unsafe_path", str(err))
     if allow_bytes and isinstance(value, bytes):
         return value, None, None
     expected = "a path or image bytes" if allow_bytes else "a path"
@@ -196,7 +199,16 @@ def map_row(
         image=image,
         image_path=image_path,
         raw=row,
+        image_root=_confinement(image_path, path, source),
     )
+
+
+def _confinement(image_path: str | None, path: str, source: SourceConfig) -> str | None:
+    """The root a record's image path must still lie in when the image stage opens it
+    (None: no path, or a source that trusts its paths)."""
+    if image_path is None or source.image_paths != "confined":
+        return None
+    return image_root_of(path, source)
 
 
 def row_reject(

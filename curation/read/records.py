@@ -28,7 +28,9 @@ class RawRecord:
     ``fields`` holds the mapped text fields by role: ``caption`` (pair), ``text``,
     ``lang``, ``anchor`` (weak), ``src``, ``tgt``, ``src_lang``, ``tgt_lang`` (parallel).
     ``image`` holds encoded bytes, or ``image_path`` a local or remote path to read them.
-    ``raw`` is the input row as read, kept for the rejects table.
+    ``raw`` is the input row as read, kept for the rejects table. ``image_root`` is the
+    folder ``image_path`` must still lie in when the image stage opens it (symlinks
+    resolved; ``curation.read.paths``), or None when the source trusts its paths.
     """
 
     source: str
@@ -41,6 +43,7 @@ class RawRecord:
     image_path: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
     image_info: dict[str, Any] | None = None  # the schema's ``image`` struct, set by ValidateImages
+    image_root: str | None = None
 
     @property
     def id(self) -> str:

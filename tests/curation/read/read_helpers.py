@@ -23,9 +23,9 @@ from schemas.rows import Reject
 
 
 
-def image_bytes(fmt: str = "PNG", color: tuple[int, int, int] = (200, 30, 30)) -> bytes:
+def image_bytes(fmt: str = "PNG", color: tuple[int, int, int] = (200, 30, 30), size: int = 8) -> bytes:
     buffer = io.BytesIO()
-    Image.new("RGB", (8, 8), color).save(buffer, format=fmt)
+    Image.new("RGB", (size, size), color).save(buffer, format=fmt)
     return buffer.getvalue()
 
 
