@@ -12,7 +12,10 @@
 #      PyPI, whose Linux wheel is the CUDA build. The machine's pip configuration is bypassed
 #      for that one command: it may point at a CPU wheelhouse (a local "+cpu" wheel of the same
 #      version would win). TORCH_INDEX_URL picks another index (e.g. a PyTorch cu12x one);
-#   3. `make install`: the project, and fairseq-fixed the way the Makefile installs it.
+#   3. `make install`: the project, and fairseq-fixed the way the Makefile installs it;
+#   4. CTranslate2's PyPI wheel is built for CUDA 12 and loads libcublas.so.12: when neither
+#      the venv nor the system has it (a CUDA 13 torch), nvidia-cublas-cu12 is installed and
+#      its folder put on LD_LIBRARY_PATH.
 # M3_WHEELS=DIR takes every package from a folder of wheels instead (a machine without network).
 # A rehearsal installs nothing: it runs on the environment `make install` made.
 # Then benchmarks/gpu_check.py runs the parts; results in out/gpu-check/ (gpu_check.json,
@@ -43,6 +46,26 @@ pip_wheels_or_index() {  # pip install from M3_WHEELS when set
     fi
 }
 
+cublas12_dir() {  # the folder of a pip-installed libcublas.so.12 on the venv's path, if any
+    "$BIN/python" -c 'import glob, os, sys
+hits = [h for p in sys.path if os.path.isdir(p) for h in glob.glob(os.path.join(p, "nvidia", "*", "lib", "libcublas.so.12"))]
+print(os.path.dirname(hits[0]) if hits else "")'
+}
+
+ct2_cuda_libs() {  # CTranslate2's PyPI wheel dlopens libcublas.so.12; a CUDA 13 torch brings none
+    local dir
+    dir=$(cublas12_dir)
+    if [ -z "$dir" ] && ! ldconfig -p 2>/dev/null | grep -q 'libcublas\.so\.12 '; then
+        say "no libcublas.so.12 for CTranslate2's CUDA build: installing nvidia-cublas-cu12"
+        pip_wheels_or_index nvidia-cublas-cu12
+        dir=$(cublas12_dir)
+    fi
+    if [ -n "$dir" ]; then
+        LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+        export LD_LIBRARY_PATH
+    fi
+}
+
 prepare() {
     if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L >/dev/null 2>&1; then
         say "no NVIDIA GPU here (nvidia-smi finds none); on a CPU machine run: $0 --rehearse"
@@ -70,6 +93,7 @@ prepare() {
     else
         make install PY="$PY"
     fi
+    ct2_cuda_libs
 }
 
 if [ "$REHEARSE" = 1 ]; then

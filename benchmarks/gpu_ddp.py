@@ -3,7 +3,8 @@
 What tests/pretrain/test_pt_ddp.py checks with gloo on CPU, here on the demo dataset and on
 the GPU: the trainer's own pieces (init_distributed, its DDP wrapper, train_step, RC3Loss's
 cross-rank gathers), ``tiny`` in fp32 with TF32 off, ITM off (its negatives come from the
-local batch by design), 3 AdamW steps. Compared: the gradient of the first batch, then every
+local batch by design), 3 AdamW steps of 16 rows, weak texts drawn often (so RC3's weak
+term, with its anchors, crosses ranks too). Compared: the gradient of the first batch, then every
 parameter after the steps.
 
 With two or more GPUs the two ranks use nccl, one GPU each. NCCL refuses two ranks on one
@@ -27,7 +28,8 @@ from gpu_record import Ctx, Recorder
 
 STEPS = 3
 OVERRIDES = {"model": {"preset": "tiny"}, "loss": {"itm": 0.0, "weak_form": "regularizer"},
-             "data": {"batch_size": 8, "parallel_batch_size": 8, "num_workers": 0, "null_relevance": 0.5},
+             "data": {"batch_size": 16, "parallel_batch_size": 16, "num_workers": 0, "null_relevance": 0.5,
+                      "kind_weights": {"caption": 1, "translation": 1, "codeswitch": 1, "weak": 8}},
              "train": {"lr": 1e-3, "warmup_steps": 0, "steps": STEPS, "precision": "fp32", "threads": 1}}
 # (gradient atol, parameter atol), plus rtol 1e-4: the CPU pair is the test's; CUDA kernels
 # pick other reduction orders for half a batch, so ten times that
@@ -142,8 +144,10 @@ def parity(ctx: Ctx, rec: Recorder) -> None:
     batches, vocab, pad = _batches(ctx)
     device = torch.device("cuda", 0) if ctx.device == "cuda" else torch.device("cpu")
     single = _train(batches, vocab, pad, DistEnv(device=device))
-    rec.figure(gpus=ctx.gpus, weak_rows_first_batch=int(batches[0]["is_weak"].sum()), steps=STEPS,
-               batch=int(batches[0]["text_ids"].shape[0]))
+    weak, anchored = int(batches[0]["is_weak"].sum()), int((batches[0]["is_weak"] & batches[0]["has_anchor"]).sum())
+    rec.figure(gpus=ctx.gpus, steps=STEPS, batch=int(batches[0]["text_ids"].shape[0]), weak_rows=weak,
+               weak_rows_with_anchor=anchored)
+    rec.check("the first batch has weak texts with anchors", anchored > 0, f"{weak} weak rows, {anchored} with an anchor")
     if ctx.rehearse:
         rec.note("rehearsal: two gloo ranks on CPU (the GPU run uses nccl)")
     elif ctx.gpus < 2:

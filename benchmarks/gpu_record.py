@@ -128,8 +128,8 @@ def verdict(status: str, result: dict[str, Any], rehearse: bool, detail: str = "
     if failed:
         return "FAIL: " + "; ".join(failed)
     if rehearse:
-        ran = "; ".join(result.get("notes", [])[:1])
-        return "rehearsal (CPU, tiny shapes, no GPU figure): " + (f"checks ok: {', '.join(passed)}. " if passed else "") + ran
+        ran = "; ".join(n.removeprefix("rehearsal: ") for n in result.get("notes", [])[:1])
+        return "rehearsal, no GPU figure: " + (f"{len(passed)} checks ok; " if passed else "") + ran
     targets = result.get("targets", [])
     parts = [f"{t['name']} {_fmt(t['value'])}{t['unit']} (target >= {_fmt(t['goal'])}{t['unit']}: "
              f"{'met' if t['met'] else 'MISSED'})" for t in targets]
@@ -141,9 +141,9 @@ def probe(ctx: Ctx, rec: Recorder) -> None:
     """The machine and the versions every figure depends on (a part of its own, so the
     driver itself never initialises CUDA)."""
     import platform
+    from importlib.metadata import version
 
     import ctranslate2
-    import fairseq
     import torch
 
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -152,6 +152,6 @@ def probe(ctx: Ctx, rec: Recorder) -> None:
     names = sorted({torch.cuda.get_device_name(i) for i in range(gpus)})
     rec.figure(cpu=f"{cpu}, {os.cpu_count()} CPUs", gpus=gpus, gpu=", ".join(names) or "none",
                torch=torch.__version__, cuda=torch.version.cuda, python=platform.python_version(),
-               fairseq=fairseq.__version__, ctranslate2=ctranslate2.__version__,
+               fairseq=version("fairseq-fixed"), ctranslate2=ctranslate2.__version__,
                ct2_cuda_devices=ctranslate2.get_cuda_device_count(),
                load=" ".join(f"{x:.1f}" for x in os.getloadavg()))
