@@ -2,7 +2,9 @@
 
 Everything stored is a tensor, dict, list, tuple, str, bytes, int, float, bool or None, so
 ``torch.load(weights_only=True)`` reads it with no allow-list and nothing is unpickled
-beyond that. A checkpoint is written to a temporary file in the same directory, fsynced and
+beyond that. Every load goes through ``torch_load``: a file that needs any other global (a
+pickle that calls ``os.system``) is refused with a one-line ``UnsafeCheckpointError``
+naming the global, the same refusal ``m3curate mt`` gives, not torch's generic advice. A checkpoint is written to a temporary file in the same directory, fsynced and
 renamed into place: a crash leaves the previous checkpoint intact, never a partial one.
 It carries the resolved config and the tokenizer's bytes, so evaluation needs nothing else,
 and ``--resume`` continues the run the checkpoint describes (``resume_config``).
@@ -11,8 +13,11 @@ and ``--resume`` continues the run the checkpoint describes (``resume_config``).
 from __future__ import annotations
 
 import os
+import pickle
+import pickletools
 import re
 import tempfile
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -36,6 +41,79 @@ RESUMABLE = ("train.steps", "train.log_every", "train.ckpt_every", "train.keep_c
 
 class ResumeError(ValueError):
     """--resume was asked to change what the run is; the message names the setting."""
+
+
+class UnsafeCheckpointError(ValueError):
+    """The file needs a global beyond plain data to unpickle; the message names it."""
+
+
+def torch_load(path: str | Path, mmap: bool = False) -> Any:
+    """``torch.load`` on CPU with ``weights_only=True``, its failures as one-line errors:
+    UnsafeCheckpointError naming the refused global(s), ValueError for a file that is not a
+    readable PyTorch checkpoint."""
+    try:
+        with warnings.catch_warnings():  # torch warns of a plain pickle's protocol: not news here
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+            except RuntimeError:
+                if not mmap:  # legacy (pre-zip) files cannot be mapped: read them whole
+                    raise
+                return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        names = _unsafe_globals(Path(path), str(err))
+        if names:
+            raise UnsafeCheckpointError(
+                f"{path}: refused to load: the checkpoint needs {', '.join(names)}, which is not on the allow-list of "
+                "safe globals (m3curate checkpoints hold only tensors, dicts, lists, strings and numbers). Unpickling "
+                "it could run code; use a checkpoint written by m3curate pretrain") from None
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({_reason(err)})") from None
+    except (RuntimeError, EOFError, OSError) as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({_reason(err)})") from None
+
+
+def _unsafe_globals(path: Path, message: str) -> list[str]:
+    """The globals the file asks for, as ``module.name`` (empty when none can be told):
+    from torch's scan of a zip checkpoint, its error message, or the pickle's opcodes."""
+    try:
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+    except Exception:  # a legacy (non-zip) file or a plain pickle: look further
+        pass
+    named = re.findall(r"GLOBAL ([\w.]+)", message)
+    return named or _pickle_globals(path)
+
+
+def _pickle_globals(path: Path, limit: int = 1_000_000) -> list[str]:
+    """``module.name`` of each GLOBAL / STACK_GLOBAL opcode of a plain pickle file (the
+    first ``limit`` opcodes; STACK_GLOBAL takes the two strings pushed before it)."""
+    found: list[str] = []
+    strings: list[str] = []
+    try:
+        with open(path, "rb") as handle:
+            for i, (op, arg, _) in enumerate(pickletools.genops(handle)):
+                if i >= limit:
+                    break
+                if op.name == "GLOBAL":
+                    found.append(str(arg).replace(" ", "."))
+                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    found.append(f"{strings[-2]}.{strings[-1]}")
+                elif isinstance(arg, str):
+                    strings.append(arg)
+    except Exception:  # not a pickle, or a truncated one: report what was seen
+        pass
+    return sorted(set(found))
+
+
+def _reason(err: BaseException) -> str:
+    """The informative part of a torch.load error (its first lines are generic advice)."""
+    text = str(err)
+    for marker in ("WeightsUnpickler error:", "Do it only if you got the file from a trusted source."):
+        if marker in text:
+            text = text.split(marker, 1)[1]
+    text = text.split("Check the documentation", 1)[0]
+    return " ".join(text.split())[:300] or type(err).__name__
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
@@ -71,9 +149,10 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load with ``weights_only=True``; refuse files that are not m3curate RC3 checkpoints."""
+    """Load with ``weights_only=True`` (``torch_load``); refuse files that are not m3curate
+    RC3 checkpoints."""
     path = resolve_checkpoint(path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = torch_load(path)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path}: not an m3curate RC3 checkpoint (format {FORMAT})")
     return state
@@ -114,7 +193,7 @@ def load_init_weights(model: nn.Module, path: str | Path) -> list[str]:
     Shapes must match exactly; every mismatch is listed in one error. Returns the names of
     parameters the checkpoint lacks (they keep their fresh initialisation, e.g. a new head).
     """
-    raw = torch.load(resolve_checkpoint(path), map_location="cpu", weights_only=True)
+    raw = torch_load(resolve_checkpoint(path))
     weights = raw.get("model", raw) if isinstance(raw, dict) else None
     if not isinstance(weights, dict):
         raise ValueError(f"{path}: holds no state dict")
@@ -150,7 +229,7 @@ def saved_config(run_dir: str | Path) -> dict[str, Any] | None:
     found = step_checkpoints(run_dir)
     if not found:
         return None
-    state = torch.load(found[-1][1], map_location="cpu", weights_only=True, mmap=True)
+    state = torch_load(found[-1][1], mmap=True)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{found[-1][1]}: not an m3curate RC3 checkpoint (format {FORMAT})")
     return state["config"]

@@ -195,3 +195,62 @@ def test_compile_says_it_is_compiling_before_the_first_step(tmp_path, dataset, m
     run_training(cfg, str(dataset), str(tmp_path / "run"))
     assert "compiling the model with torch.compile" in before_first_step[0]
     assert "first step done in" in capsys.readouterr().err
+
+
+class _RunsAShell:
+    """Pickles as a call of os.system: what a hostile "checkpoint" holds."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _evil_checkpoints(tmp_path: Path) -> list[Path]:
+    import pickle
+
+    marker = tmp_path / "PWNED"
+    zipped, legacy, plain = tmp_path / "evil.pt", tmp_path / "evil_legacy.pt", tmp_path / "evil.pkl"
+    torch.save({"format": "m3curate-rc3/1", "model": _RunsAShell(marker)}, zipped)
+    torch.save({"model": _RunsAShell(marker)}, legacy, _use_new_zipfile_serialization=False)
+    plain.write_bytes(pickle.dumps({"model": _RunsAShell(marker)}, protocol=4))
+    return [zipped, legacy, plain]
+
+
+def test_unsafe_checkpoint_is_refused_in_one_line_naming_the_global(tmp_path, dataset, capsys):
+    """`m3curate evaluate --checkpoint evil.pt`: one line, UnsafeCheckpointError, the global
+    named (os.system is posix.system), nothing run; so for --resume and init weights too."""
+    from curation.cli import main as m3curate
+    from pretrain.checkpoint import UnsafeCheckpointError, load_init_weights, saved_config
+
+    capsys.readouterr()
+    for evil in _evil_checkpoints(tmp_path):
+        assert m3curate(["evaluate", "--checkpoint", str(evil), "--data", str(dataset)]) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err
+        assert err.startswith(f"m3curate evaluate: error: UnsafeCheckpointError: {evil}: refused to load")
+        assert "posix.system" in err and "weights_only" not in err
+    run = tmp_path / "run" / "checkpoints"
+    run.mkdir(parents=True)
+    (run / "step-00000001.pt").write_bytes((tmp_path / "evil.pt").read_bytes())
+    with pytest.raises(UnsafeCheckpointError, match="posix.system"):
+        saved_config(tmp_path / "run")
+    cfg = load_config(None, {"model": MICRO, "train": {"steps": 1, "warmup_steps": 0}})
+    with pytest.raises(UnsafeCheckpointError, match="posix.system"):
+        run_training(cfg, str(dataset), str(tmp_path / "run"), resume=True)
+    with pytest.raises(UnsafeCheckpointError, match="posix.system"):
+        load_init_weights(torch.nn.Linear(2, 2), tmp_path / "evil.pt")
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_unreadable_checkpoint_is_one_line(tmp_path, dataset, capsys):
+    from curation.cli import main as m3curate
+
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint at all\n")
+    assert m3curate(["evaluate", "--checkpoint", str(junk), "--data", str(dataset)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not a readable PyTorch checkpoint" in err
