@@ -33,6 +33,64 @@ DEMO_EXAMPLE = """example:
   m3curate demo --out /tmp/d --samples 200 --seed 1 --overwrite"""
 
 
+EXPORT_EXAMPLE = """examples:
+  m3curate export out/ds --format webdataset --out out/wds --langs en,de --kinds caption,translation
+      (then open_clip: --train-data 'out/wds/train/{000000..000003}.tar' --dataset-type webdataset)
+  m3curate export out/ds --format cclm --out out/cclm --splits train
+      (out/cclm/cclm.yaml: the train_file / train_file_text keys for CCLM's Pretrain config)
+  m3curate export out/ds --format hf --out out/hf && python -c \\
+      "import datasets; print(datasets.load_from_disk('out/hf'))"
+
+The build folder itself also loads with datasets.load_dataset("parquet", data_dir="out/ds/pairs")
+or, through its dataset card (README.md), datasets.load_dataset("out/ds", "pairs")."""
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    items = tuple(v.strip() for v in value.split(",") if v.strip())
+    if not items:
+        raise argparse.ArgumentTypeError("expected a comma-separated list")
+    return items
+
+
+def _export(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from curation.output.export import ExportConfig, run_export
+
+    options = {"langs": args.langs, "splits": args.splits, "per": args.per, "table": args.table,
+               "images": args.images, "shard_size": args.shard_size}
+    cfg = ExportConfig(args.format, **({"kinds": args.kinds} if args.kinds else {}), **options)
+    record = run_export(args.dir, args.out, cfg, overwrite=args.overwrite)
+    counts = ", ".join(f"{k} {v:,}" for k, v in record["counts"].items()) or "nothing matched the options"
+    print(f"exported {args.dir} as {args.format} to {args.out}: {counts}")
+    return 0
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    from schemas.rows import TEXT_KINDS
+
+    export = sub.add_parser("export", help="write a built dataset as WebDataset tars, CCLM JSON lines or a "
+                            "Hugging Face dataset", epilog=EXPORT_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter,
+                            description="Export the dataset in DIR (written by m3curate build) in the formats other "
+                            "trainers read, choosing languages, text kinds and splits. OUT appears whole or not at all.")
+    export.add_argument("dir", help="a directory written by m3curate build")
+    export.add_argument("--format", required=True, choices=("webdataset", "cclm", "hf"), help="output format")
+    export.add_argument("--out", required=True, help="output folder (local)")
+    export.add_argument("--langs", type=_csv, help="languages to keep, comma-separated (default: all; 'zh' keeps zh_Hant); "
+                        "their order is the preference for the chosen text")
+    export.add_argument("--kinds", type=_csv, help=f"text kinds to keep, in order of preference for the chosen text "
+                        f"(default: {','.join(TEXT_KINDS)})")
+    export.add_argument("--splits", type=_csv, help="splits to keep, comma-separated (default: all)")
+    export.add_argument("--per", choices=("image", "text"), default="image",
+                        help="one sample per image with the chosen text (default), or one per selected text")
+    export.add_argument("--table", choices=("pairs", "parallel"), default="pairs",
+                        help="hf only: the image-text pairs (default) or the parallel text")
+    export.add_argument("--images", choices=("embed", "files"), default="embed",
+                        help="cclm only: images as base64 in each line (default) or as files with their path")
+    export.add_argument("--shard-size", type=int, default=10_000,
+                        help="samples per tar shard / lines per JSON-lines file (default 10000)")
+    export.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
+    export.set_defaults(func=_export)
+
+
 def _build(args: argparse.Namespace, beam_args: list[str]) -> int:
     from curation.config import load_config
     from curation.output.summary import print_summary
@@ -105,6 +163,7 @@ def _parser() -> argparse.ArgumentParser:
                             description="A self-contained HTML page (inline SVG charts and sample images) about a built dataset.")
     report.add_argument("dir", help="a directory written by m3curate build")
     report.set_defaults(func=_report)
+    _add_export(sub)
     _register_stage_commands(sub)
     return parser
 

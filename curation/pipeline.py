@@ -26,6 +26,7 @@ from curation.clean.texts import NormaliseTexts
 from curation.config import BuildConfig
 from curation.output import manifest as manifest_lib
 from curation.output import outdir
+from curation.output.card import CARD, render_card
 from curation.output.write import CountInputs, WriteDataset, source_of
 from curation.read.source import ReadSource, match_paths
 from curation.stages import active_stages, stages_run
@@ -168,7 +169,8 @@ def run_build(cfg: BuildConfig, out: str, beam_args: list[str] | None = None, ov
         manifest = manifest_lib.build_manifest(cfg.to_dict(), staging, stages_run(cfg))
         manifest_lib.check(manifest)
         run = {"runner": runner, "seconds": round(time.time() - started, 2), "counters": counters(result)}
-        outdir.commit(staging, out, manifest, extra={"run.json": json.dumps(run, indent=1).encode()})
+        extra = {"run.json": json.dumps(run, indent=1).encode(), CARD: render_card(manifest).encode()}
+        outdir.commit(staging, out, manifest, extra=extra)
     except BaseException:
         outdir.abandon(staging)
         raise
