@@ -100,7 +100,7 @@ def _pretrain(args: argparse.Namespace, rest: list[str]) -> int:
         raise ValueError("pretrain needs --data DIR and --out RUN (or the `tokenizer` sub-command)")
     from pretrain.train import run_training
 
-    result = run_training(_run_config(args), args.data, args.out, resume=args.resume)
+    result = run_training(_run_config(args), args.data, args.out, resume=args.resume, verify=args.verify)
     if result["checkpoint"]:
         print(f"pretrain: step {result['step']}, checkpoint {result['checkpoint']} ({result['seconds']} s)")
     return 0
@@ -164,7 +164,7 @@ def _evaluate(args: argparse.Namespace, rest: list[str]) -> int:
 
     langs = [x for x in args.langs.split(",") if x] if args.langs else None
     out = _writable_file(args.json, "--json") if args.json else None
-    result = evaluate(args.checkpoint, args.data, args.split, langs, args.rerank, args.device)
+    result = evaluate(args.checkpoint, args.data, args.split, langs, args.rerank, args.device, verify=args.verify)
     if args.format in ("table", "both"):
         print(format_table(result))
     if args.format in ("json", "both"):
@@ -191,6 +191,8 @@ def _add_pretrain(sub: Any, fmt: type) -> None:
     p.add_argument("--batch-size", type=int, help="image rows per rank per micro-step")
     p.add_argument("--workers", type=int, help="DataLoader worker processes per rank")
     p.add_argument("--seed", type=int, help="seed of the data order and initialisation")
+    p.add_argument("--verify", action="store_true", help="check every shard's sha256 against manifest.json before "
+                   "training (reads the whole dataset once; sizes are always checked)")
     p.set_defaults(func=_pretrain, pretrain_command=None)
     inner = p.add_subparsers(dest="pretrain_command", metavar="[tokenizer]")
     t = inner.add_parser("tokenizer", help="train a SentencePiece model on a dataset's texts", epilog=TOKENIZER_EXAMPLE,
@@ -221,6 +223,8 @@ def register(subparsers: Any) -> None:
     e.add_argument("--json", metavar="FILE", help="also write the JSON result to FILE (its folder is created, and "
                    "checked before the evaluation)")
     e.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    e.add_argument("--verify", action="store_true", help="check a curated dataset's pairs shards against the sha256 "
+                   "digests in its manifest.json first (sizes are always checked)")
     e.set_defaults(func=_evaluate)
 
 

@@ -25,6 +25,7 @@ from pretrain.distributed import pick_device
 from pretrain.evalsets import EvalSet, load_evalset
 from pretrain.images import center_resize, decode
 from pretrain.model import RC3Model
+from pretrain.shards import verify_dataset
 from pretrain.tokenizer import Tokenizer
 
 RECALL_KEYS = ("txt_r1", "txt_r5", "txt_r10", "img_r1", "img_r5", "img_r10")
@@ -163,10 +164,12 @@ def evaluate_set(model: RC3Model, tok: Tokenizer, evalset: EvalSet, device: torc
     return results
 
 
-
 def evaluate(checkpoint: str, data: str, split: str = "test", langs: list[str] | None = None, rerank: int = 0,
-             device: str = "auto") -> dict[str, Any]:
-    """Load the checkpoint, score ``data`` (curated dataset or benchmark folder); JSON-ready."""
+             device: str = "auto", verify: bool = False) -> dict[str, Any]:
+    """Load the checkpoint, score ``data`` (curated dataset or benchmark folder); JSON-ready.
+    ``verify``: first check a curated dataset's shards against the manifest's sha256."""
+    if verify and ((Path(data) / "manifest.json").exists() or "://" in data):
+        verify_dataset(data, ("pairs",))
     dev = pick_device(device)
     model, tok = load_model(checkpoint, dev)
     evalset = load_evalset(data, split)

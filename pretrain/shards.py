@@ -1,9 +1,11 @@
 """Reading the curated dataset: through ``schemas.dataset`` first, then row streams.
 
 The trainer trusts a directory only after ``schemas.dataset`` accepted it: the manifest's
-schema version (``load_manifest``), every listed shard's metadata and column types, and,
-with ``full`` validation, every value (``validate_dataset``). A mismatch stops the run
-before any model is built, with the schema's own message naming file and column.
+schema version (``load_manifest``), every listed shard's size against the manifest (a
+missing, truncated or altered shard is named; with ``verify``, its sha256 too:
+``check_shards``), every listed shard's metadata and column types, and, with ``full``
+validation, every value (``validate_dataset``). A mismatch stops the run before any model
+is built, with a message naming the file.
 
 Streams are split into units (one Parquet row group each) so that even a two-shard
 dataset feeds several ranks and workers. Every consumer (rank x worker) reads its units
@@ -19,11 +21,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from schemas.dataset import DatasetError, load_manifest, shard_paths, validate_dataset
+from schemas.dataset import DatasetError, check_shards, load_manifest, shard_paths, validate_dataset
 from schemas.validate import SchemaError, validate_table
 
 PAIR_COLUMNS = ["id", "split", "image", "regions", "texts"]
@@ -61,7 +64,7 @@ def _units(root: str, table: str, manifest: dict[str, Any]) -> list[Unit]:
     for path in shard_paths(root, table, manifest):
         try:
             handle = _open(path)
-        except (FileNotFoundError, OSError) as err:
+        except (OSError, pa.ArrowException) as err:  # e.g. a shard cut short in an older dataset
             raise DatasetError(f"{root}: cannot open {path}: {err}") from err
         try:
             validate_table(handle.schema_arrow.empty_table(), table)
@@ -72,14 +75,30 @@ def _units(root: str, table: str, manifest: dict[str, Any]) -> list[Unit]:
     return units
 
 
-def open_dataset(root: str, full_validation: bool = True) -> Dataset:
-    """Accept ``root`` for training or raise DatasetError/SchemaError with a clear reason."""
+def open_dataset(root: str, full_validation: bool = True, verify: bool = False) -> Dataset:
+    """Accept ``root`` for training or raise DatasetError/SchemaError with a clear reason.
+
+    Shard sizes are always checked against the manifest; ``verify`` also checks every
+    shard's sha256 (reads every byte; ``m3curate pretrain --verify``)."""
     root = root.rstrip("/")
-    manifest = validate_dataset(root, ("pairs", "parallel")) if full_validation else load_manifest(root)
+    tables = ("pairs", "parallel")
+    if full_validation:
+        manifest = validate_dataset(root, tables, digests=verify)
+    else:
+        manifest = load_manifest(root)
+        check_shards(root, manifest, tables, digests=verify)
     data = Dataset(root, manifest, _units(root, "pairs", manifest), _units(root, "parallel", manifest))
     if not data.pairs:
         raise DatasetError(f"{root}: the manifest lists no pairs shards; there is nothing to train on")
     return data
+
+
+def verify_dataset(root: str, tables: tuple[str, ...] = ("pairs", "parallel")) -> dict:
+    """Check every listed shard of ``tables`` against the manifest's size and sha256
+    (``m3curate evaluate --verify``); returns the manifest."""
+    manifest = load_manifest(root.rstrip("/"))
+    check_shards(root.rstrip("/"), manifest, tables, digests=True)
+    return manifest
 
 
 def with_split(units: list[Unit], split: str) -> list[Unit]:

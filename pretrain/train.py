@@ -151,9 +151,10 @@ def _wrap(model: RC3Model, cfg: PretrainConfig, env: DistEnv) -> nn.Module:
     return forward
 
 
-def setup(cfg: PretrainConfig, data_dir: str, out_dir: str, resume: bool = False) -> Run:
-    """Device, dataset (through schemas.dataset), tokenizer, model, optimiser; when resuming,
-    the checkpoint's run (``resume_config``) and its state."""
+def setup(cfg: PretrainConfig, data_dir: str, out_dir: str, resume: bool = False, verify: bool = False) -> Run:
+    """Device, dataset (through schemas.dataset; ``verify``: shard digests too, on the main
+    rank), tokenizer, model, optimiser; when resuming, the checkpoint's run
+    (``resume_config``) and its state."""
     env = init_distributed(cfg.train.device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -165,7 +166,7 @@ def setup(cfg: PretrainConfig, data_dir: str, out_dir: str, resume: bool = False
         torch.set_num_threads(cfg.train.threads)
     if cfg.train.precision == "bf16" and env.device.type != "cuda":
         raise ValueError("train.precision = \"bf16\" needs CUDA; use \"auto\" (fp32 on CPU)")
-    data = open_dataset(data_dir, full_validation=env.is_main)
+    data = open_dataset(data_dir, full_validation=env.is_main, verify=verify and env.is_main)
     torch.manual_seed(cfg.train.seed * 1000 + env.rank)
     tok = _tokenizer(cfg, data, out, env, ckpt)
     model = build_model(cfg.model, cfg.loss, tok.vocab_size, tok.pad_id)
@@ -325,11 +326,12 @@ def deterministic_cpu(device: str) -> Iterator[None]:
 
 
 def run_training(cfg: PretrainConfig, data_dir: str, out_dir: str, resume: bool = False,
-                 stop_at: int | None = None, quiet: bool = False) -> dict[str, Any]:
+                 stop_at: int | None = None, quiet: bool = False, verify: bool = False) -> dict[str, Any]:
     """Train until ``train.steps`` (the resumed run's, see ``resume_config``) or ``stop_at``
-    (a simulated interruption); returns the final step, checkpoint path and last metrics."""
+    (a simulated interruption); returns the final step, checkpoint path and last metrics.
+    ``verify``: check every shard's sha256 against the manifest before training."""
     with deterministic_cpu(cfg.train.device):
-        run = setup(cfg, data_dir, out_dir, resume)
+        run = setup(cfg, data_dir, out_dir, resume, verify)
         progress = Progress(run.out / "metrics.jsonl", run.cfg.train.steps, run.env.is_main, start_step=run.step,
                             show=not quiet)
         try:

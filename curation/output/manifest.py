@@ -2,12 +2,14 @@
 
 The counts come from two independent places: input records are counted by the pipeline
 as they are read (``_counts/inputs.json``), outputs and rejects are counted from the
-written shards. ``reconcile`` checks input = output + rejected overall, per source and per
+written shards. Each shard's entry in ``files`` also records its ``size`` and ``sha256``,
+which ``m3curate validate`` and the trainer check the files against (``schemas.dataset``). ``reconcile`` checks input = output + rejected overall, per source and per
 stage; a build whose counts do not reconcile fails.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import posixpath
@@ -17,6 +19,7 @@ from importlib import metadata
 from typing import Any
 
 import pyarrow.parquet as pq
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from curation.output.write import INPUT_COUNTS, TABLES
@@ -91,6 +94,16 @@ def shard_files(directory: str, table: str) -> list[str]:
     return sorted(m.path for m in matches)
 
 
+def shard_digest(path: str) -> tuple[int, str]:
+    """(size in bytes, sha256 hex) of one written shard, read in chunks."""
+    digest, size = hashlib.sha256(), 0
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        while chunk := handle.read(8 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
 def _read(path: str, columns: list[str]) -> Any:
     with FileSystems.open(path) as handle:
         return pq.read_table(handle, columns=columns)
@@ -111,7 +124,9 @@ def summarise(directory: str) -> dict[str, Any]:
             columns = {"pairs": ["source", "texts"], "parallel": ["source", "src_lang", "tgt_lang", "origin", "pair_id"]}
             cols = columns.get(table, ["source", "stage", "reason", "level"])
             data = _read(path, cols).to_pylist()
-            files[table].append({"path": f"{table}/{posixpath.basename(path)}", "rows": len(data)})
+            size, sha256 = shard_digest(path)
+            files[table].append({"path": f"{table}/{posixpath.basename(path)}", "rows": len(data), "size": size,
+                                 "sha256": sha256})
             for row in data:
                 if table == "rejects":
                     rejects.append(row)

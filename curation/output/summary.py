@@ -1,11 +1,13 @@
-"""The short table a build prints at the end: counts, rejects by reason, languages, counters."""
+"""The short table a build prints at the end: counts, rejects by reason, languages, counters;
+and ``validate_dataset`` as ``m3curate validate`` runs it."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from curation.output.report import in_stage_order
-from schemas.dataset import validate_dataset
+from schemas import dataset
 
 __all__ = ["format_summary", "print_summary", "validate_dataset"]
 
@@ -58,3 +60,17 @@ def format_summary(manifest: dict[str, Any], out: str) -> str:
 
 def print_summary(manifest: dict[str, Any], out: str) -> None:
     print(format_summary(manifest, out))
+
+
+def validate_dataset(directory: str) -> dict[str, Any]:
+    """``schemas.dataset.validate_dataset`` (every shard: presence, size, sha256, schema,
+    rows; no unlisted shards), plus a note on stderr when the manifest records no sizes or
+    digests (written before m3curate recorded them): those shards were not checked for
+    truncation or alteration beyond their schema and row counts."""
+    manifest = dataset.validate_dataset(directory)
+    unrecorded = dataset.unrecorded_digests(manifest)
+    if unrecorded:
+        total = sum(len(manifest["files"].get(t, [])) for t in ("pairs", "parallel", "rejects"))
+        print(f"note: {directory}: manifest.json records no size/sha256 for {unrecorded} of {total} shards (an older "
+              "build): those were checked for schema and row counts only; rebuild to record digests", file=sys.stderr)
+    return manifest
