@@ -251,7 +251,7 @@ def test_score_relevance_pipeline_with_minilm(model_dir: str, encoder: SentenceT
     found = result.metrics().query(MetricsFilter().with_namespace("relevance"))["counters"]
     counters = {c.key.metric.name: c.committed for c in found}
     assert counters == {"in": 2, "kept": 2, "scored_embedding_en": 1, "unscored_embedding_de": 1,
-                        "rejected_below_threshold": 1}
+                        "unscored_why_encoder_language_de": 1, "rejected_below_threshold": 1}
 
 
 @needs_model

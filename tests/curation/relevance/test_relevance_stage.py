@@ -103,7 +103,7 @@ def test_scores_threshold_and_no_anchor_rejects() -> None:
     record = next(r for r in rejects if r.level == "record")
     assert record.record_id == "b" and "bytes" not in record.raw["image"]
     assert stats == Counter({"in": 3, "kept": 2, "rejected_below_threshold": 1, "rejected_no_anchor": 2,
-                             "scored_lexical_de": 1, "unscored_lexical_xx": 1})
+                             "scored_lexical_de": 1, "unscored_lexical_xx": 1, "unscored_why_declined_xx": 1})
     validate_rows(kept, "pairs")
 
 
