@@ -69,7 +69,7 @@ class Part:
 
 
 PARTS = (
-    Part("mt_engines", "gpu_mt:engines", 150, 120, False, "MT engines, M2M-100-418M shape",
+    Part("mt_engines", "gpu_mt:engines", 170, 120, False, "MT engines, M2M-100-418M shape",
          "CTranslate2 float16 >= 3x fairseq-generate; fairseq engine float16 >= 1x"),
     Part("mt_exactness", "gpu_mt:exactness", 45, 60, True, "fairseq engine = fairseq-generate, CUDA fp32",
          "same text, scores within 1e-5, beams 1 and 4"),
@@ -110,8 +110,9 @@ class Demo:
                "--pretrain-minutes", "0", "--overwrite"]
         self.started = time.monotonic()
         with open(log, "w", encoding="utf-8") as handle:
-            self.proc = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT,
-                                         start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            # CPU only (its MT stage and fairseq-train run there anyway): the GPU is the parts' alone
+            self.proc = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
+                                         env={**os.environ, "PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": ""})
         self.state: tuple[str, str] | None = None
 
     def wait(self, deadline: float) -> tuple[str, str]:
@@ -226,7 +227,7 @@ def _probe(args: argparse.Namespace, ctx: Ctx, out: Path, report: dict) -> Ctx |
     return None if "error" in report else Ctx(ctx.rehearse, ctx.device, ctx.work, ctx.demo, gpus)
 
 
-def _demo_for(part: Part, demo: Demo | None, ctx: Ctx, deadline: float) -> str:
+def _demo_for(part: Part, demo: Demo | None, deadline: float) -> str:
     """'' when the part may start, else why it is skipped."""
     if not part.demo or demo is None:
         return ""
@@ -237,7 +238,7 @@ def _demo_for(part: Part, demo: Demo | None, ctx: Ctx, deadline: float) -> str:
 def run_parts(args: argparse.Namespace, ctx: Ctx, out: Path, report: dict, deadline: float, demo: Demo | None) -> None:
     for part in args.selected:
         budget = part.rehearse_budget if args.rehearse else part.budget
-        skip = _demo_for(part, demo, ctx, deadline)
+        skip = _demo_for(part, demo, deadline)
         if demo is not None and "demo" not in report and demo.state is not None:
             report["demo"] = {"status": demo.state[0], "detail": demo.state[1], "seconds": round(demo.seconds, 1)}
         left = deadline - time.monotonic() - 5
@@ -259,11 +260,12 @@ def main(argv: list[str] | None = None) -> int:
         return child_main(args.child, args.ctx, args.result)
     t0 = float(os.environ.get("GPU_CHECK_T0", time.time()))
     deadline = time.monotonic() - (time.time() - t0) + (args.deadline or (600 if args.rehearse else 480))
-    out = Path(args.out)
+    out = Path(args.out).resolve()  # the parts run from the repository root
     for sub in ("logs", "parts"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    work = Path(args.work or tempfile.mkdtemp(prefix="m3-gpu-check-"))
-    ctx = Ctx(args.rehearse, "cpu" if args.rehearse else "cuda", str(work), args.demo or str(work / "demo"), 0)
+    work = Path(args.work or tempfile.mkdtemp(prefix="m3-gpu-check-")).resolve()
+    demo_dir = Path(args.demo).resolve() if args.demo else work / "demo"
+    ctx = Ctx(args.rehearse, "cpu" if args.rehearse else "cuda", str(work), str(demo_dir), 0)
     report = {"check": "benchmarks/gpu_check.sh", "mode": "rehearsal" if args.rehearse else "gpu",
               "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "install_s": float(os.environ.get("GPU_CHECK_INSTALL_S", 0)),
               "deadline_s": round(deadline - time.monotonic() + (time.time() - t0)), "parts": []}

@@ -85,7 +85,8 @@ prepare() {
         if "$BIN/python" -c 'import torch' 2>/dev/null; then
             "$BIN/pip" uninstall --yes torch
         fi
-        pip_wheels_or_index "torch==$TORCH_VERSION"
+        pip_wheels_or_index "torch==$TORCH_VERSION" \
+            || { say "could not install CUDA torch (no network here? M3_WHEELS=DIR takes wheels from DIR)"; exit 2; }
         has_cuda_torch "$BIN/python" || { say "torch installed, but still no CUDA build"; exit 2; }
     fi
     if [ -n "${M3_WHEELS:-}" ]; then

@@ -89,9 +89,11 @@ def test_rehearsal_runs_every_part_on_cpu(tmp_path):
         assert all(c["ok"] for c in part["result"]["checks"]), part["result"]["checks"]
     by_name = {p["name"]: p["result"] for p in report["parts"]}
     engines = by_name["mt_engines"]["tables"]["engines"]
-    assert [r["dtype"] for r in engines] == ["float32", "float32 (ran float32)", "float16 (ran float32)",
-                                             "bfloat16 (ran float32)", "float16 (ran float32)", "int8_float16 (ran int8)"]
-    assert engines[1]["same_output"] == "48/48"  # the fairseq engine decodes exactly as fairseq-generate
+    assert [(r["engine"], r["dtype"]) for r in engines] == [
+        ("fairseq-generate", "float32"), ("m3curate CTranslate2 engine", "float16 (ran float32)"),
+        ("m3curate fairseq engine", "float16 (ran float32)"), ("m3curate CTranslate2 engine", "int8_float16 (ran int8)"),
+        ("m3curate fairseq engine", "bfloat16 (ran float32)"), ("m3curate fairseq engine", "float32 (ran float32)")]
+    assert engines[2]["same_output"] == "48/48"  # the fairseq engine decodes exactly as fairseq-generate
     checks = {c["name"] for r in by_name.values() for c in r["checks"]}
     assert {"beam 1 same text", "beam 4 same text", "gloo 2 ranks on cpu = one process", "loss falling"} <= checks
     assert "mfu" not in by_name["pretrain_bench"]["figures"]
