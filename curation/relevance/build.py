@@ -14,6 +14,7 @@ import os
 from typing import Any
 
 from codeswitch.dictionary import DictionaryError, list_dictionaries, load_lexicons, pair_of
+from curation.relevance.calibrate import CalibratedScorer, Calibration, CalibrationError
 from curation.relevance.config import RelevanceConfig, RelevanceConfigError
 from curation.relevance.encoders import (
     EncoderError,
@@ -64,7 +65,15 @@ def load_translation(cfg: RelevanceConfig, mt: Any) -> tuple[Any, Any]:
 
 
 def build_scorer(cfg: RelevanceConfig, mt: Any = None) -> Scorer:
-    """The configured scorer, loaded (heavy: call it where scoring happens)."""
+    """The configured scorer, loaded (heavy: call it where scoring happens), through its
+    calibration when ``calibration_map`` is set."""
+    scorer = _raw_scorer(cfg, mt)
+    if not cfg.calibration_map:
+        return scorer
+    return CalibratedScorer(scorer, Calibration.load(cfg.calibration_map))
+
+
+def _raw_scorer(cfg: RelevanceConfig, mt: Any = None) -> Scorer:
     if cfg.scorer == "lexical":
         return lexical_scorer(cfg)
     if cfg.scorer == "translate":
@@ -91,7 +100,21 @@ class ScorerLoader:
 
 def check_relevance(cfg: RelevanceConfig, mt: Any = None) -> str:
     """Fail before the pipeline starts (RelevanceConfigError naming the setting); returns
-    the scorer id the stage will record."""
+    the scorer id the stage will record (with its calibration's, when one is set)."""
+    raw = _check_raw(cfg, mt)
+    if not cfg.calibration_map:
+        return raw
+    try:
+        calibration = Calibration.load(cfg.calibration_map)
+    except CalibrationError as err:
+        raise RelevanceConfigError(f"relevance.calibration_map: {err}") from err
+    if calibration.data.get("scorer") != raw:
+        raise RelevanceConfigError(f"relevance.calibration_map: fitted for {calibration.data.get('scorer')!r}, "
+                                   f"the configured scorer is {raw!r}; fit one with `m3curate relevance calibrate`")
+    return f"{raw}|{calibration.id}"
+
+
+def _check_raw(cfg: RelevanceConfig, mt: Any = None) -> str:
     if cfg.scorer == "lexical":
         try:
             lexical_scorer(cfg)

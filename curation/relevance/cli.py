@@ -15,15 +15,19 @@ EXAMPLE = """example:
   m3curate relevance eval --pairs aligned.tsv --dictionaries dicts/
   m3curate relevance eval --pairs aligned.tsv --graded graded.tsv --scorer lexical,embedding \\
       --dictionaries dicts/ --encoder models/enc --json
+  m3curate relevance calibrate --pairs aligned.tsv --dictionaries dicts/ --out lexical-cal.json
+  m3curate relevance eval --pairs heldout.tsv --dictionaries dicts/ --calibration-map lexical-cal.json
 
 Files are TSV: text<TAB>lang<TAB>anchor<TAB>anchor_lang (graded files add <TAB>grade).
 `score` writes the same columns plus relevance and scorer (relevance empty where the
 scorer cannot judge the pair). `eval` pairs each text with another's anchor (a seeded
 shuffle) and reports ROC-AUC aligned vs shuffled and the score distributions, and with
---graded the Spearman correlation with the grades."""
+--graded the Spearman correlation with the grades. `calibrate` fits a monotone map from
+the scorer's raw score to the probability that a pair is aligned (aligned pairs against
+the same pairs shuffled), for `[relevance] calibration_map` or `--calibration-map`."""
 
 SETTINGS = ("dictionaries", "encoder", "mt_model", "mt_engine", "back_translate", "chrf_beta", "calibration",
-            "cos_low", "cos_high", "device", "batch_size")
+            "cos_low", "cos_high", "device", "batch_size", "calibration_map")
 
 
 def as_flags(message: str) -> str:
@@ -113,6 +117,19 @@ def _eval(args: argparse.Namespace, beam_args: list[str]) -> int:
     return 0
 
 
+def _calibrate(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from curation.relevance.calibrate import fit, write
+    from curation.relevance.eval import read_pairs
+
+    calibration = fit(_scorer(args, args.scorer), read_pairs(args.pairs), args.method, args.seed)
+    write(calibration, args.out)
+    a, s = calibration["aligned_mean"], calibration["shuffled_mean"]
+    print(f"{calibration['scorer']} {args.method} calibration on {calibration['aligned']} aligned and "
+          f"{calibration['shuffled']} shuffled pairs: aligned mean {a['raw']} -> {a['calibrated']}, shuffled mean "
+          f"{s['raw']} -> {s['calibrated']}; written to {args.out}")
+    return 0
+
+
 def _scorer_flags(p: argparse.ArgumentParser, default: str = "lexical") -> None:
     p.add_argument("--scorer", default=default,
                    help="lexical | translate | embedding (eval: a comma-separated list, e.g. lexical,embedding)")
@@ -128,6 +145,8 @@ def _scorer_flags(p: argparse.ArgumentParser, default: str = "lexical") -> None:
     p.add_argument("--cos-high", dest="cos_high", type=float, default=1.0, help="embedding: cosine scored 1")
     p.add_argument("--device", default="cpu", help="cpu | cuda (encoder)")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=64)
+    p.add_argument("--calibration-map", dest="calibration_map",
+                   help="a calibration from `relevance calibrate`: scores become P(aligned)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -151,3 +170,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--json", action="store_true", help="print the full report as JSON")
     _scorer_flags(ev, "lexical")
     ev.set_defaults(func=_eval)
+    cal = cmds.add_parser("calibrate", help="fit a map from raw score to P(aligned) on aligned pairs",
+                          epilog=EXAMPLE, formatter_class=fmt)
+    cal.add_argument("--pairs", required=True, help="aligned pairs TSV: text, lang, anchor, anchor_lang")
+    cal.add_argument("--out", required=True, help="the calibration JSON to write")
+    cal.add_argument("--method", choices=("isotonic", "logistic"), default="isotonic",
+                     help="isotonic (pool adjacent violators; default) or logistic")
+    cal.add_argument("--seed", type=int, default=0, help="seed of the shuffle that makes mismatched pairs")
+    _scorer_flags(cal, "lexical")
+    cal.set_defaults(func=_calibrate)

@@ -57,6 +57,10 @@ class RelevanceConfig:
         encoder on cpu (``torch.set_num_threads``, process-wide); 0 = torch's default (one
         per core), which oversubscribes the CPU when a machine runs several Beam worker
         processes: on a 2-CPU machine under load, 1 thread encoded MiniLM twice as fast as 2.
+    calibration_map: a JSON calibration from ``m3curate relevance calibrate`` (a monotone
+        map from the scorer's raw score to the probability that the pair is aligned,
+        fitted for this scorer); the stage records ``<scorer id>|<method>:<digest>``.
+        Empty: raw scores.
     """
 
     enabled: bool = False
@@ -78,6 +82,7 @@ class RelevanceConfig:
     batch_size: int = 64
     model_copies: int = 0
     threads: int = 0
+    calibration_map: str = ""
 
     def copies(self) -> int | None:
         """Beam ``model_copies``: one shared encoder per machine on cuda, else per process."""
@@ -149,6 +154,7 @@ def relevance_config_from_dict(data: dict[str, Any] | None, base_dir: str = ".")
     else:
         raise _fail("dictionaries", cfg.dictionaries, "a directory or a table {\"en-de\" = \"file.txt\"}")
     cfg.encoder, cfg.mt_model = _resolve(cfg.encoder, base_dir), _resolve(cfg.mt_model, base_dir)
+    cfg.calibration_map = _resolve(cfg.calibration_map, base_dir)
     _check_choices(cfg)
     _check_numbers(cfg)
     _check_paths(cfg)
