@@ -178,7 +178,7 @@ def validate(cfg: TranslateConfig) -> TranslateConfig:
         raise _fail("remove_bpe", cfg.remove_bpe, f"use one of {REMOVE_BPE}")
     if cfg.engine == "ctranslate2" and cfg.device == "cpu" and cfg.compute_type in GPU_COMPUTE_TYPES:
         raise _fail("compute_type", cfg.compute_type, "CTranslate2 has no 16-bit computation on CPU: use "
-                    "\"default\", \"int8\" or \"float32\" (or device = \"cuda\")")
+                    "\"default\", \"int8\" or \"float32\" (--compute-type), or device = \"cuda\"")
     if cfg.dtype != "float32" and cfg.device != "cuda":
         raise _fail("dtype", cfg.dtype, "float16/bfloat16 need device = \"cuda\"; use float32 on CPU")
     try:
