@@ -48,7 +48,20 @@ def bench(ctx: Ctx, rec: Recorder) -> None:
     def keep(figures: dict) -> None:
         rec.figure(**{k: v for k, v in figures.items() if not (ctx.rehearse and k in ("mfu", "achieved_tflops"))})
 
-    out = bench_pretrain.gpu_bench(bench_pretrain.parse_args(argv), report=keep)
+    args = bench_pretrain.parse_args(argv)
+    try:
+        out = bench_pretrain.gpu_bench(args, report=keep)
+    except Exception as err:  # keep the eager figures: the GPU time is too short to lose them
+        if not args.compile:
+            raise
+        rec.check("torch.compile ran", False, f"{type(err).__name__}: {err}".splitlines()[0][:300])
+        rec.note("torch.compile failed: the step figures below are eager ones")
+        loader = rec.data["figures"].get("loader_samples_per_s")
+        args.compile, args.data = False, None
+        out = bench_pretrain.gpu_bench(args, report=keep)
+        if loader:
+            out["loader_over_step"] = round(loader / out["samples_per_s"], 2)
+            keep(out)
     if not ctx.rehearse:
         rec.target("MFU", round(100 * out["mfu"], 1), MFU_TARGET, " %")
         rec.target("loader / step", out["loader_over_step"], LOADER_TARGET, "x")

@@ -78,13 +78,13 @@ def test_rehearsal_runs_every_part_on_cpu(tmp_path):
     out = tmp_path / "out"
     proc = subprocess.run([str(ROOT / "benchmarks" / "gpu_check.sh"), "--rehearse", "--out", str(out),
                            "--work", str(tmp_path / "work")], cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     report = json.loads((out / "gpu_check.json").read_text())
-    assert report["mode"] == "rehearsal" and report["demo"]["status"] == "ok"
+    assert report["mode"] == "rehearsal" and report["demo"]["status"] == "ok", report.get("demo")
     assert [p["name"] for p in report["parts"]] == PARTS
+    bad = [(p["name"], p["verdict"]) for p in report["parts"] if p["outcome"] != "rehearsal"]
+    assert not bad and proc.returncode == 0, (bad, (proc.stdout + proc.stderr)[-3000:])
     for part in report["parts"]:
-        assert part["status"] == "ok" and part["outcome"] == "rehearsal", (part["name"], part["verdict"])
-        assert part["verdict"].startswith("rehearsal, no GPU figure")
+        assert part["status"] == "ok" and part["verdict"].startswith("rehearsal, no GPU figure")
         assert part["result"]["targets"] == []  # no performance target judged on CPU
         assert all(c["ok"] for c in part["result"]["checks"]), part["result"]["checks"]
     by_name = {p["name"]: p["result"] for p in report["parts"]}
