@@ -73,7 +73,7 @@ PARTS = (
          "CTranslate2 float16 >= 3x fairseq-generate; fairseq engine float16 >= 1x"),
     Part("mt_exactness", "gpu_mt:exactness", 45, 60, True, "fairseq engine = fairseq-generate, CUDA fp32",
          "same text, scores within 1e-5, beams 1 and 4"),
-    Part("ddp_parity", "gpu_ddp:parity", 45, 60, True, "DDP parity (nccl)",
+    Part("ddp_parity", "gpu_ddp:parity", 60, 60, True, "DDP parity (nccl)",
          "2 ranks x half batch = 1 process x whole batch"),
     Part("train_bf16", "gpu_pretrain:train", 75, 60, True, "trainer, bf16 on CUDA, demo data",
          "50 steps: loss finite and falling"),

@@ -134,7 +134,7 @@ def verdict(status: str, result: dict[str, Any], rehearse: bool, detail: str = "
     parts = [f"{t['name']} {_fmt(t['value'])}{t['unit']} (target >= {_fmt(t['goal'])}{t['unit']}: "
              f"{'met' if t['met'] else 'MISSED'})" for t in targets]
     word = "MISSED" if any(not t["met"] for t in targets) else "PASS"
-    return f"{word}: " + "; ".join(parts + [f"{name} ok" for name in passed])
+    return f"{word}: " + "; ".join(parts + ([f"{len(passed)} checks ok ({', '.join(passed)})"] if passed else []))
 
 
 def probe(ctx: Ctx, rec: Recorder) -> None:
