@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -28,10 +30,19 @@ from curation.output import manifest as manifest_lib
 from curation.output import outdir
 from curation.output.card import CARD, render_card
 from curation.output.write import CountInputs, WriteDataset, source_of
-from curation.read.source import ReadSource, match_paths
+from curation.progress import ProgressLine, Ticker, progress_enabled
+from curation.read.source import (
+    ReadProgressText,
+    ReadSource,
+    file_size,
+    match_paths,
+    source_files,
+)
 from curation.stages import active_stages, stages_run
 
 LOCAL_RUNNER = "FnApiRunner"
+# runners whose workers share this machine's disk, so the read step can report progress
+LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
 
 
 
@@ -104,11 +115,12 @@ def _flatten(label: str, pcolls: list[beam.PCollection], pipeline: beam.Pipeline
     return tuple(pcolls) | label >> beam.Flatten()
 
 
-def build_pipeline(p: beam.Pipeline, cfg: BuildConfig, directory: str) -> None:
-    """Wire the whole build into pipeline ``p``, writing shards under ``directory``."""
+def build_pipeline(p: beam.Pipeline, cfg: BuildConfig, directory: str, progress_dir: str | None = None) -> None:
+    """Wire the whole build into pipeline ``p``, writing shards under ``directory`` (the
+    readers report to ``progress_dir`` when given)."""
     records, read_rejects = [], []
     for src in cfg.sources:
-        recs, rejs = p | f"Read[{src.name}]" >> ReadSource(src)
+        recs, rejs = p | f"Read[{src.name}]" >> ReadSource(src, progress_dir)
         records.append(recs)
         read_rejects.append(rejs)
     raw = _flatten("AllRecords", records, p)
@@ -152,8 +164,35 @@ def log(message: str) -> None:
     print(f"[m3curate] {message}", file=sys.stderr, flush=True)
 
 
-def run_build(cfg: BuildConfig, out: str, beam_args: list[str] | None = None, overwrite: bool = False) -> dict[str, Any]:
-    """Run the build into ``out``; returns the manifest. Raises on bad input dirs or lost records."""
+@contextlib.contextmanager
+def read_progress(cfg: BuildConfig, runner: str, show: bool | None) -> Any:
+    """A progress folder for the readers and a line on stderr that sums it, or None.
+
+    show: None draws it on a local runner when stderr is a terminal (``curation.progress``).
+    """
+    line = ProgressLine(enabled=(runner in LOCAL_RUNNERS and progress_enabled()) if show is None else show)
+    if not line.enabled:
+        yield None
+        return
+    totals = {}
+    for src in cfg.sources:
+        files = source_files(src)
+        totals[src.name] = (len(files), sum(file_size(p) + file_size(t) for p, t in files))
+    directory = tempfile.mkdtemp(prefix="m3curate-progress-")
+    try:
+        with Ticker(ReadProgressText(directory, totals), line):
+            yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def run_build(cfg: BuildConfig, out: str, beam_args: list[str] | None = None, overwrite: bool = False,
+              progress: bool | None = None) -> dict[str, Any]:
+    """Run the build into ``out``; returns the manifest. Raises on bad input dirs or lost records.
+
+    progress: draw the read step's progress on stderr (None: on a local runner when stderr is
+    a terminal, see ``read_progress``).
+    """
     options = pipeline_options(list(beam_args or []))
     files = check_inputs(cfg)
     staging = outdir.prepare(out, overwrite)
@@ -161,10 +200,11 @@ def run_build(cfg: BuildConfig, out: str, beam_args: list[str] | None = None, ov
     log(f"{sum(map(len, files.values()))} input files from {len(files)} sources; runner {runner}")
     started = time.time()
     try:
-        p = beam.Pipeline(options=options)
-        build_pipeline(p, cfg, staging)
-        result = p.run()
-        result.wait_until_finish()
+        with read_progress(cfg, runner, progress) as progress_dir:
+            p = beam.Pipeline(options=options)
+            build_pipeline(p, cfg, staging, progress_dir)
+            result = p.run()
+            result.wait_until_finish()
         log(f"pipeline finished in {time.time() - started:.1f}s; reconciling counts")
         manifest = manifest_lib.build_manifest(cfg.to_dict(), staging, stages_run(cfg))
         manifest_lib.check(manifest)

@@ -8,10 +8,13 @@ on (``0`` off) whatever stderr is.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
+import threading
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 INTERVAL = 0.5
@@ -115,3 +118,34 @@ class Counter:
 
     def close(self) -> None:
         self.line.done(f"[m3curate] {self.label}: {self.done:,} {self.unit} in {fmt_duration(self.line.elapsed)}")
+
+
+class Ticker:
+    """Redraws ``text(elapsed)`` on a ProgressLine from a background thread while a blocking
+    call runs (a local Beam pipeline); the last text stays on its own line at exit.
+
+    text: makes the line from the seconds elapsed. line: where to draw.
+    """
+
+    def __init__(self, text: Callable[[float], str], line: ProgressLine):
+        self.text, self.line = text, line
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="m3curate-progress", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.line.interval):
+            with contextlib.suppress(Exception):  # a progress line must never break the work it shows
+                self.line.show(self.text(self.line.elapsed))
+
+    def __enter__(self) -> Ticker:
+        if self.line.enabled:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._thread.is_alive():
+            return
+        self._stop.set()
+        self._thread.join()
+        with contextlib.suppress(Exception):
+            self.line.done(self.text(self.line.elapsed))
