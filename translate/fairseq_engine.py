@@ -41,8 +41,9 @@ DTYPES = ("float32", "float16", "bfloat16")
 
 
 def _overrides(model_dir: Path, info: ModelInfo, state: dict[str, Any]) -> dict[str, Any]:
-    """Task settings to replace at load time: the data dir is the model dir; a multilingual
-    task needs an inference pair, and its dictionary files are looked up beside the model."""
+    """Task settings to replace at load time: the data dir is the model dir; the pair (a
+    multilingual task needs one for inference; a bilingual checkpoint may record none), and
+    a multilingual task's dictionary files are looked up beside the model."""
     out: dict[str, Any] = {"data": str(model_dir)}
     out["source_lang"], out["target_lang"] = info.pairs[0]  # bilingual: given when the checkpoint lacks them
     if info.multilingual:

@@ -15,7 +15,7 @@ SentencePiece model), 1 layer, d=64; about 20 s; its test split is built like ``
 subword-nmt BPE (``@@ ``), ``fairseq-preprocess --source-lang en --target-lang de``, then
 ``fairseq-train data-bin`` without language flags, so the checkpoint records none; the
 model directory holds ``checkpoint_best.pt`` and the two dictionaries only. 2 layers, d=64,
-400 pairs, 10 epochs; about 30 s. ``recipe_joined_mt``: the same data preprocessed with
+400 pairs, 10 epochs; 15-45 s on 2 cores (by their load), fairseq-generate 10-25 s more. ``recipe_joined_mt``: the same data preprocessed with
 ``--joined-dictionary`` and trained with ``--share-all-embeddings`` (1 layer, 4 epochs).
 ``recipe_generate_runs``/``joined_generate_runs``: ``fairseq-generate --remove-bpe`` on
 their test splits, as the recipe runs it.

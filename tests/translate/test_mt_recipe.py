@@ -57,7 +57,7 @@ def test_engine_equals_fairseq_generate_remove_bpe(recipe_mt, recipe_generate_ru
     assert sum("@@ " in h.text for h in kept) >= len(sources) // 2
     assert [(h.text + " ").replace("@@ ", "").rstrip() for h in kept] == [h.text for h in theirs]
     refs = [tgt.replace("@@ ", "") for _, tgt in recipe_mt.test]
-    assert sum(h.text == r for h, r in zip(hyps, refs, strict=True)) >= 0.15 * len(refs), "a trained model"
+    assert sum(h.text == r for h, r in zip(hyps, refs, strict=True)) >= 0.4 * len(refs), "a trained model (35/60 measured)"
 
 
 def test_mt_translate_takes_the_languages_from_src_and_tgt(recipe_mt, recipe_generate_runs, tmp_path):
