@@ -84,6 +84,10 @@ class DataConfig:
     crop_scale/hflip: augmentation. Flips are off by default: captions name left and right.
     mask_prob/span_mask_prob/max_masks: MLM masking; tokens inside code-switched spans are
         masked with span_mask_prob (M3P masks switched words preferentially).
+    cmlm_mask_prob/cmlm_max_masks: masking of the parallel side that conditional MLM predicts
+        (loss.cmlm); CCLM's pre-training configs use 0.4 and at most 12.
+    mrm_mask_prob: share of an image's regions masked (feature zeroed) for masked region
+        modelling (loss.mrfr); at least one region of an image with any (UNITER/M3P: 0.15).
     """
 
     split: str = "train"
@@ -99,6 +103,9 @@ class DataConfig:
     mask_prob: float = 0.15
     span_mask_prob: float = 0.5
     max_masks: int = 12
+    cmlm_mask_prob: float = 0.4
+    cmlm_max_masks: int = 12
+    mrm_mask_prob: float = 0.15
 
 
 @dataclass
@@ -116,7 +123,16 @@ class LossConfig:
     weak_spread: weighted_infonce only: also spread the text's remaining 1 - r uniformly
         over all images (text side only).
     itm_negatives: sample (ALBEF/CCLM: draw by softmax of the temperature-scaled ITC
-        similarities, same text or same image excluded) or hardest (the most similar of those).
+        similarities, same text or same image excluded) or hardest (the most similar of those);
+        TTM draws its negatives the same way.
+    ttm/cmlm: CCLM's cross view on parallel rows: text-text matching with hard negatives and
+        MLM of one side conditioned on the other, both through the fusion encoder with the
+        other text as context. Off by default: configs and checkpoints written before they
+        existed keep their objectives (and their parameters) when read.
+    mrfr: masked region feature regression (UNITER/M3P), needs model.region_dim > 0. Off by
+        default, like every objective that needs more than the base data.
+    mrc: masked region classification; refused above 0 until the dataset carries detector
+        class labels per region (the schema's regions hold boxes, features and extractor only).
     """
 
     itc: float = 1.0
@@ -124,6 +140,10 @@ class LossConfig:
     ttc: float = 1.0
     mlm: float = 1.0
     itm: float = 1.0
+    ttm: float = 0.0
+    cmlm: float = 0.0
+    mrfr: float = 0.0
+    mrc: float = 0.0
     weak_form: str = "soft_target"
     weak_spread: bool = False
     temperature: float = 0.07
@@ -269,8 +289,27 @@ def _validate_data(d: DataConfig) -> None:
            f"data.null_relevance = {nr!r}; use \"skip\" or a number in [0, 1]")
     _check(len(d.crop_scale) == 2 and 0 < d.crop_scale[0] <= d.crop_scale[1] <= 1,
            "data.crop_scale must be [min, max] with 0 < min <= max <= 1")
-    for name in ("mask_prob", "span_mask_prob"):
+    for name in ("mask_prob", "span_mask_prob", "cmlm_mask_prob"):
         _check(0 <= getattr(d, name) < 1, f"data.{name} must be in [0, 1)")
+    _check(0 < d.mrm_mask_prob < 1, "data.mrm_mask_prob must be in (0, 1)")
+    for name in ("max_masks", "cmlm_max_masks"):
+        _check(getattr(d, name) >= 1, f"data.{name} must be at least 1")
+
+
+def _validate_objectives(cfg: PretrainConfig) -> None:
+    """Objectives that need data or inputs the run does not have are refused here."""
+    loss = cfg.loss
+    weights = {n: getattr(loss, n) for n in ("itc", "weak", "ttc", "mlm", "itm", "ttm", "cmlm", "mrfr", "mrc")}
+    _check(all(w >= 0 for w in weights.values()) and any(w > 0 for w in weights.values()),
+           "loss weights must be >= 0, at least one > 0")
+    for name in ("ttm", "cmlm"):
+        _check(weights[name] == 0 or cfg.data.parallel_batch_size > 0,
+               f"loss.{name} = {weights[name]} trains on parallel rows; set data.parallel_batch_size > 0 or loss.{name} = 0")
+    _check(loss.mrfr == 0 or cfg.model.region_dim > 0,
+           f"loss.mrfr = {loss.mrfr} masks region features; set model.region_dim/max_regions or loss.mrfr = 0")
+    _check(loss.mrc == 0, f"loss.mrc = {loss.mrc}: masked region classification needs the detector's class label (or "
+           "distribution) per region, which the dataset's regions do not carry yet (boxes, features, extractor); "
+           "set loss.mrc = 0 (loss.mrfr trains on the features alone)")
 
 
 def validate(cfg: PretrainConfig) -> None:
@@ -284,8 +323,7 @@ def validate(cfg: PretrainConfig) -> None:
            "soft_target already spreads 1 - r, in both directions")
     _check(loss.itm_negatives in ("sample", "hardest"), "loss.itm_negatives: use \"sample\" or \"hardest\"")
     _check(loss.temperature > 0, "loss.temperature must be > 0")
-    weights = [loss.itc, loss.weak, loss.ttc, loss.mlm, loss.itm]
-    _check(all(w >= 0 for w in weights) and any(w > 0 for w in weights), "loss weights must be >= 0, at least one > 0")
+    _validate_objectives(cfg)
     _check(train.steps >= 1 and 0 <= train.warmup_steps <= train.steps, "train.warmup_steps must be in [0, train.steps]")
     _check(train.accum_steps >= 1, "train.accum_steps must be >= 1")
     _check(train.threads >= 0, "train.threads must be >= 0 (0 = torch's default)")

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from pretrain.config import PretrainConfig
 from pretrain.images import BadSample, decode, random_resized_crop
-from pretrain.sampling import choose_text, mask_tokens
+from pretrain.sampling import choose_text, mask_parallel, mask_regions, mask_tokens
 from pretrain.shards import (
     PAIR_COLUMNS,
     PARALLEL_COLUMNS,
@@ -84,6 +84,23 @@ def make_sample(row: dict[str, Any], cfg: PretrainConfig, tok: Tokenizer, rng: r
               "anchor": tok.encode(choice.anchor, max_len) if (weak and choice.anchor) else None}
     if cfg.model.region_dim:
         sample["regions"] = _regions(row, cfg.model.region_dim, cfg.model.max_regions)
+        if cfg.loss.mrfr > 0:
+            sample["region_masked"] = mask_regions(sample["regions"][2], cfg.model.max_regions, cfg.data.mrm_mask_prob, rng)
+    return sample
+
+
+def parallel_sample(row: dict[str, Any], cfg: PretrainConfig, tok: Tokenizer, rng: random.Random) -> dict[str, Any]:
+    """One parallel row: both sides' ids and, with CCLM's cross view on (loss.ttm/cmlm), which
+    side is the query this step (the other is its context): the target with probability 1/2,
+    as CCLM swaps source and target per row, so both directions are trained. Conditional MLM
+    masks the query side."""
+    max_len = cfg.model.max_text_len
+    sample: dict[str, Any] = {"src": tok.encode(row["src_text"], max_len), "tgt": tok.encode(row["tgt_text"], max_len)}
+    if cfg.loss.ttm > 0 or cfg.loss.cmlm > 0:
+        sample["query_tgt"] = rng.random() < 0.5
+        if cfg.loss.cmlm > 0:
+            query = sample["tgt" if sample["query_tgt"] else "src"]
+            sample["cmlm"] = mask_parallel(query, cfg.data, rng, tok.mask_id, tok.vocab_size, tok.special_ids)
     return sample
 
 
@@ -108,9 +125,21 @@ def collate(samples: list[dict[str, Any]], parallel: list[dict[str, Any]], tok: 
         batch["region_boxes"] = torch.stack([s["regions"][1] for s in samples])
         counts = torch.tensor([s["regions"][2] for s in samples])
         batch["region_mask"] = torch.arange(batch["regions"].shape[1])[None] < counts[:, None]
+    if "region_masked" in samples[0]:
+        batch["region_masked"] = torch.tensor([s["region_masked"] for s in samples], dtype=torch.bool)
     if parallel:
-        batch["src_ids"] = _pad(tok.encode_batch([p["src_text"] for p in parallel], max_len), pad, width=w)
-        batch["tgt_ids"] = _pad(tok.encode_batch([p["tgt_text"] for p in parallel], max_len), pad, width=w)
+        batch.update(_collate_parallel(parallel, pad, w))
+    return batch
+
+
+def _collate_parallel(parallel: list[dict[str, Any]], pad: int, width: int) -> dict[str, torch.Tensor]:
+    batch = {"src_ids": _pad([p["src"] for p in parallel], pad, width=width),
+             "tgt_ids": _pad([p["tgt"] for p in parallel], pad, width=width)}
+    if "query_tgt" in parallel[0]:
+        batch["par_query_tgt"] = torch.tensor([p["query_tgt"] for p in parallel], dtype=torch.bool)
+    if "cmlm" in parallel[0]:
+        batch["par_mlm_ids"] = _pad([p["cmlm"][0] for p in parallel], pad, width=width)
+        batch["par_mlm_labels"] = _pad([p["cmlm"][1] for p in parallel], pad, fill=-100, width=width)
     return batch
 
 
@@ -131,6 +160,10 @@ class RC3Batches(IterableDataset):
         if not self.pair_units:
             raise ValueError(f"{data.root}: no pairs rows with split {cfg.data.split!r}; set data.split")
         self.parallel_units = with_split(data.parallel, cfg.data.split) if cfg.data.parallel_batch_size else []
+        cross_view = [f"loss.{n}" for n in ("ttm", "cmlm") if getattr(cfg.loss, n) > 0]
+        if cross_view and not self.parallel_units:
+            raise ValueError(f"{data.root}: {' and '.join(cross_view)} train on parallel rows, and there are none with split "
+                             f"{cfg.data.split!r}; set {' and '.join(cross_view)} to 0")
         self.start = start or {}
         self.first_worker = first_worker
 
@@ -149,7 +182,7 @@ class RC3Batches(IterableDataset):
         consumer = self.rank * workers + worker
         while True:
             samples = self._samples(pair_rows, stats, consumer)
-            par = [next(par_rows)[0] for _ in range(self.cfg.data.parallel_batch_size)] if par_rows else []
+            par = [self._parallel(next(par_rows), consumer) for _ in range(self.cfg.data.parallel_batch_size)] if par_rows else []
             stats["samples"] += len(samples)
             stats["parallel_rows"] += len(par)
             state = {"pairs": [pairs.position.epoch, pairs.position.rows], "stats": dict(stats)}
@@ -157,6 +190,10 @@ class RC3Batches(IterableDataset):
                 state["parallel"] = [parallel.position.epoch, parallel.position.rows]
             batch = collate(samples, par, self.tok, self.cfg.model.max_text_len, static=self.cfg.train.compile)
             yield batch, {"worker": worker, "state": state}
+
+    def _parallel(self, item: tuple[dict[str, Any], StreamPosition], consumer: int) -> dict[str, Any]:
+        row, pos = item
+        return parallel_sample(row, self.cfg, self.tok, seeded(self.cfg.train.seed, "parallel", consumer, pos.epoch, pos.rows))
 
     def _samples(self, rows: Iterator, stats: Counter[str], consumer: int) -> list[dict[str, Any]]:
         samples: list[dict[str, Any]] = []

@@ -5,7 +5,8 @@ Every loss gives, under DDP, the gradient of the *global-batch* loss:
 * contrastive losses all-gather the features with gradient (``_GatherWithGrad``) and
   compute the full global loss on every rank; the gather's backward sums the W identical
   copies and DDP's average divides by W;
-* per-token/per-row losses (MLM, ITM, the relevance regulariser) return
+* per-token/per-row losses (MLM, conditional MLM, ITM, TTM, the relevance regulariser,
+  masked region modelling) return
   ``W * local_sum / global_count``, so DDP's average is the global mean even when ranks hold
   different numbers of masked tokens or weak texts.
 
@@ -154,6 +155,34 @@ class ITMLoss(nn.Module):
         return global_mean((ce * valid).sum(), valid.sum())
 
 
+class RegionFeatureLoss(nn.Module):
+    """MRFR (UNITER/M3P): squared error between the predicted and the original feature of
+    each masked region, averaged over the masked regions and the feature's D dimensions
+    (UNITER's ``F.mse_loss`` then mean): sum_r ||pred_r - f_r||^2 / (M * D)."""
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        err = (pred.float() - target.float()).pow(2).sum()
+        return global_mean(err, target.numel())
+
+
+class RegionClassLoss(nn.Module):
+    """MRC (UNITER/M3P), per masked region, averaged over the M regions: with ``labels``, the
+    cross-entropy against the detector's class label; with ``probs`` (MRC-kl), the KL
+    divergence KL(p || softmax(logits)) = sum_c p_c (log p_c - log q_c) to the detector's
+    class distribution. Not fed by the model yet: the dataset's regions carry no labels."""
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor | None = None, probs: torch.Tensor | None = None) -> torch.Tensor:
+        log_q = F.log_softmax(logits.float(), dim=-1)
+        if probs is not None:
+            p = probs.float()
+            per_region = (torch.xlogy(p, p) - p * log_q).sum(dim=-1)
+        elif labels is not None:
+            per_region = F.nll_loss(log_q, labels, reduction="none")
+        else:
+            raise ValueError("RegionClassLoss needs labels (MRC) or probs (MRC-kl)")
+        return global_mean(per_region.sum(), per_region.numel())
+
+
 class RC3Loss(nn.Module):
     """All objectives; ``forward``'s keyword arguments are the keys of ``RC3Model.forward``.
 
@@ -167,7 +196,10 @@ class RC3Loss(nn.Module):
       weighted_infonce weak rows join the InfoNCE weighted by r (``weak_spread``: the text's
                        1 - r spread over all images, text side only); not RC3's objective;
       strict           weak rows are strict rows (the "weak as strict" ablation).
-    Returns each unweighted objective and ``loss``, their weighted sum.
+    CCLM's cross view on parallel rows: ``ttm`` (matching, ITMLoss over the text-text pairs)
+    and ``cmlm`` (MLM of one side conditioned on the other). Masked region modelling:
+    ``mrfr`` (RegionFeatureLoss). Returns each unweighted objective and ``loss``, their
+    weighted sum.
     """
 
     def __init__(self, cfg: LossConfig):
@@ -177,6 +209,7 @@ class RC3Loss(nn.Module):
         self.regularizer = RelevanceRegularizer()
         self.mlm = MaskedLMLoss()
         self.itm = ITMLoss()
+        self.mrfr = RegionFeatureLoss()
 
     def _image_text(self, image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor,
                     relevance: torch.Tensor, is_weak: torch.Tensor, has_anchor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -203,7 +236,10 @@ class RC3Loss(nn.Module):
                 anchor_features: torch.Tensor | None = None, src_features: torch.Tensor | None = None,
                 tgt_features: torch.Tensor | None = None, mlm_logits: torch.Tensor | None = None,
                 mlm_labels: torch.Tensor | None = None, itm_logits: torch.Tensor | None = None,
-                itm_labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                itm_labels: torch.Tensor | None = None, ttm_logits: torch.Tensor | None = None,
+                ttm_labels: torch.Tensor | None = None, cmlm_logits: torch.Tensor | None = None,
+                cmlm_labels: torch.Tensor | None = None, mrfr_pred: torch.Tensor | None = None,
+                mrfr_target: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         itc, weak = self._image_text(image_features, text_features, logit_scale, relevance, is_weak, has_anchor)
         out = {"itc": itc}
@@ -216,9 +252,10 @@ class RC3Loss(nn.Module):
             out["weak"] = weak
         if src_features is not None and tgt_features is not None:
             out["ttc"] = self.contrastive(src_features, tgt_features, logit_scale)
-        if mlm_logits is not None and mlm_labels is not None:
-            out["mlm"] = self.mlm(mlm_logits, mlm_labels)
-        if itm_logits is not None and itm_labels is not None:
-            out["itm"] = self.itm(itm_logits, itm_labels)
+        for name, loss, first, second in (("mlm", self.mlm, mlm_logits, mlm_labels), ("itm", self.itm, itm_logits, itm_labels),
+                                          ("ttm", self.itm, ttm_logits, ttm_labels), ("cmlm", self.mlm, cmlm_logits, cmlm_labels),
+                                          ("mrfr", self.mrfr, mrfr_pred, mrfr_target)):
+            if first is not None and second is not None:
+                out[name] = loss(first, second)
         out["loss"] = sum(getattr(cfg, name) * value for name, value in out.items())
         return out

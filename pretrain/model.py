@@ -3,9 +3,13 @@
 ``RC3Model.forward(batch)`` returns a dict whose keys are exactly the keyword arguments of
 ``RC3Loss.forward`` for the objectives switched on (open_clip's habit): the model never sees
 a rank, and the loss owns the cross-rank gather. The only loss-related work done here is
-what needs the encoders themselves: picking ITM hard negatives (they must go through the
-fusion encoder; ``itm_negative_weights`` and ``draw_negatives`` are the pure selection) and
-projecting the masked positions for MLM.
+what needs the encoders themselves: sending ITM/TTM hard negatives through the fusion
+encoder (``pretrain.matching`` is the pure selection), projecting the masked positions for
+MLM and conditional MLM, and predicting masked region features.
+
+CCLM's cross view: the fusion encoder reads either image tokens or another text's tokens as
+its context, so parallel rows get matching (TTM) and conditional MLM through the same
+fusion layers, ITM head and MLM head as image-caption rows.
 """
 
 from __future__ import annotations
@@ -20,6 +24,12 @@ from torch import nn
 from pretrain.config import LossConfig, ModelConfig
 from pretrain.images import normalize
 from pretrain.layers import Block, init_weights
+from pretrain.matching import (
+    draw_negatives,
+    itm_negative_weights,
+    same_pair_content,
+    same_parallel_content,
+)
 
 
 class VisionEncoder(nn.Module):
@@ -76,23 +86,61 @@ class TextEncoder(nn.Module):
 
 
 class FusionEncoder(nn.Module):
-    """Text tokens self-attend and cross-attend to image tokens (ALBEF/CCLM fusion)."""
+    """Text tokens self-attend and cross-attend to a context (ALBEF/CCLM fusion): image tokens,
+    or (CCLM's cross view, ``text_context``) another text's tokens. The same cross-attention
+    reads both; a text context is first mapped to the vision width only when the widths
+    differ (``text_context``; with equal widths, as in every preset, nothing is added)."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, text_context: bool = False):
         super().__init__()
         w = cfg.text_width
         self.blocks = nn.ModuleList(Block(w, cfg.text_heads, cfg.mlp_ratio, cfg.dropout, context_width=cfg.vision_width)
                                     for _ in range(cfg.fusion_layers))
         self.ln = nn.LayerNorm(w)
+        if text_context and cfg.text_width != cfg.vision_width:
+            self.text_context = nn.Linear(cfg.text_width, cfg.vision_width)
 
-    def forward(self, text: torch.Tensor, text_mask: torch.Tensor, image: torch.Tensor, image_mask: torch.Tensor | None) -> torch.Tensor:
+    def context_of_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        """A text encoder's tokens as a fusion context."""
+        return self.text_context(tokens) if hasattr(self, "text_context") else tokens
+
+    def forward(self, text: torch.Tensor, text_mask: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None) -> torch.Tensor:
         for block in self.blocks:
-            text = block(text, mask=text_mask, context=image, context_mask=image_mask)
+            text = block(text, mask=text_mask, context=context, context_mask=context_mask)
         return self.ln(text)
 
 
+class RegionHead(nn.Module):
+    """Masked region feature regression (UNITER/M3P MRFR) on this two-stream model.
+
+    The vision encoder's outputs at the region slots, behind the image's [CLS] (a key every
+    row has, so a row without regions still attends somewhere), go through one block of
+    self-attention and cross-attention to the row's text (UNITER and M3P predict a masked
+    region with the caption in view; the text is not masked), then UNITER's regression head
+    (Linear, GELU, LayerNorm, Linear to ``region_dim``) at the masked slots."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        w = cfg.vision_width
+        self.block = Block(w, cfg.vision_heads, cfg.mlp_ratio, cfg.dropout, context_width=cfg.text_width)
+        self.ln = nn.LayerNorm(w)
+        self.regress = nn.Sequential(nn.Linear(w, w), nn.GELU(), nn.LayerNorm(w), nn.Linear(w, cfg.region_dim))
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor, masked: torch.Tensor, text: torch.Tensor,
+                text_mask: torch.Tensor) -> torch.Tensor:
+        """(M, region_dim): the prediction for each True of ``masked`` (B, R), row-major."""
+        r = masked.shape[1]
+        x = torch.cat([tokens[:, :1], tokens[:, -r:]], dim=1)
+        keys = torch.cat([mask[:, :1], mask[:, -r:]], dim=1)
+        x = self.ln(self.block(x, mask=keys, context=text, context_mask=text_mask))
+        return self.regress(x[:, 1:][masked])
+
+
 class RC3Model(nn.Module):
-    """Encoders, projections and the heads of the objectives that ``loss`` switches on."""
+    """Encoders, projections and the heads of the objectives that ``loss`` switches on.
+
+    Heads are shared across the two views, as in CCLM: ITM and TTM use one matching head,
+    MLM and conditional MLM one MLM head, all through one fusion encoder."""
 
     def __init__(self, cfg: ModelConfig, loss: LossConfig, pad_id: int):
         super().__init__()
@@ -100,19 +148,23 @@ class RC3Model(nn.Module):
             raise ValueError("model.vocab_size is unset; build the model from a tokenizer (vocab_size = tokenizer.vocab_size)")
         self.cfg, self.loss_cfg = cfg, loss
         self.use_itm, self.use_mlm, self.use_ttc = loss.itm > 0, loss.mlm > 0, loss.ttc > 0
+        self.use_ttm, self.use_cmlm = loss.ttm > 0, loss.cmlm > 0
+        self.use_mrfr = loss.mrfr > 0 and cfg.region_dim > 0
         self.use_anchor = loss.weak > 0 and loss.weak_form == "regularizer"
         self.vision, self.text = VisionEncoder(cfg), TextEncoder(cfg, pad_id)
         self.vision_proj = nn.Linear(cfg.vision_width, cfg.embed_dim)
         self.text_proj = nn.Linear(cfg.text_width, cfg.embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / loss.temperature)), requires_grad=loss.learn_temperature)
-        if self.use_itm or self.use_mlm:
-            self.fusion = FusionEncoder(cfg)
-        if self.use_itm:
+        if self.use_itm or self.use_mlm or self.use_ttm or self.use_cmlm:
+            self.fusion = FusionEncoder(cfg, text_context=self.use_ttm or self.use_cmlm)
+        if self.use_itm or self.use_ttm:
             self.itm_head = nn.Linear(cfg.text_width, 2)
-        if self.use_mlm:
+        if self.use_mlm or self.use_cmlm:
             w = cfg.text_width
             self.mlm_transform = nn.Sequential(nn.Linear(w, w), nn.GELU(), nn.LayerNorm(w))
             self.mlm_bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+        if self.use_mrfr:
+            self.region_head = RegionHead(cfg)
         self.apply(init_weights)
 
     def encode_image(self, images: torch.Tensor, **regions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -133,81 +185,103 @@ class RC3Model(nn.Module):
                                "relevance": batch["relevance"], "is_weak": batch["is_weak"], "has_anchor": batch["has_anchor"]}
         if self.use_anchor:
             out["anchor_features"] = self.encode_text(batch["anchor_ids"])[0]
-        if self.use_ttc and "src_ids" in batch:
-            out["src_features"] = self.encode_text(batch["src_ids"])[0]
-            out["tgt_features"] = self.encode_text(batch["tgt_ids"])[0]
+        if "src_ids" in batch and (self.use_ttc or self.use_ttm or self.use_cmlm):
+            out.update(self._parallel(batch))
         if self.use_mlm:
-            out.update(self._mlm(batch["mlm_ids"], batch["mlm_labels"], img_tokens, img_mask))
+            logits, labels = self._masked_lm(batch["mlm_ids"], batch["mlm_labels"], img_tokens, img_mask)
+            out.update(mlm_logits=logits, mlm_labels=labels)
         if self.use_itm:
-            out.update(self._itm(img, txt, img_tokens, img_mask, txt_tokens, txt_mask, batch))
+            same = same_pair_content(batch["text_ids"], batch.get("image_key"))
+            ignored = torch.full_like(batch["is_weak"], -100, dtype=torch.long)
+            positive = torch.where(batch["is_weak"], ignored, 1)  # a weak text is never asserted as a match
+            logits, labels = self._matching(img, txt, img_tokens, img_mask, txt_tokens, txt_mask, same, positive)
+            out.update(itm_logits=logits, itm_labels=labels)
+        if self.use_mrfr and "region_masked" in batch:
+            out.update(self._mrfr(batch, txt_tokens, txt_mask))
         return out
 
-    def _mlm(self, ids: torch.Tensor, labels: torch.Tensor, img_tokens: torch.Tensor, img_mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    def _parallel(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """TTC's features, and CCLM's cross view: per row the query side (``par_query_tgt``:
+        the target, else the source) is matched against / predicted from the other side."""
+        src, src_tok, src_mask = self.encode_text(batch["src_ids"])
+        tgt, tgt_tok, tgt_mask = self.encode_text(batch["tgt_ids"])
+        out = {"src_features": src, "tgt_features": tgt} if self.use_ttc else {}
+        if not (self.use_ttm or self.use_cmlm):
+            return out
+        (ctx, ctx_tok, ctx_mask), (query, q_tok, q_mask) = cross_view(batch["par_query_tgt"], (src, src_tok, src_mask),
+                                                                       (tgt, tgt_tok, tgt_mask))
+        context = self.fusion.context_of_text(ctx_tok)
+        if self.use_ttm:
+            same = same_parallel_content(batch["src_ids"], batch["tgt_ids"], self.text.pad_id)
+            positive = torch.ones(query.shape[0], dtype=torch.long, device=query.device)
+            out["ttm_logits"], out["ttm_labels"] = self._matching(ctx, query, context, ctx_mask, q_tok, q_mask, same, positive)
+        if self.use_cmlm:
+            out["cmlm_logits"], out["cmlm_labels"] = self._masked_lm(batch["par_mlm_ids"], batch["par_mlm_labels"], context, ctx_mask)
+        return out
+
+    def _masked_lm(self, ids: torch.Tensor, labels: torch.Tensor, context: torch.Tensor,
+                   context_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """MLM logits and labels at the masked positions of ``ids``, conditioned on ``context``
+        (image tokens for MLM, the other text for conditional MLM) through fusion."""
         tokens, mask = self.text(ids)
-        fused = self.fusion(tokens, mask, img_tokens, img_mask)
+        fused = self.fusion(tokens, mask, context, context_mask)
         picked = labels != -100
         hidden = self.mlm_transform(fused[picked])
         logits = hidden @ self.text.tok.weight.t() + self.mlm_bias  # decoder tied to the input embedding
-        return {"mlm_logits": logits, "mlm_labels": labels[picked]}
+        return logits, labels[picked]
 
     def itm_scores(self, img_tokens: torch.Tensor, img_mask: torch.Tensor | None, txt_tokens: torch.Tensor, txt_mask: torch.Tensor) -> torch.Tensor:
-        """ITM logits (N, 2) of aligned rows of image and text tokens; also used for re-ranking."""
+        """Matching logits (N, 2) of aligned rows of context (image, or a text mapped by
+        ``fusion.context_of_text``) and text tokens; also used for re-ranking."""
         return self.itm_head(self.fusion(txt_tokens, txt_mask, img_tokens, img_mask)[:, 0])
 
-    def _itm(self, img: torch.Tensor, txt: torch.Tensor, img_tokens: torch.Tensor, img_mask: torch.Tensor | None,
-             txt_tokens: torch.Tensor, txt_mask: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Positives, plus one hard negative image per text and one hard negative text per image,
-        drawn from this rank's temperature-scaled ITC similarities (ALBEF/CCLM). Weak positives
-        are not asserted as matches, and a row left without a valid negative gets none (-100)."""
-        b = img.shape[0]
-        same = same_pair_content(batch["text_ids"], batch.get("image_key"))
-        sim = (img @ txt.t()).detach()
+    def _matching(self, ctx: torch.Tensor, query: torch.Tensor, ctx_tokens: torch.Tensor, ctx_mask: torch.Tensor | None,
+                  q_tokens: torch.Tensor, q_mask: torch.Tensor, same: torch.Tensor,
+                  positive: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positives (labelled ``positive``: 1, or -100 to skip), plus one hard negative context
+        per query and one hard negative query per context, drawn from this rank's
+        temperature-scaled similarities (ALBEF/CCLM), never a pair ``same`` marks. A row left
+        without a valid negative gets none (-100). ITM: context = image, query = text."""
+        sim = (ctx @ query.t()).detach()
         scale = self.logit_scale.detach().exp().clamp(max=100)  # 1 / temperature, as ITC uses it
         hardest = self.loss_cfg.itm_negatives == "hardest"
-        neg_img, img_ok = draw_negatives(itm_negative_weights(sim.t(), scale, same), hardest)  # per text
-        neg_txt, txt_ok = draw_negatives(itm_negative_weights(sim, scale, same), hardest)      # per image
-        i_tok = torch.cat([img_tokens, img_tokens[neg_img], img_tokens])
-        i_mask = None if img_mask is None else torch.cat([img_mask, img_mask[neg_img], img_mask])
-        t_tok = torch.cat([txt_tokens, txt_tokens, txt_tokens[neg_txt]])
-        t_mask = torch.cat([txt_mask, txt_mask, txt_mask[neg_txt]])
-        ignored = torch.full((b,), -100, dtype=torch.long, device=img.device)
-        labels = torch.cat([torch.where(batch["is_weak"], ignored, 1), torch.where(img_ok, 0, ignored),
-                            torch.where(txt_ok, 0, ignored)])
-        return {"itm_logits": self.itm_scores(i_tok, i_mask, t_tok, t_mask), "itm_labels": labels}
+        neg_ctx, ctx_ok = draw_negatives(itm_negative_weights(sim.t(), scale, same), hardest)  # per query
+        neg_q, q_ok = draw_negatives(itm_negative_weights(sim, scale, same), hardest)          # per context
+        c_tok = torch.cat([ctx_tokens, ctx_tokens[neg_ctx], ctx_tokens])
+        c_mask = None if ctx_mask is None else torch.cat([ctx_mask, ctx_mask[neg_ctx], ctx_mask])
+        t_tok = torch.cat([q_tokens, q_tokens, q_tokens[neg_q]])
+        t_mask = torch.cat([q_mask, q_mask, q_mask[neg_q]])
+        ignored = torch.full_like(positive, -100)
+        labels = torch.cat([positive, torch.where(ctx_ok, 0, ignored), torch.where(q_ok, 0, ignored)])
+        return self.itm_scores(c_tok, c_mask, t_tok, t_mask), labels
+
+    def _mrfr(self, batch: dict[str, torch.Tensor], txt_tokens: torch.Tensor, txt_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A second vision pass with the masked regions' features zeroed (their boxes kept, as
+        UNITER does), and the prediction of the original features at those regions."""
+        masked, feats = batch["region_masked"], batch["regions"]
+        tokens, mask = self.vision(batch["images"], feats.masked_fill(masked[..., None], 0.0), batch["region_boxes"],
+                                   batch["region_mask"])
+        return {"mrfr_pred": self.region_head(tokens, mask, masked, txt_tokens, txt_mask), "mrfr_target": feats[masked]}
 
 
-def same_pair_content(text_ids: torch.Tensor, image_key: torch.Tensor | None = None) -> torch.Tensor:
-    """(B, B) bool: pairs i and j show the same text (equal token ids, padding included) or
-    the same image (equal ``image_key``, the loader's digest of the image bytes; without
-    one, only i == j counts as the same image: crops of one image differ in pixels)."""
-    same = (text_ids[:, None, :] == text_ids[None, :, :]).all(dim=-1)
-    if image_key is not None:
-        same |= image_key[:, None] == image_key[None, :]
-    return same | torch.eye(text_ids.shape[0], dtype=torch.bool, device=text_ids.device)
+View = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-@torch.no_grad()
-def itm_negative_weights(sim: torch.Tensor, logit_scale: torch.Tensor | float, excluded: torch.Tensor) -> torch.Tensor:
-    """ALBEF's weights for drawing hard negatives: per query row, softmax(sim * logit_scale)
-    + 1e-5 over the candidates, 0 on the row's own candidate (column i) and on ``excluded``
-    ones (a candidate with the positive's text or image would be a false negative).
-    ``sim``: (Q, C) cosine similarities; ``logit_scale`` = 1 / the ITC temperature."""
-    weights = torch.softmax(sim.float() * logit_scale, dim=1) + 1e-5
-    own = torch.eye(*sim.shape, dtype=torch.bool, device=sim.device)
-    return weights.masked_fill(own | excluded, 0.0)
+def cross_view(query_tgt: torch.Tensor, src: View, tgt: View) -> tuple[View, View]:
+    """(context, query), each (features, tokens, mask), taken per row from the source and the
+    target side: the query is the target where ``query_tgt``, else the source. Tokens and
+    masks are padded to one length (padding never attended)."""
+    length = max(src[1].shape[1], tgt[1].shape[1])
 
+    def padded(view: View) -> View:
+        extra = length - view[1].shape[1]
+        return view[0], F.pad(view[1], (0, 0, 0, extra)), F.pad(view[2], (0, extra), value=False)
 
-@torch.no_grad()
-def draw_negatives(weights: torch.Tensor, hardest: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """(candidate index per row, whether the row has a valid one). Drawn by ``weights``
-    (torch.multinomial, ALBEF) or, with ``hardest``, the heaviest. A row whose weights are all
-    0 (every other candidate shares its text or image) gets its own index and False: the
-    caller ignores that negative, the same way on every run."""
-    valid = weights.sum(dim=1) > 0
-    own = torch.eye(*weights.shape, device=weights.device)
-    safe = torch.where(valid[:, None], weights, own)
-    index = safe.argmax(dim=1) if hardest else torch.multinomial(safe, 1).squeeze(1)
-    return index, valid
+    src, tgt = padded(src), padded(tgt)
+    pick = [query_tgt.view(-1, *[1] * (x.ndim - 1)) for x in src]
+    context = tuple(torch.where(p, s, t) for p, s, t in zip(pick, src, tgt, strict=True))
+    query = tuple(torch.where(p, t, s) for p, s, t in zip(pick, src, tgt, strict=True))
+    return context, query  # type: ignore[return-value]
 
 
 def build_model(cfg: ModelConfig, loss: LossConfig, vocab_size: int, pad_id: int) -> RC3Model:

@@ -1,6 +1,7 @@
-"""Per-step choices made for each row: which text variant it shows, and which tokens MLM masks.
+"""Per-step choices made for each row: which text variant it shows, which tokens MLM (and
+conditional MLM on parallel text) masks, which regions masked region modelling masks.
 
-Both are row-local and seeded per sample, so a resumed run makes the same choices as an
+All are row-local and seeded per sample, so a resumed run makes the same choices as an
 uninterrupted one without replaying any random state.
 """
 
@@ -86,14 +87,28 @@ def mask_tokens(ids: list[int], in_span: Sequence[bool], cfg: DataConfig, rng: r
     ``span_mask_prob``; at most ``max_masks`` are kept, switched ones first. A chosen token
     becomes [MASK] (80%), a random token (10%) or stays (10%). Labels are -100 elsewhere.
     """
+    return masked_tokens(ids, in_span, (cfg.mask_prob, cfg.span_mask_prob), cfg.max_masks, rng, mask_id, vocab_size, special)
+
+
+def mask_parallel(ids: list[int], cfg: DataConfig, rng: random.Random, mask_id: int, vocab_size: int,
+                  special: frozenset[int]) -> tuple[list[int], list[int]]:
+    """Masking of the parallel side conditional MLM predicts: each token with
+    ``cmlm_mask_prob``, at most ``cmlm_max_masks``, 80/10/10 (CCLM: 0.4 and 12)."""
+    return masked_tokens(ids, [], (cfg.cmlm_mask_prob, cfg.cmlm_mask_prob), cfg.cmlm_max_masks, rng, mask_id, vocab_size, special)
+
+
+def masked_tokens(ids: list[int], in_span: Sequence[bool], probs: tuple[float, float], max_masks: int,
+                  rng: random.Random, mask_id: int, vocab_size: int, special: frozenset[int]) -> tuple[list[int], list[int]]:
+    """(masked ids, labels): tokens chosen with probs[0] (probs[1] inside a switched span),
+    switched ones first, at most ``max_masks``; [MASK] 80%, random 10%, kept 10%."""
     chosen_span, chosen_plain = [], []
     for i, tok in enumerate(ids):
         if tok in special:
             continue
         flagged = bool(in_span[i]) if i < len(in_span) else False
-        if rng.random() < (cfg.span_mask_prob if flagged else cfg.mask_prob):
+        if rng.random() < probs[1 if flagged else 0]:
             (chosen_span if flagged else chosen_plain).append(i)
-    chosen = (chosen_span + chosen_plain)[: cfg.max_masks]
+    chosen = (chosen_span + chosen_plain)[:max_masks]
     masked, labels = list(ids), [-100] * len(ids)
     for i in chosen:
         labels[i] = ids[i]
@@ -104,3 +119,13 @@ def mask_tokens(ids: list[int], in_span: Sequence[bool], cfg: DataConfig, rng: r
             other = rng.randrange(vocab_size)
             masked[i] = mask_id if other in special else other
     return masked, labels
+
+
+def mask_regions(count: int, limit: int, prob: float, rng: random.Random) -> list[bool]:
+    """Which of ``limit`` region slots masked region modelling masks: each of the first
+    ``count`` (the real regions) with ``prob``, and one drawn at random when none was
+    (UNITER's ``_get_img_mask``, as M3P and UC2 use it); padded slots never."""
+    masked = [rng.random() < prob for _ in range(count)]
+    if count and not any(masked):
+        masked[rng.randrange(count)] = True
+    return masked + [False] * (limit - count)

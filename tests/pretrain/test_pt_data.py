@@ -1,4 +1,5 @@
-"""Streaming, sharding, shuffling, resume positions, the text policy, masking, bad samples."""
+"""Streaming, sharding, shuffling, resume positions, the text policy, masking (MLM, conditional
+MLM on parallel text, regions), bad samples."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ import pyarrow.parquet as pq
 import pytest
 import sentencepiece as spm
 import torch
-from pretrain_helpers import micro_config, pair_row, write_dataset
+from pretrain_helpers import micro_config, pair_row, parallel_row, write_dataset
 
 from pretrain.config import DataConfig
-from pretrain.data import build_loader, collate, image_key, make_sample
+from pretrain.data import build_loader, collate, image_key, make_sample, parallel_sample
 from pretrain.images import BadSample, center_resize, decode, random_resized_crop
-from pretrain.sampling import choose_text, mask_tokens
+from pretrain.sampling import choose_text, mask_parallel, mask_regions, mask_tokens
 from pretrain.shards import PAIR_COLUMNS, RowStream, StreamPosition, dataset_texts, open_dataset
 from pretrain.tokenizer import Tokenizer, train_tokenizer
 
@@ -161,3 +162,57 @@ def test_samples_carry_their_image_identity(tok):
     assert keys[0] == keys[1] != keys[2]
     assert keys[0] == int(hashlib.sha256(rows[0]["image"]["bytes"]).hexdigest()[:15], 16)
     assert not torch.equal(batch["images"][0], batch["images"][1])
+
+
+def test_region_masking_masks_real_regions_only_and_at_least_one():
+    rng = random.Random(0)
+    assert mask_regions(0, 4, 0.15, rng) == [False] * 4  # no regions, nothing to mask
+    for _ in range(50):  # UNITER: an image with regions always has one masked
+        got = mask_regions(2, 5, 0.01, rng)
+        assert sum(got) >= 1 and got[2:] == [False] * 3
+    draws = [mask_regions(10, 10, 0.15, rng) for _ in range(400)]
+    share = sum(map(sum, draws)) / 4000
+    assert 0.12 < share < 0.19  # ~15 % (a little more: the at-least-one rule)
+
+
+def test_conditional_mlm_masks_at_cclm_rate_and_cap(tok):
+    ids = tok.encode("a red square on the left " * 8, 64)
+    cfg = DataConfig()  # cmlm_mask_prob 0.4, cmlm_max_masks 12
+    counts = []
+    for seed in range(40):
+        masked, labels = mask_parallel(ids, cfg, random.Random(seed), tok.mask_id, tok.vocab_size, tok.special_ids)
+        chosen = [i for i, lab in enumerate(labels) if lab != -100]
+        assert all(labels[i] == ids[i] for i in chosen) and labels[0] == labels[-1] == -100  # never [CLS]/[EOS]
+        assert all(masked[i] == ids[i] for i in range(len(ids)) if i not in chosen)
+        counts.append(len(chosen))
+    assert max(counts) == 12  # 62 maskable tokens at 0.4: the cap binds
+    short = tok.encode("a red square", 64)
+    rates = [sum(lab != -100 for lab in mask_parallel(short, cfg, random.Random(s), tok.mask_id, tok.vocab_size,
+                                                      tok.special_ids)[1]) / (len(short) - 2) for s in range(300)]
+    assert 0.34 < sum(rates) / len(rates) < 0.46
+
+
+def test_parallel_sample_masks_the_query_side_chosen_per_row(tok):
+    cfg = micro_config(loss={"ttm": 1.0, "cmlm": 1.0})
+    row = parallel_row(3)
+    src, tgt = tok.encode(row["src_text"], 16), tok.encode(row["tgt_text"], 16)
+    samples = [parallel_sample(row, cfg, tok, random.Random(i)) for i in range(40)]
+    assert 10 < sum(s["query_tgt"] for s in samples) < 30  # CCLM: either side, with probability 1/2
+    for s in samples:
+        assert s["src"] == src and s["tgt"] == tgt
+        query = tgt if s["query_tgt"] else src
+        masked, labels = s["cmlm"]
+        assert len(masked) == len(query) and all(lab in (-100, q) for lab, q in zip(labels, query, strict=True))
+    assert parallel_sample(row, cfg, tok, random.Random(5)) == samples[5]  # seeded: resume replays it
+    plain = parallel_sample(row, micro_config(), tok, random.Random(0))
+    assert plain == {"src": src, "tgt": tgt}  # cross view off: the batch is what it was
+    batch = collate([make_sample(pair_row(0), cfg, tok, random.Random(0))] * 2, samples[:3], tok, 16)
+    assert batch["par_query_tgt"].tolist() == [s["query_tgt"] for s in samples[:3]]
+    assert batch["par_mlm_ids"].shape == batch["par_mlm_labels"].shape and batch["par_mlm_ids"].shape[0] == 3
+    assert (batch["par_mlm_labels"] != -100).any()
+
+
+def test_loader_refuses_cross_view_without_parallel_rows(tmp_path, tok):
+    root = write_dataset(tmp_path / "nopar", n=16, parallel=0)
+    with pytest.raises(ValueError, match="loss.ttm and loss.cmlm train on parallel rows, and there are none"):
+        build_loader(open_dataset(str(root)), micro_config(loss={"ttm": 1.0, "cmlm": 1.0}), tok)

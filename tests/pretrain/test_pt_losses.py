@@ -1,5 +1,6 @@
 """Each objective against a small case computed by hand, and the direction each weak form
-moves a pair: pulled for r = 1, pushed for r = 0, held where r says in between."""
+moves a pair: pulled for r = 1, pushed for r = 0, held where r says in between. CCLM's
+cross-view terms (TTM, conditional MLM) and masked region modelling (MRFR, MRC) too."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from pretrain.losses import (
     ITMLoss,
     MaskedLMLoss,
     RC3Loss,
+    RegionClassLoss,
+    RegionFeatureLoss,
     RelevanceRegularizer,
     soft_target_infonce,
     weighted_infonce,
@@ -192,3 +195,61 @@ def test_weak_form_names():
     assert LossConfig(weak_form="soft").weak_form == "weighted_infonce"  # a checkpoint's saved config
     with pytest.raises(ConfigError, match="weak_spread applies to weak_form = \"weighted_infonce\" only"):
         load_config(None, {"loss": {"weak_form": "soft_target", "weak_spread": True}})
+
+
+def test_mrfr_is_the_squared_error_averaged_over_masked_regions_and_dimensions():
+    # two masked regions of D = 2: (1-0)^2 + (2-0)^2 + (0-3)^2 + (0-4)^2 = 30 over M * D = 4
+    pred = torch.tensor([[1.0, 2.0], [0.0, 0.0]], requires_grad=True)
+    target = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
+    loss = RegionFeatureLoss()(pred, target)
+    assert loss.item() == pytest.approx(7.5)
+    loss.backward()
+    assert pred.grad.flatten().tolist() == pytest.approx([0.5, 1.0, -1.5, -2.0])  # 2 (pred - f) / 4
+    empty = RegionFeatureLoss()(torch.zeros(0, 2, requires_grad=True), torch.zeros(0, 2))
+    assert empty.item() == 0.0 and empty.requires_grad  # a batch with no masked region
+
+
+def test_mrc_cross_entropy_and_kl_to_the_detector_distribution():
+    # softmax([0, ln 2, 0]) = [1/4, 1/2, 1/4]
+    logits = torch.tensor([[0.0, math.log(2.0), 0.0], [0.0, 0.0, 0.0]])
+    ce = RegionClassLoss()(logits, labels=torch.tensor([1, 2]))
+    assert ce.item() == pytest.approx((math.log(2) + math.log(3)) / 2, abs=1e-6)
+    # KL([1/2, 1/2, 0] || [1/4, 1/2, 1/4]) = 1/2 ln 2 (a zero class adds nothing);
+    # KL(uniform || uniform) = 0
+    probs = torch.tensor([[0.5, 0.5, 0.0], [1 / 3, 1 / 3, 1 / 3]])
+    kl = RegionClassLoss()(logits, probs=probs)
+    assert kl.item() == pytest.approx(0.5 * math.log(2) / 2, abs=1e-6)
+    with pytest.raises(ValueError, match="labels .MRC. or probs"):
+        RegionClassLoss()(logits)
+
+
+def test_rc3_loss_adds_the_cross_view_and_region_terms_by_their_weights():
+    cfg = LossConfig(weak_form="strict", ttm=0.5, cmlm=2.0, mrfr=3.0)
+    out = RC3Loss(cfg)(image_features=EYE, text_features=EYE, logit_scale=torch.tensor(1.0), relevance=torch.ones(2),
+                       is_weak=torch.zeros(2, dtype=torch.bool), has_anchor=torch.zeros(2, dtype=torch.bool),
+                       ttm_logits=torch.tensor([[0.0, 1.0], [1.0, 0.0], [3.0, 3.0]]), ttm_labels=torch.tensor([1, 0, -100]),
+                       cmlm_logits=torch.tensor([[0.0, math.log(3.0)]]), cmlm_labels=torch.tensor([0]),
+                       mrfr_pred=torch.tensor([[2.0]]), mrfr_target=torch.tensor([[0.0]]))
+    assert out["ttm"].item() == pytest.approx(math.log(1 + 1 / E), abs=1e-6)  # both rows at logit margin 1
+    assert out["cmlm"].item() == pytest.approx(math.log(4), abs=1e-6)  # -log(1 / 4)
+    assert out["mrfr"].item() == pytest.approx(4.0)
+    expected = HARD + 0.5 * out["ttm"].item() + 2.0 * math.log(4) + 3.0 * 4.0
+    assert out["loss"].item() == pytest.approx(expected, abs=1e-5)
+    assert set(out) == {"itc", "ttm", "cmlm", "mrfr", "loss"}
+
+
+def test_new_objectives_are_off_by_default_and_refused_without_their_data():
+    loss = LossConfig()
+    assert (loss.ttm, loss.cmlm, loss.mrfr, loss.mrc) == (0.0, 0.0, 0.0, 0.0)
+    data = load_config().data
+    assert (data.cmlm_mask_prob, data.cmlm_max_masks, data.mrm_mask_prob) == (0.4, 12, 0.15)
+    with pytest.raises(ConfigError, match="loss.ttm = 1.0 trains on parallel rows; set data.parallel_batch_size > 0"):
+        load_config(None, {"loss": {"ttm": 1.0}, "data": {"parallel_batch_size": 0}})
+    with pytest.raises(ConfigError, match="loss.mrfr = 1.0 masks region features; set model.region_dim"):
+        load_config(None, {"loss": {"mrfr": 1.0}})
+    with pytest.raises(ConfigError, match="loss.mrc = 1.0: masked region classification needs the detector's class label"):
+        load_config(None, {"loss": {"mrc": 1.0}, "model": {"region_dim": 8, "max_regions": 4}})
+    with pytest.raises(ConfigError, match="data.cmlm_max_masks must be at least 1"):
+        load_config(None, {"data": {"cmlm_max_masks": 0}})
+    on = load_config(None, {"loss": {"ttm": 1.0, "cmlm": 1.0, "mrfr": 1.0}, "model": {"region_dim": 8, "max_regions": 4}})
+    assert (on.loss.ttm, on.loss.cmlm, on.loss.mrfr) == (1.0, 1.0, 1.0)
