@@ -104,6 +104,30 @@ def _is_number(arg: str) -> bool:
     return True
 
 
+LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
+
+
+def check_local_devices(cfg: BuildConfig, runner: str) -> None:
+    """On a local runner the workers are this machine: a GPU or compute type it lacks fails
+    here, in one line, not as a worker traceback. (Remote runners' workers may have the
+    GPU this machine lacks: they are not checked here.)"""
+    if str(runner).rsplit(".", 1)[-1] not in LOCAL_RUNNERS:
+        return
+    if cfg.mt.enabled:
+        if cfg.mt.engine == "ctranslate2":
+            from translate.ct2_engine import require_compute
+
+            require_compute(cfg.mt.device, cfg.mt.compute_type)
+        else:
+            from translate.fairseq_engine import require_device
+
+            require_device(cfg.mt.device)
+    if cfg.relevance.enabled and cfg.relevance.device.startswith("cuda"):
+        from translate.fairseq_engine import require_device
+
+        require_device(cfg.relevance.device)
+
+
 def check_inputs(cfg: BuildConfig) -> dict[str, list[str]]:
     """Expand every source's globs before the pipeline starts; a glob matching nothing fails here."""
     return {src.name: match_paths(src) for src in cfg.sources}
@@ -195,8 +219,9 @@ def run_build(cfg: BuildConfig, out: str, beam_args: list[str] | None = None, ov
     """
     options = pipeline_options(list(beam_args or []))
     files = check_inputs(cfg)
-    staging = outdir.prepare(out, overwrite)
     runner = options.view_as(StandardOptions).runner
+    check_local_devices(cfg, runner)
+    staging = outdir.prepare(out, overwrite)
     log(f"{sum(map(len, files.values()))} input files from {len(files)} sources; runner {runner}")
     started = time.time()
     try:

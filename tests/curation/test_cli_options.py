@@ -20,3 +20,21 @@ def test_beam_options_pass_and_typos_are_refused(tmp_path, capsys: pytest.Captur
     err = capsys.readouterr().err
     assert err.strip() == "m3curate build: error: ValueError: unknown option --overwite; did you mean --overwrite?"
     assert not (tmp_path / "o").exists()
+
+
+def test_a_missing_gpu_fails_before_the_pipeline_on_a_local_runner(tmp_path, capsys: pytest.CaptureFixture[str]):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    (tmp_path / "x.jsonl").write_text("")
+    config = tmp_path / "b.toml"
+    config.write_text('[[sources]]\nname = "s"\nformat = "jsonl"\npaths = ["x.jsonl"]\n'
+                      '[mt]\nmodel = "nowhere"\ntargets = ["de"]\ndevice = "cuda"\n')
+    assert main(["build", "--config", str(config), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "use --device cpu" in err[0] and not (tmp_path / "o").exists()
+    # a remote runner's workers may have the GPU this machine lacks: not refused for that
+    from curation.config import load_config
+    from curation.pipeline import check_local_devices
+
+    check_local_devices(load_config(config), "DataflowRunner")
