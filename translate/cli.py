@@ -63,6 +63,9 @@ def _translate(args: argparse.Namespace, beam_args: list[str]) -> int:
     from translate.evaluate import read_lines
     from translate.loading import load_translator
 
+    for path in (args.output, args.scores):  # made before the model loads: a bad folder fails first
+        if path and path != "-":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
     cfg = translate_config_from_dict({
         "model": args.model, "engine": args.engine, "source_langs": [args.src], "targets": [args.tgt],
         "beam": args.beam, "lenpen": args.lenpen, "max_len_a": args.max_len_a, "max_len_b": args.max_len_b,

@@ -26,11 +26,11 @@ def test_help_of_every_command_has_examples(capsys):
 
 def test_translate_a_file_then_score_it(tiny_mt, tmp_path, capsys):
     pairs = tiny_mt.test["de"][:30]
-    src, ref, hyp = tmp_path / "in.en", tmp_path / "ref.de", tmp_path / "out.de"
+    src, ref, hyp = tmp_path / "in.en", tmp_path / "ref.de", tmp_path / "new" / "out.de"  # folder made
     src.write_text("".join(f"{s}\n" for s, _ in pairs) + "\n", encoding="utf-8")  # + an empty line
     ref.write_text("".join(f"{t}\n" for _, t in pairs) + "\n", encoding="utf-8")
     assert run(["mt", "translate", "--model", str(tiny_mt.model_dir), "--src", "en", "--tgt", "de", "--beam", "1",
-                "--threads", "1", "--input", str(src), "--output", str(hyp), "--scores", str(tmp_path / "s")]) == 0
+                "--threads", "1", "--input", str(src), "--output", str(hyp), "--scores", str(tmp_path / "scores" / "s")]) == 0
     lines = hyp.read_text(encoding="utf-8").split("\n")
     assert len(lines) == len(pairs) + 2 and lines[-2] == "", "one output line per input line, empty stays empty"
     assert "1 line(s) left empty" in capsys.readouterr().err
