@@ -39,6 +39,10 @@ def load_model(checkpoint: str | Path, device: torch.device) -> tuple[RC3Model, 
     loss_cfg = LossConfig(**state["config"]["loss"])
     model = RC3Model(model_cfg, loss_cfg, tok.pad_id)
     model.load_state_dict(state["model"])
+    if "acquisition" in state:  # MLA: acquired languages are encoded by their own encoders
+        from pretrain.acquire import load_acquired
+
+        return load_acquired(checkpoint, model.to(device).eval(), tok, state), tok
     return model.to(device).eval(), tok
 
 
@@ -154,7 +158,8 @@ def evaluate_set(model: RC3Model, tok: Tokenizer, evalset: EvalSet, device: torc
             raise ValueError(f"{evalset.name}: no captions in language {lang!r}; it has {sorted(evalset.captions)}")
         images = sorted({i for i, _ in caps})
         local = {img: n for n, img in enumerate(images)}
-        txt_feats, ids = encode_texts(model, tok, [t for _, t in caps], device)
+        lang_model, lang_tok = model.for_language(lang) if hasattr(model, "for_language") else (model, tok)
+        txt_feats, ids = encode_texts(lang_model, lang_tok, [t for _, t in caps], device)
         sims = img_feats[images] @ txt_feats.t()
         i2t, t2i = sims, sims.t()
         if rerank:
