@@ -28,7 +28,8 @@ trained MT model) is built in the background while the MT engines are timed.
 
 A rehearsal runs every part on CPU with tiny shapes (fp32 for fp16/bf16, float32/int8 for
 CTranslate2's CUDA types, gloo for nccl, no torch.compile); its verdicts say "rehearsal" and
-judge only the correctness checks, never a performance target.
+judge only the correctness checks, never a performance target. Its budgets stretch with the
+machine's load (``stretch``).
 """
 
 from __future__ import annotations
@@ -86,6 +87,15 @@ DEMO_SAMPLES = {False: 600, True: 100}
 MIN_PART_S = 15
 
 
+def stretch(rehearse: bool) -> float:
+    """How much a rehearsal's budgets stretch on a busy machine: its load average per CPU,
+    between 1 and 4. There they catch a hung part, not a slow one (the rehearsal takes about
+    two minutes on two idle cores); a GPU run's budgets never stretch."""
+    if not rehearse:
+        return 1.0
+    return min(4.0, max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1)))
+
+
 def _stop(proc: subprocess.Popen) -> None:
     """End the process group this driver started for ``proc`` (the part and its children)."""
     for sig, grace in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
@@ -104,7 +114,7 @@ class Demo:
     """``m3curate demo`` in the background: the dataset and the demo's trained MT model."""
 
     def __init__(self, out: Path, rehearse: bool, log: Path):
-        self.out, self.log, self.budget = out, log, DEMO_BUDGET[rehearse]
+        self.out, self.log, self.budget = out, log, DEMO_BUDGET[rehearse] * stretch(rehearse)
         code = "import sys; from curation.cli import main; sys.exit(main(sys.argv[1:]))"
         cmd = [sys.executable, "-c", code, "demo", "--out", str(out), "--samples", str(DEMO_SAMPLES[rehearse]),
                "--pretrain-minutes", "0", "--overwrite"]
@@ -237,7 +247,7 @@ def _demo_for(part: Part, demo: Demo | None, deadline: float) -> str:
 
 def run_parts(args: argparse.Namespace, ctx: Ctx, out: Path, report: dict, deadline: float, demo: Demo | None) -> None:
     for part in args.selected:
-        budget = part.rehearse_budget if args.rehearse else part.budget
+        budget = part.rehearse_budget * stretch(True) if args.rehearse else part.budget
         skip = _demo_for(part, demo, deadline)
         if demo is not None and "demo" not in report and demo.state is not None:
             report["demo"] = {"status": demo.state[0], "detail": demo.state[1], "seconds": round(demo.seconds, 1)}
@@ -259,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         return child_main(args.child, args.ctx, args.result)
     t0 = float(os.environ.get("GPU_CHECK_T0", time.time()))
-    deadline = time.monotonic() - (time.time() - t0) + (args.deadline or (600 if args.rehearse else 480))
+    deadline = time.monotonic() - (time.time() - t0) + (args.deadline or (600 * stretch(True) if args.rehearse else 480))
     out = Path(args.out).resolve()  # the parts run from the repository root
     for sub in ("logs", "parts"):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -268,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     ctx = Ctx(args.rehearse, "cpu" if args.rehearse else "cuda", str(work), str(demo_dir), 0)
     report = {"check": "benchmarks/gpu_check.sh", "mode": "rehearsal" if args.rehearse else "gpu",
               "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "install_s": float(os.environ.get("GPU_CHECK_INSTALL_S", 0)),
-              "deadline_s": round(deadline - time.monotonic() + (time.time() - t0)), "parts": []}
+              "deadline_s": round(deadline - time.monotonic() + (time.time() - t0)),
+              "budget_stretch": round(stretch(args.rehearse), 2), "parts": []}
     demo = None
     if any(p.demo for p in args.selected) and not args.demo:
         _say(f"building the demo data in the background ({DEMO_SAMPLES[args.rehearse]} samples; logs/demo.log)")

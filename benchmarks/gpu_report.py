@@ -39,7 +39,9 @@ def _header(report: dict[str, Any]) -> list[str]:
               f"- torch {m.get('torch', '?')} (CUDA {m.get('cuda')}), Python {m.get('python', '?')}, fairseq "
               f"{m.get('fairseq', '?')}, ctranslate2 {m.get('ctranslate2', '?')}",
               f"- whole check {report.get('seconds', '?')} s (environment set-up {report.get('install_s', 0):.0f} s "
-              f"of it), overall budget {report.get('deadline_s', '?')} s"]
+              f"of it), overall budget {report.get('deadline_s', '?')} s"
+              + (f" (budgets stretched x{report['budget_stretch']} for the machine's load)"
+                 if report.get("budget_stretch", 1) > 1 else "")]
     demo = report.get("demo")
     if demo:
         lines.append(f"- demo data (`m3curate demo --pretrain-minutes 0`, in the background): {demo['status']}"
