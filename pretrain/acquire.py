@@ -362,3 +362,9 @@ def load_acquired(checkpoint: str | Path, base: RC3Model, base_tok: Tokenizer, s
         return base
     device = next(base.parameters()).device
     return AcquiredModel.from_state(base, base_tok, state["acquisition"]).to(device).eval()
+
+
+def saved_config(out_dir: str | Path) -> dict[str, Any] | None:
+    """The AcquireConfig (as a dict) of the latest checkpoint in ``out_dir``; None without one."""
+    found = step_checkpoints(out_dir)
+    return load_checkpoint(found[-1][1])["acquisition"]["config"] if found else None

@@ -194,7 +194,7 @@ def _add_pretrain(sub: Any, fmt: type) -> None:
     p.add_argument("--verify", action="store_true", help="check every shard's sha256 against manifest.json before "
                    "training (reads the whole dataset once; sizes are always checked)")
     p.set_defaults(func=_pretrain, pretrain_command=None)
-    inner = p.add_subparsers(dest="pretrain_command", metavar="[tokenizer]")
+    inner = p.add_subparsers(dest="pretrain_command", metavar="[tokenizer|acquire]")
     t = inner.add_parser("tokenizer", help="train a SentencePiece model on a dataset's texts", epilog=TOKENIZER_EXAMPLE,
                          formatter_class=fmt, description="Train the multilingual SentencePiece tokenizer on every "
                          "text of the dataset (pairs texts of all kinds and both sides of parallel rows).")
@@ -204,6 +204,9 @@ def _add_pretrain(sub: Any, fmt: type) -> None:
     t.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one setting (repeatable)")
     t.add_argument("--vocab-size", type=int, help="target vocabulary size (a soft limit on small data)")
     t.add_argument("--split", default="train", help="split whose texts are used ('' = all; default train)")
+    from pretrain.acquisition.cli import add_parser  # MLA's `pretrain acquire`; imports no torch
+
+    add_parser(inner, fmt)
 
 
 def register(subparsers: Any) -> None:
