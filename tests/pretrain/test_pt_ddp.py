@@ -1,8 +1,10 @@
 """Two gloo processes with half the batch each train like one process with the whole batch.
 
 Both runs go through the trainer's own pieces (init_distributed, the DDP wrapper,
-train_step, RC3Loss's gathers). ITM is off: its hard negatives are drawn from the local
-batch by design (as in ALBEF/CCLM), so it is not expected to match.
+train_step, RC3Loss's gathers), with every objective whose value depends only on the global
+batch on: ITC, the regulariser, TTC, MLM, conditional MLM on parallel text and MRFR on
+region features. ITM and TTM are off: their hard negatives are drawn from the local batch by
+design (as in ALBEF/CCLM), so they are not expected to match.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from pretrain.tokenizer import train_tokenizer
 from pretrain.train import CosineSchedule, Run, _wrap, param_groups, train_step
 
 STEPS = 3
-CFG = {"loss": {"itm": 0.0, "weak_form": "regularizer"},
+CFG = {"loss": {"itm": 0.0, "weak_form": "regularizer", "cmlm": 1.0, "mrfr": 1.0},
+       "model": {"region_dim": 6, "max_regions": 4},
        "data": {"batch_size": 8, "parallel_batch_size": 8,
                 "kind_weights": {"caption": 1, "translation": 1, "codeswitch": 1, "weak": 2}}}
 
@@ -74,12 +77,17 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_two_process_gloo_matches_one_process(tmp_path):
-    data = open_dataset(str(write_dataset(tmp_path / "ds", n=40)))
+    data = open_dataset(str(write_dataset(tmp_path / "ds", n=40, regions=True)))
     cfg = micro_config(**CFG)
     tok = train_tokenizer(dataset_texts(data), cfg.tokenizer)
     stream = iter(build_loader(data, cfg, tok))
     batches = [next(stream)[0] for _ in range(STEPS)]
     assert all(b["is_weak"].any() and (b["has_anchor"] & b["is_weak"]).any() for b in batches[:1])
+    for b in batches:  # the halves differ in how many tokens and regions they mask
+        halves = [(_half(b, r)["par_mlm_labels"] != -100).sum().item() for r in (0, 1)]
+        regions = [_half(b, r)["region_masked"].sum().item() for r in (0, 1)]
+        assert min(halves) > 0 and min(regions) > 0
+    assert any(len({(_half(b, r)["par_mlm_labels"] != -100).sum().item() for r in (0, 1)}) == 2 for b in batches)
     single = _train(batches, tok.vocab_size, tok.pad_id)
     out = tmp_path / "ddp.pt"
     mp.spawn(_worker, args=(_free_port(), batches, tok.vocab_size, tok.pad_id, str(out)), nprocs=2, join=True)

@@ -1,5 +1,6 @@
-"""The model's forward feeds the loss exactly, every learnable parameter gets a gradient, and
-ITM draws its hard negatives as ALBEF does, never a copy of the positive's text or image."""
+"""The model's forward feeds the loss exactly (the cross-view and region objectives too),
+every learnable parameter gets a gradient, and ITM draws its hard negatives as ALBEF does,
+never a copy of the positive's text or image."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def _batch(data, cfg):
 
 @pytest.mark.parametrize("form", ["regularizer", "soft_target", "weighted_infonce"])
 def test_forward_keys_are_the_loss_kwargs_and_all_parameters_learn(region_data, form):
-    cfg = micro_config(model={"region_dim": 6, "max_regions": 4}, loss={"weak_form": form},
+    cfg = micro_config(model={"region_dim": 6, "max_regions": 4}, loss={"weak_form": form, "ttm": 1.0, "cmlm": 1.0, "mrfr": 1.0},
                        data={"batch_size": 12, "kind_weights": {"caption": 1, "translation": 1, "codeswitch": 1, "weak": 3}})
     tok, batch = _batch(region_data, cfg)
     assert batch["is_weak"].any() and batch["region_mask"].any() and (batch["mlm_labels"] != -100).any()
@@ -45,10 +46,10 @@ def test_forward_keys_are_the_loss_kwargs_and_all_parameters_learn(region_data, 
     out = model(batch)
     accepted = set(inspect.signature(RC3Loss.forward).parameters) - {"self"}
     assert set(out) <= accepted
-    assert {"src_features", "mlm_logits", "itm_logits"} <= set(out)
+    assert {"src_features", "mlm_logits", "itm_logits", "ttm_logits", "cmlm_logits", "mrfr_pred"} <= set(out)
     assert ("anchor_features" in out) == (form == "regularizer")
     losses = RC3Loss(cfg.loss)(**out)
-    assert set(losses) == {"itc", "weak", "ttc", "mlm", "itm", "loss"}
+    assert set(losses) == {"itc", "weak", "ttc", "mlm", "itm", "ttm", "cmlm", "mrfr", "loss"}
     losses["loss"].backward()
     silent = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
     assert silent == []
@@ -59,10 +60,24 @@ def test_switched_off_objectives_have_no_heads(region_data):
     tok, batch = _batch(region_data, cfg)
     model = build_model(cfg.model, cfg.loss, tok.vocab_size, tok.pad_id)
     names = {n.split(".")[0] for n, _ in model.named_parameters()}
-    assert not names & {"fusion", "itm_head", "mlm_transform", "mlm_bias"}
+    assert not names & {"fusion", "itm_head", "mlm_transform", "mlm_bias", "region_head"}
     out = model(batch)
-    assert not {"mlm_logits", "itm_logits", "src_features"} & set(out)
+    assert not {"mlm_logits", "itm_logits", "src_features", "ttm_logits", "cmlm_logits", "mrfr_pred"} & set(out)
     RC3Loss(cfg.loss)(**out)["loss"].backward()
+
+
+def test_cross_view_alone_shares_the_fusion_and_heads(region_data):
+    """CCLM: one fusion encoder, one matching head, one MLM head for both views; TTM and
+    conditional MLM build them when ITM and MLM are off, and add no parameters beside them
+    (equal widths), so ITM/MLM checkpoints and cross-view ones hold the same tensors."""
+    both = micro_config(loss={"ttm": 1.0, "cmlm": 1.0})
+    alone = micro_config(loss={"itm": 0.0, "mlm": 0.0, "ttm": 1.0, "cmlm": 1.0})
+    plain = micro_config()
+    shapes = [{n: p.shape for n, p in build_model(c.model, c.loss, 100, 0).named_parameters()} for c in (both, alone, plain)]
+    assert shapes[0] == shapes[1] == shapes[2]
+    tok, batch = _batch(region_data, alone)
+    out = build_model(alone.model, alone.loss, tok.vocab_size, tok.pad_id)(batch)
+    assert {"ttm_logits", "cmlm_logits"} <= set(out) and not {"itm_logits", "mlm_logits"} & set(out)
 
 
 def test_init_from_checkpoint_names_shape_mismatches(tmp_path, region_data):
