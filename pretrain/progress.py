@@ -47,6 +47,9 @@ def _step_of(line: str) -> int | None:
     return record.get("step") if isinstance(record, dict) and isinstance(record.get("step"), int) else None
 
 
+# The losses the progress line shows, when the run computes them (metrics.jsonl has all).
+LOSS_KEYS = ("loss", "itc", "weak", "ttc", "mlm", "itm", "ttm", "cmlm", "mrfr")
+
 class Progress:
     """Writes RUN/metrics.jsonl (from ``start_step`` on, see ``trim_metrics``) and a
     progress line; silent on ranks other than 0."""
@@ -73,7 +76,7 @@ class Progress:
             return
         done = step - self.first_step
         rate = done / max(time.perf_counter() - self.start, 1e-9)
-        losses = " ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k in ("loss", "itc", "weak", "ttc", "mlm", "itm"))
+        losses = " ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k in LOSS_KEYS)
         line = (f"step {step}/{self.total} {losses} | {metrics.get('samples_per_s', 0):.0f} samples/s"
                 f" | lr {metrics.get('lr', 0):.2e} | eta {_eta((self.total - step) / max(rate, 1e-9))}")
         self.stream.write(("\r" + line + "\033[K") if self.tty else line + "\n")
