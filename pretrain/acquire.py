@@ -55,8 +55,9 @@ from pretrain.shards import Dataset, open_dataset
 from pretrain.tokenizer import Tokenizer, train_tokenizer
 from pretrain.train import deterministic_cpu
 
-# Settings a resumed acquisition may change: bookkeeping and placement, no formula.
-RESUMABLE = ("ckpt_every", "log_every", "threads", "device", "keep_checkpoints")
+# Settings a resumed acquisition may change: bookkeeping and placement, and le_steps (the
+# last stage's length: an extension; its cosine becomes that of the new length).
+RESUMABLE = ("ckpt_every", "log_every", "threads", "device", "keep_checkpoints", "le_steps")
 
 
 @dataclass
@@ -67,6 +68,7 @@ class AcquireConfig:
     AdamW with linear warmup then cosine to lr/10, restarted for each stage. vocab_size:
     each new language's SentencePiece vocabulary (a soft limit). adapter_layers /
     adapter_dim: bottleneck adapters per encoder (adapter_dim 0 = text width / 4).
+    embed_rank: factorise each new embedding table to this rank (0 = full text width).
     le_kinds: text kinds Language Exposure trains on. max_trainable_share: refuse encoders
     larger than this share of the base model's parameters."""
 
@@ -82,6 +84,7 @@ class AcquireConfig:
     vocab_size: int = 1000
     adapter_layers: int = 2
     adapter_dim: int = 0
+    embed_rank: int = 0
     le_kinds: list[str] = field(default_factory=lambda: ["caption", "translation"])
     split: str = "train"
     seed: int = 0
@@ -103,8 +106,8 @@ class AcquireConfig:
             problems.append("nlt_steps and le_steps must be >= 0, and not both 0")
         if self.batch_size < 2:
             problems.append(f"batch_size = {self.batch_size}: at least 2 (Language Exposure contrasts within the batch)")
-        if self.adapter_layers < 0 or self.adapter_dim < 0 or self.vocab_size < 8:
-            problems.append("adapter_layers and adapter_dim must be >= 0, vocab_size >= 8")
+        if min(self.adapter_layers, self.adapter_dim, self.embed_rank) < 0 or self.vocab_size < 8:
+            problems.append("adapter_layers, adapter_dim and embed_rank must be >= 0, vocab_size >= 8")
         if problems:
             raise ValueError("acquire: " + "; ".join(problems))
 
@@ -168,7 +171,7 @@ def _check_data(cfg: AcquireConfig, found: dict[str, dict[str, Any]], root: str)
                              f"{cfg.split!r}; Language Exposure needs them (or set le_steps = 0)")
 
 
-def _resume_config(saved: dict[str, Any], requested: AcquireConfig) -> AcquireConfig:
+def _resume_config(saved: dict[str, Any], requested: AcquireConfig, step: int) -> AcquireConfig:
     """The run's own config, with only RESUMABLE settings taken from ``requested``."""
     own = AcquireConfig(**saved)
     for f in fields(AcquireConfig):
@@ -178,6 +181,8 @@ def _resume_config(saved: dict[str, Any], requested: AcquireConfig) -> AcquireCo
                              f"acquisition keeps its settings except {', '.join(RESUMABLE)}")
         if f.name in RESUMABLE:
             setattr(own, f.name, new)
+    if own.nlt_steps + own.le_steps < step:
+        raise ValueError(f"acquire --resume: le_steps = {own.le_steps} ends before the checkpoint's step {step}")
     return own
 
 
@@ -189,7 +194,7 @@ def setup(base_checkpoint: str, data_dir: str, out: Path, cfg: AcquireConfig, re
     own = load_checkpoint(found_ckpts[-1][1]) if (found_ckpts and resume) else None
     saved = own["acquisition"] if own is not None else None
     if saved is not None:
-        cfg = _resume_config(saved["config"], cfg)
+        cfg = _resume_config(saved["config"], cfg, int(own["step"]))
     cfg.validate()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -199,7 +204,7 @@ def setup(base_checkpoint: str, data_dir: str, out: Path, cfg: AcquireConfig, re
     _check_data(cfg, found, data_dir)
     tokenizers = _tokenizers(cfg, found, saved)
     torch.manual_seed(cfg.seed)
-    settings = {"adapter_layers": cfg.adapter_layers, "adapter_dim": cfg.adapter_dim}
+    settings = {"adapter_layers": cfg.adapter_layers, "adapter_dim": cfg.adapter_dim, "embed_rank": cfg.embed_rank}
     encoders = build_encoders(base, tokenizers, settings)
     generator = torch.Generator().manual_seed(cfg.seed)
     copied = {lang: init_from_base(encoders[lang], tokenizers[lang], base, base_tok, generator) for lang in cfg.langs}
@@ -240,8 +245,8 @@ def _sizes(cfg: AcquireConfig, base: RC3Model, encoders: nn.ModuleDict, tokenize
     share = trained / base_n
     if share > cfg.max_trainable_share:
         raise ValueError(f"acquire: the encoders have {trained:,} parameters, {share:.1%} of the base's {base_n:,}, "
-                         f"over max_trainable_share = {cfg.max_trainable_share:.0%}; lower vocab_size, adapter_layers "
-                         "or adapter_dim")
+                         f"over max_trainable_share = {cfg.max_trainable_share:.0%}; set embed_rank (e.g. 32) or lower "
+                         "vocab_size, adapter_layers or adapter_dim")
     return {"base_params": base_n, "trainable_params": trained, "trainable_share": round(share, 4),
             "vocab": {lang: tok.vocab_size for lang, tok in tokenizers.items()}, "pieces_from_base": copied}
 
@@ -298,7 +303,8 @@ def save(run: Acquisition, out: Path) -> Path:
     """OUT/checkpoints/step-N.pt: the base checkpoint's entries unchanged, plus ``acquisition``."""
     base = {k: v for k, v in run.base_state.items() if k not in ("format", "base_path", "step")}
     acquisition = {"config": asdict(run.cfg), "tokenizers": {k: t.model_proto for k, t in run.tokenizers.items()},
-                   "settings": {"adapter_layers": run.cfg.adapter_layers, "adapter_dim": run.cfg.adapter_dim},
+                   "settings": {"adapter_layers": run.cfg.adapter_layers, "adapter_dim": run.cfg.adapter_dim,
+                                "embed_rank": run.cfg.embed_rank},
                    "encoders": run.encoders.state_dict(), "optimizer": run.optimizer.state_dict(), "rng": rng_state(),
                    "streams": run.streams_state, "info": run.info,
                    "base": {"checkpoint": run.base_state["base_path"], "step": int(run.base_state["step"])}}

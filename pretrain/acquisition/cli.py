@@ -17,12 +17,12 @@ trained on its texts in --data, token embeddings and small adapters in front of 
 text encoder, trained first on parallel text against the base's English embeddings (NLT),
 then contrastively on its captions against the frozen image encoder (LE). The checkpoint in
 --out serves the base's languages exactly as before and the new ones through their encoders.
---resume continues the run in --out with its own settings (only --threads, --device and
---ckpt-every may change)."""
+--resume continues the run in --out with its own settings (only --threads, --device,
+--ckpt-every and --le-steps, an extension of the last stage, may change)."""
 
 # flag -> AcquireConfig field, for the settings the command line exposes
 FLAGS = {"nlt_steps": int, "le_steps": int, "batch_size": int, "lr": float, "vocab_size": int, "adapter_layers": int,
-         "adapter_dim": int, "pivot": str, "seed": int, "threads": int, "device": str, "ckpt_every": int,
+         "adapter_dim": int, "embed_rank": int, "pivot": str, "seed": int, "threads": int, "device": str, "ckpt_every": int,
          "max_trainable_share": float}
 
 

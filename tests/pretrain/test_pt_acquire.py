@@ -33,6 +33,9 @@ COLOURS = {"red": ((220, 30, 30), "rosso"), "green": ((30, 170, 30), "verde"), "
            "orange": ((240, 130, 20), "arancione"), "black": ((20, 20, 20), "nero")}
 PLACES = {"top left": ((1, 1), "in alto a sinistra"), "top right": ((17, 1), "in alto a destra"),
           "bottom left": ((1, 17), "in basso a sinistra"), "bottom right": ((17, 17), "in basso a destra")}
+GERMAN = {"red": "rot", "green": "grün", "blue": "blau", "yellow": "gelb", "purple": "lila", "cyan": "türkis",
+          "orange": "orange", "black": "schwarz", "top left": "oben links", "top right": "oben rechts",
+          "bottom left": "unten links", "bottom right": "unten rechts"}
 SCENES = [(c, p) for c in COLOURS for p in PLACES]
 BASE_STEPS = 50
 
@@ -55,22 +58,24 @@ def _row(i: int, colour: str, place: str, split: str, rng: random.Random, italia
     texts = [_text(f"{colour} {place}")]
     if italian:
         texts.append(_text(_italian(colour, place), "translation", "it", derived_from=0))
+        texts.append(_text(f"{GERMAN[colour]} {GERMAN[place]}", "translation", "de", derived_from=0))
     return {"id": f"s{i:04d}", "source": "scenes", "source_id": str(i), "split": split,
             "provenance": {"file": "x", "row": i, "url": None, "member": None},
             "image": {"bytes": data, "width": 32, "height": 32, "format": "JPEG", "sha256": hashlib.sha256(data).hexdigest()},
             "regions": None, "texts": texts}
 
 
-def _parallel(i: int, en: str, it: str) -> dict:
+def _parallel(i: int, en: str, it: str, lang: str = "it") -> dict:
     return {"id": f"p{i:04d}", "source": "par", "source_id": str(i), "split": "train",
             "provenance": {"file": "p", "row": i, "url": None, "member": None}, "src_text": en, "src_lang": "en",
-            "src_lang_score": None, "tgt_text": it, "tgt_lang": "it", "tgt_lang_score": None, "origin": "par",
+            "src_lang_score": None, "tgt_text": it, "tgt_lang": lang, "tgt_lang_score": None, "origin": "par",
             "score": None, "pair_id": None}
 
 
 def write_scenes(root: Path, italian: bool, repeats: int = 6) -> Path:
-    """English-only scenes (the base's data), or the same scenes with Italian translations
-    and en-it parallel rows (the acquisition's data: scene sentences, colours, places)."""
+    """English-only scenes (the base's data), or the same scenes with Italian and German
+    translations and en-it, en-de parallel rows (the acquisition's data: scene sentences,
+    colours, places)."""
     rng = random.Random(0)
     rows = [_row(i, *SCENES[i % 32], "train", rng, italian) for i in range(32 * repeats)]
     rows += [_row(len(rows) + i, c, p, "test", rng, italian) for i, (c, p) in enumerate(SCENES)]
@@ -79,9 +84,17 @@ def write_scenes(root: Path, italian: bool, repeats: int = 6) -> Path:
     if italian:
         pairs = [(f"{c} {p}", _italian(c, p)) for c, p in SCENES]
         pairs += [(c, it) for c, (_, it) in COLOURS.items()] + [(p, it) for p, (_, it) in PLACES.items()]
-        _write(root, "parallel", "parallel/part-0.parquet", [_parallel(i, en, it) for i, (en, it) in enumerate(pairs)], files)
+        par = [_parallel(i, en, it) for i, (en, it) in enumerate(pairs)]
+        par += [_parallel(len(par) + i, en, " ".join(GERMAN[w] for w in _split(en)), "de") for i, (en, _) in enumerate(pairs)]
+        _write(root, "parallel", "parallel/part-0.parquet", par, files)
     (root / "manifest.json").write_text(json.dumps({"schema_version": SCHEMA_VERSION, "files": files, "counts": {}}))
     return root
+
+
+def _split(en: str) -> list[str]:
+    """An English scene text as GERMAN's keys: "red top left" -> ["red", "top left"]."""
+    words = en.split(" ")
+    return [words[0], " ".join(words[1:])] if len(words) == 3 else [en]
 
 
 def train_base(tmp: Path, steps: int = BASE_STEPS) -> Path:
@@ -156,18 +169,20 @@ def _small(**kw) -> AcquireConfig:
 
 def test_stopping_after_nlt_and_resuming_ends_bit_for_bit(base_run, acq_data, tmp_path):
     """4 NLT + 3 LE steps straight equal 4 (stopped at the stage boundary) + resume + 3:
-    encoders, optimiser, RNG and stream positions."""
-    straight = run_acquisition(str(base_run), str(acq_data), str(tmp_path / "a"), _small(), quiet=True)
-    first = run_acquisition(str(base_run), str(acq_data), str(tmp_path / "b"), _small(), stop_at=4, quiet=True)
+    encoders, optimiser, RNG and stream positions; two languages, factorised embeddings."""
+    two = {"langs": ["it", "de"], "embed_rank": 8}
+    straight = run_acquisition(str(base_run), str(acq_data), str(tmp_path / "a"), _small(**two), quiet=True)
+    first = run_acquisition(str(base_run), str(acq_data), str(tmp_path / "b"), _small(**two), stop_at=4, quiet=True)
     assert first["step"] == 4
-    resumed = run_acquisition(str(base_run), str(acq_data), str(tmp_path / "b"), _small(ckpt_every=2), resume=True,
-                              quiet=True)
+    resumed = run_acquisition(str(base_run), str(acq_data), str(tmp_path / "b"), _small(ckpt_every=2, **two),
+                              resume=True, quiet=True)
     assert resumed["step"] == straight["step"] == 7
     a, b = load_checkpoint(straight["checkpoint"]), load_checkpoint(resumed["checkpoint"])
     a["acquisition"]["config"].pop("ckpt_every")
     b["acquisition"]["config"].pop("ckpt_every")
     assert not _same(a, b), _same(a, b)
-    assert set(a["acquisition"]["streams"]["it"]) == {"nlt", "le"}
+    assert set(a["acquisition"]["streams"]["it"]) == set(a["acquisition"]["streams"]["de"]) == {"nlt", "le"}
+    assert a["acquisition"]["encoders"]["it.tok.weight"].shape[1] == 8
     steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "acquire_metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps))
 
@@ -187,3 +202,21 @@ def test_refusals_name_the_problem(base_run, acq_data, tmp_path):
                         resume=True, quiet=True)
     with pytest.raises(ValueError, match="already holds acquired languages"):
         run_acquisition(str(tmp_path / "y"), str(acq_data), str(tmp_path / "z"), _small(), quiet=True)
+
+
+def test_cli_acquires_extends_and_evaluate_routes(base_run, acq_data, tmp_path, capsys):
+    """``m3curate pretrain acquire`` end to end, a resumed extension of LE, then ``evaluate``
+    reporting the acquired language through its encoder."""
+    from pretrain.cli import main
+
+    out = str(tmp_path / "run")
+    common = ["pretrain", "acquire", "--checkpoint", str(base_run), "--data", str(acq_data), "--langs", "it", "--out", out]
+    assert main([*common, "--nlt-steps", "2", "--le-steps", "1", "--batch-size", "8", "--adapter-layers", "1",
+                 "--vocab-size", "60"]) == 0
+    assert main([*common, "--resume", "--le-steps", "2"]) == 0
+    assert "acquire: step 4," in capsys.readouterr().out
+    assert load_checkpoint(out)["acquisition"]["config"]["batch_size"] == 8
+    assert main(["evaluate", "--checkpoint", out, "--data", str(acq_data), "--langs", "en,it", "--format", "json",
+                 "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result["languages"]) == {"en", "it"} and result["languages"]["it"]["images"] == 32
