@@ -186,6 +186,29 @@ def _check_type(where: str, name: str, value: Any, kind: type | tuple[type, ...]
         raise ConfigError(f"{where}.{name} = {value!r}: expected {getattr(kind, '__name__', kind)}")
 
 
+_SOURCE_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,), "format": (str,), "kind": (str,), "split": (str,), "image_paths": (str,),
+    "image_root": (str, type(None)), "lang": (str, type(None)), "src_lang": (str, type(None)),
+    "tgt_lang": (str, type(None)), "anchor_lang": (str, type(None)),
+}
+
+
+def _check_source_types(src: SourceConfig, i: int) -> None:
+    """Every setting of a source has its TOML type (checked before paths are resolved)."""
+    where = f"sources[{i}]"
+    for name, kinds in _SOURCE_TYPES.items():
+        value = getattr(src, name)
+        if not isinstance(value, kinds):
+            raise ConfigError(f"{where}.{name} = {value!r}: expected a string")
+    for name in ("paths", "tgt_paths"):
+        value = getattr(src, name)
+        if not isinstance(value, str) and not (isinstance(value, list) and all(isinstance(p, str) for p in value)):
+            raise ConfigError(f"{where}.{name} = {value!r}: expected a file or glob, or a list of them")
+    columns = src.columns
+    if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
+        raise ConfigError(f"{where}.columns = {columns!r}: expected a table of role = \"column name\"")
+
+
 def _validate_source(src: SourceConfig, i: int) -> None:
     where = f"sources[{i}] ({src.name!r})"
     if src.format not in FORMATS:
@@ -267,7 +290,10 @@ def config_from_dict(data: dict[str, Any], base_dir: str | Path = ".") -> BuildC
         raise ConfigError("sources must be an array of tables: write [[sources]]")
     sources = []
     for i, raw in enumerate(raw_sources):
+        if not isinstance(raw, dict):
+            raise ConfigError(f"sources[{i}] = {raw!r}: each source must be a table ([[sources]] with name, format, paths)")
         src = _build(SourceConfig, raw, f"sources[{i}]")
+        _check_source_types(src, i)
         if isinstance(src.paths, str):
             src.paths = [src.paths]
         if isinstance(src.tgt_paths, str):
