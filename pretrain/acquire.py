@@ -51,7 +51,7 @@ from pretrain.checkpoint import (
 from pretrain.config import LossConfig, ModelConfig, TokenizerConfig
 from pretrain.distributed import pick_device
 from pretrain.model import RC3Model
-from pretrain.shards import Dataset, open_dataset
+from pretrain.shards import Dataset, open_dataset, seeded
 from pretrain.tokenizer import Tokenizer, train_tokenizer
 from pretrain.train import deterministic_cpu
 
@@ -203,11 +203,8 @@ def setup(base_checkpoint: str, data_dir: str, out: Path, cfg: AcquireConfig, re
     found = scan_languages(data, cfg.langs, cfg.pivot, list(cfg.le_kinds), cfg.split)
     _check_data(cfg, found, data_dir)
     tokenizers = _tokenizers(cfg, found, saved)
-    torch.manual_seed(cfg.seed)
     settings = {"adapter_layers": cfg.adapter_layers, "adapter_dim": cfg.adapter_dim, "embed_rank": cfg.embed_rank}
-    encoders = build_encoders(base, tokenizers, settings)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    copied = {lang: init_from_base(encoders[lang], tokenizers[lang], base, base_tok, generator) for lang in cfg.langs}
+    encoders, copied = _fresh_encoders(cfg, base, base_tok, tokenizers, settings)
     info = _sizes(cfg, base, encoders, tokenizers, copied)
     device = pick_device(cfg.device)
     base.to(device)
@@ -220,6 +217,21 @@ def setup(base_checkpoint: str, data_dir: str, out: Path, cfg: AcquireConfig, re
         set_rng_state(saved["rng"])
         run.step, run.streams_state = int(own["step"]), saved["streams"]
     return run
+
+
+def _fresh_encoders(cfg: AcquireConfig, base: RC3Model, base_tok: Tokenizer, tokenizers: dict[str, Tokenizer],
+                    settings: dict[str, Any]) -> tuple[nn.ModuleDict, dict[str, int]]:
+    """Each language's encoder initialised from a seed of its own (seed, language), so that a
+    language acquired alongside others starts, and trains, as it would alone."""
+    encoders, copied = nn.ModuleDict(), {}
+    for lang in sorted(tokenizers):
+        lang_seed = seeded(cfg.seed, "acquire-init", lang).getrandbits(62)
+        torch.manual_seed(lang_seed)
+        encoders[lang] = build_encoders(base, {lang: tokenizers[lang]}, settings)[lang]
+        generator = torch.Generator().manual_seed(lang_seed)
+        copied[lang] = init_from_base(encoders[lang], tokenizers[lang], base, base_tok, generator)
+    torch.manual_seed(cfg.seed)
+    return encoders, copied
 
 
 def _base_from(own: dict[str, Any]) -> tuple[dict[str, Any], RC3Model, Tokenizer]:
@@ -291,8 +303,9 @@ def acquire_step(run: Acquisition, current: dict[str, Any], stage: str) -> dict[
     losses = {lang: loss_fn(run, lang, stream.batch(run.cfg.batch_size)) for lang, stream in current.items()}
     total = sum(losses.values())
     total.backward()
-    if run.cfg.grad_clip > 0:
-        nn.utils.clip_grad_norm_(run.encoders.parameters(), run.cfg.grad_clip)
+    if run.cfg.grad_clip > 0:  # per language: one language's gradients never scale another's
+        for lang in current:
+            nn.utils.clip_grad_norm_(run.encoders[lang].parameters(), run.cfg.grad_clip)
     run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
     run.step += 1

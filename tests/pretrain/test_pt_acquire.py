@@ -220,3 +220,13 @@ def test_cli_acquires_extends_and_evaluate_routes(base_run, acq_data, tmp_path, 
                  "--device", "cpu"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert set(result["languages"]) == {"en", "it"} and result["languages"]["it"]["images"] == 32
+
+
+def test_a_language_trains_alike_alone_or_with_others(base_run, acq_data, tmp_path):
+    """Each encoder has its own init seed, gradient clipping and stream: acquiring it and de
+    together gives the Italian encoder of acquiring it alone, bit for bit."""
+    alone = run_acquisition(str(base_run), str(acq_data), str(tmp_path / "a"), _small(nlt_steps=2, le_steps=1), quiet=True)
+    both = run_acquisition(str(base_run), str(acq_data), str(tmp_path / "b"), _small(langs=["it", "de"], nlt_steps=2,
+                                                                                       le_steps=1), quiet=True)
+    a, b = (load_checkpoint(r["checkpoint"])["acquisition"]["encoders"] for r in (alone, both))
+    assert not _same(a, {k: v for k, v in b.items() if k.startswith("it.")})
