@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pretrain.acquisition.data import pad_ids, scan_languages, stream_state, streams
+from pretrain.acquisition.data import language_texts, pad_ids, scan_languages, stream_state, streams
 from pretrain.acquisition.encoder import (
     AcquiredModel,
     build_encoders,
@@ -154,11 +154,12 @@ def load_base(path: str | Path) -> tuple[dict[str, Any], RC3Model, Tokenizer]:
     return state, model.eval().requires_grad_(False), tok
 
 
-def _tokenizers(cfg: AcquireConfig, found: dict[str, dict[str, Any]], saved: dict[str, Any] | None) -> dict[str, Tokenizer]:
+def _tokenizers(cfg: AcquireConfig, data: Dataset, saved: dict[str, Any] | None) -> dict[str, Tokenizer]:
+    """Each new language's SentencePiece model: trained on its texts, or a resumed run's."""
     if saved is not None:
         return {lang: Tokenizer(proto) for lang, proto in saved["tokenizers"].items()}
     tok_cfg = TokenizerConfig(vocab_size=cfg.vocab_size)
-    return {lang: train_tokenizer(found[lang]["texts"], tok_cfg, seed=cfg.seed) for lang in cfg.langs}
+    return {lang: train_tokenizer(language_texts(data, lang, cfg.split), tok_cfg, seed=cfg.seed) for lang in cfg.langs}
 
 
 def _check_data(cfg: AcquireConfig, found: dict[str, dict[str, Any]], root: str) -> None:
@@ -202,7 +203,7 @@ def setup(base_checkpoint: str, data_dir: str, out: Path, cfg: AcquireConfig, re
     data = open_dataset(data_dir)
     found = scan_languages(data, cfg.langs, cfg.pivot, list(cfg.le_kinds), cfg.split)
     _check_data(cfg, found, data_dir)
-    tokenizers = _tokenizers(cfg, found, saved)
+    tokenizers = _tokenizers(cfg, data, saved)
     settings = {"adapter_layers": cfg.adapter_layers, "adapter_dim": cfg.adapter_dim, "embed_rank": cfg.embed_rank}
     encoders, copied = _fresh_encoders(cfg, base, base_tok, tokenizers, settings)
     info = _sizes(cfg, base, encoders, tokenizers, copied)

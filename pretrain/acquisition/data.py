@@ -14,6 +14,7 @@ sample are skipped; which of several new-language texts a row shows is drawn fro
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -31,28 +32,32 @@ from pretrain.shards import (
 )
 
 
-def scan_languages(data: Dataset, langs: list[str], pivot: str, kinds: list[str], split: str) -> dict[str, dict[str, Any]]:
-    """Per language: every text of it (for its tokenizer), and how many rows each stage can
-    use (``nlt``, ``le``). Reads only text columns."""
-    found = {lang: {"texts": [], "nlt": 0, "le": 0} for lang in langs}
+def scan_languages(data: Dataset, langs: list[str], pivot: str, kinds: list[str], split: str) -> dict[str, dict[str, int]]:
+    """Per language, how many rows each stage can use (``nlt``, ``le``); reads only text
+    columns and keeps only the counts."""
+    found = {lang: {"nlt": 0, "le": 0} for lang in langs}
     for unit in data.pairs:
         for row in read_unit(unit, ["split", "texts"], split):
-            seen = set()
-            for t in row["texts"]:
-                if t["lang"] in found:
-                    found[t["lang"]]["texts"].append(t["text"])
-                    if t["kind"] in kinds:
-                        seen.add(t["lang"])
-            for lang in seen:
+            for lang in {t["lang"] for t in row["texts"] if t["lang"] in found and t["kind"] in kinds}:
                 found[lang]["le"] += 1
     for unit in data.parallel:
-        for row in read_unit(unit, ["split", "src_text", "src_lang", "tgt_text", "tgt_lang"], split):
+        for row in read_unit(unit, ["split", "src_lang", "tgt_lang"], split):
             for side, other in (("src", "tgt"), ("tgt", "src")):
-                lang = row[f"{side}_lang"]
-                if lang in found:
-                    found[lang]["texts"].append(row[f"{side}_text"])
-                    found[lang]["nlt"] += row[f"{other}_lang"] == pivot
+                if row[f"{side}_lang"] in found and row[f"{other}_lang"] == pivot:
+                    found[row[f"{side}_lang"]]["nlt"] += 1
     return found
+
+
+def language_texts(data: Dataset, lang: str, split: str) -> Iterator[str]:
+    """Every text of ``lang`` in ``split`` (pairs texts of all kinds, parallel sides), as a
+    stream: the new language's tokenizer trains on it (SentencePiece samples at most
+    ``tokenizer.max_sentences``), so memory does not grow with the dataset."""
+    for unit in data.pairs:
+        for row in read_unit(unit, ["split", "texts"], split):
+            yield from (t["text"] for t in row["texts"] if t["lang"] == lang)
+    for unit in data.parallel:
+        for row in read_unit(unit, ["split", "src_text", "src_lang", "tgt_text", "tgt_lang"], split):
+            yield from (row[f"{side}_text"] for side in ("src", "tgt") if row[f"{side}_lang"] == lang)
 
 
 def nlt_sample(row: dict[str, Any], lang: str, pivot: str) -> tuple[str, str] | None:
