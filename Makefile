@@ -10,7 +10,7 @@ DEMO_OUT ?= demo-out
 # would drag in a second torch build; m3curate needs no audio).
 FAIRSEQ_DEPS := cffi "hydra-core==1.3.2" "omegaconf==2.3.0" regex "sacrebleu>=1.4.12" tqdm bitarray scikit-learn packaging
 
-.PHONY: demo test install lint bench clean
+.PHONY: demo test install lint bench gpu-check clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -47,6 +47,12 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_relevance.py
 	test -f $(DEMO_OUT)/dataset/manifest.json || $(BIN)/m3curate demo --out $(DEMO_OUT) --overwrite --pretrain-minutes 0
 	$(BIN)/python benchmarks/bench_pretrain.py --data $(DEMO_OUT)/dataset
+
+# Every CUDA path and GPU figure in one command, at most 8 minutes on one H100/H200 (issue 18).
+# It installs CUDA torch itself, then runs `make install`, so it does not depend on $(STAMP).
+# make gpu-check GPU_CHECK_ARGS=--rehearse: the same parts on CPU with tiny shapes.
+gpu-check:
+	benchmarks/gpu_check.sh $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info
