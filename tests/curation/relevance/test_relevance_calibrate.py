@@ -13,7 +13,14 @@ from codeswitch.dictionary import write_muse_dictionaries
 from curation.cli import main as cli
 from curation.demo.synth import generate, lexicon_pairs
 from curation.relevance.build import build_scorer, check_relevance
-from curation.relevance.calibrate import CalibratedScorer, Calibration, CalibrationError, fit, isotonic, logistic
+from curation.relevance.calibrate import (
+    CalibratedScorer,
+    Calibration,
+    CalibrationError,
+    fit,
+    isotonic,
+    logistic,
+)
 from curation.relevance.config import RelevanceConfig, RelevanceConfigError
 from curation.relevance.scorers import Pair
 
