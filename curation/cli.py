@@ -26,7 +26,9 @@ BUILD_EXAMPLE = """example:
       --project P --region us-central1 --temp_location gs://bucket/tmp
 
 Options after --config/--out/--overwrite go to Apache Beam unchanged. Without --runner
-the build runs locally on FnApiRunner (offline)."""
+the build runs locally on FnApiRunner (offline). On a local runner a progress line (records
+and bytes read per source, rate, ETA) is drawn on stderr when it is a terminal;
+M3CURATE_PROGRESS=0 turns it off, M3CURATE_PROGRESS=1 forces it."""
 
 DEMO_EXAMPLE = """example:
   m3curate demo --out demo-out
