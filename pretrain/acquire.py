@@ -29,16 +29,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from pretrain.acquisition.data import language_texts, pad_ids, scan_languages, stream_state, streams
+from pretrain.acquisition.data import language_texts, scan_languages, stream_state, streams
 from pretrain.acquisition.encoder import (
     AcquiredModel,
     build_encoders,
     init_from_base,
     parameter_count,
 )
+from pretrain.acquisition.losses import le_loss, nlt_loss
 from pretrain.checkpoint import (
     load_checkpoint,
     prune,
@@ -148,10 +148,15 @@ def load_base(path: str | Path) -> tuple[dict[str, Any], RC3Model, Tokenizer]:
     if "acquisition" in state:
         raise ValueError(f"{path}: already holds acquired languages {sorted(state['acquisition']['tokenizers'])}; "
                          "acquire from the base run (acquiring on top of an acquisition is not supported yet)")
+    return (state, *frozen_model(state))
+
+
+def frozen_model(state: dict[str, Any]) -> tuple[RC3Model, Tokenizer]:
+    """A checkpoint's model in eval mode with every parameter frozen, and its tokenizer."""
     tok = Tokenizer(state["tokenizer"])
     model = RC3Model(ModelConfig(**state["model_config"]), LossConfig(**state["config"]["loss"]), tok.pad_id)
     model.load_state_dict(state["model"])
-    return state, model.eval().requires_grad_(False), tok
+    return model.eval().requires_grad_(False), tok
 
 
 def _tokenizers(cfg: AcquireConfig, data: Dataset, saved: dict[str, Any] | None) -> dict[str, Tokenizer]:
@@ -239,10 +244,7 @@ def _base_from(own: dict[str, Any]) -> tuple[dict[str, Any], RC3Model, Tokenizer
     """The frozen base as an acquisition checkpoint carries it."""
     state = {k: v for k, v in own.items() if k not in ("acquisition", "format")}
     state["step"], state["base_path"] = own["acquisition"]["base"]["step"], own["acquisition"]["base"]["checkpoint"]
-    tok = Tokenizer(state["tokenizer"])
-    model = RC3Model(ModelConfig(**state["model_config"]), LossConfig(**state["config"]["loss"]), tok.pad_id)
-    model.load_state_dict(state["model"])
-    return state, model.eval().requires_grad_(False), tok
+    return (state, *frozen_model(state))
 
 
 def _groups(encoders: nn.ModuleDict, weight_decay: float) -> list[dict[str, Any]]:
@@ -264,44 +266,14 @@ def _sizes(cfg: AcquireConfig, base: RC3Model, encoders: nn.ModuleDict, tokenize
             "vocab": {lang: tok.vocab_size for lang, tok in tokenizers.items()}, "pieces_from_base": copied}
 
 
-def _ids(tok: Tokenizer, texts: list[str], max_len: int, device: torch.device) -> torch.Tensor:
-    return pad_ids(tok.encode_batch(texts, max_len), tok.pad_id).to(device)
-
-
-def nlt_loss(run: Acquisition, lang: str, samples: list[tuple[str, str]]) -> torch.Tensor:
-    """MLA's Native Language Transfer: ||f_new(x_lang) - sg[f_base(x_pivot)]||² over unit
-    embeddings, averaged over the batch."""
-    max_len = run.base.cfg.max_text_len
-    with torch.no_grad():
-        target = run.base.encode_text(_ids(run.base_tok, [p for p, _ in samples], max_len, run.device))[0]
-    pred = run.encoders[lang](_ids(run.tokenizers[lang], [t for _, t in samples], max_len, run.device), run.base)[0]
-    return (pred - target).pow(2).sum(-1).mean()
-
-
-def le_loss(run: Acquisition, lang: str, samples: list[tuple[torch.Tensor, str, str]]) -> torch.Tensor:
-    """MLA's Language Exposure: symmetric InfoNCE against the frozen image embeddings, at the
-    frozen temperature; another row with the same image or the same text is no negative."""
-    images = torch.stack([s[0] for s in samples]).to(run.device)
-    with torch.no_grad():
-        img = run.base.encode_image(images)[0]
-        scale = run.base.logit_scale.exp().clamp(max=100)
-    ids = _ids(run.tokenizers[lang], [s[2] for s in samples], run.base.cfg.max_text_len, run.device)
-    txt = run.encoders[lang](ids, run.base)[0]
-    n = len(samples)
-    same = torch.tensor([[a[1] == b[1] or a[2] == b[2] for b in samples] for a in samples], device=run.device)
-    same &= ~torch.eye(n, dtype=torch.bool, device=run.device)
-    logits = (scale * img @ txt.t()).masked_fill(same, float("-inf"))
-    labels = torch.arange(n, device=run.device)
-    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
-
-
 def acquire_step(run: Acquisition, current: dict[str, Any], stage: str) -> dict[str, float]:
     """One optimiser step: the stage's loss for every language, summed."""
     lr = stage_lr(run.cfg, run.step)
     for group in run.optimizer.param_groups:
         group["lr"] = lr
     loss_fn = nlt_loss if stage == "nlt" else le_loss
-    losses = {lang: loss_fn(run, lang, stream.batch(run.cfg.batch_size)) for lang, stream in current.items()}
+    losses = {lang: loss_fn(run.encoders[lang], run.tokenizers[lang], run.base, run.base_tok,
+                            stream.batch(run.cfg.batch_size), run.device) for lang, stream in current.items()}
     total = sum(losses.values())
     total.backward()
     if run.cfg.grad_clip > 0:  # per language: one language's gradients never scale another's
@@ -316,6 +288,7 @@ def acquire_step(run: Acquisition, current: dict[str, Any], stage: str) -> dict[
 def save(run: Acquisition, out: Path) -> Path:
     """OUT/checkpoints/step-N.pt: the base checkpoint's entries unchanged, plus ``acquisition``."""
     base = {k: v for k, v in run.base_state.items() if k not in ("format", "base_path", "step")}
+    base["model"] = {k: v.cpu() for k, v in run.base.state_dict().items()}  # the frozen model as used (tested unchanged)
     acquisition = {"config": asdict(run.cfg), "tokenizers": {k: t.model_proto for k, t in run.tokenizers.items()},
                    "settings": {"adapter_layers": run.cfg.adapter_layers, "adapter_dim": run.cfg.adapter_dim,
                                 "embed_rank": run.cfg.embed_rank},

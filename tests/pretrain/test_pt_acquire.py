@@ -230,3 +230,20 @@ def test_a_language_trains_alike_alone_or_with_others(base_run, acq_data, tmp_pa
                                                                                        le_steps=1), quiet=True)
     a, b = (load_checkpoint(r["checkpoint"])["acquisition"]["encoders"] for r in (alone, both))
     assert not _same(a, {k: v for k, v in b.items() if k.startswith("it.")})
+
+
+def test_an_encoder_given_the_base_vocabulary_starts_as_the_base(base_run):
+    """Adapters start as the identity and shared pieces copy the base's vectors: an encoder
+    over the base's own vocabulary encodes exactly as the base does (and, factorised to a
+    lower rank, closely)."""
+    from pretrain.acquisition.encoder import LanguageEncoder, init_from_base
+
+    base, tok = load_model(base_run, torch.device("cpu"))
+    ids = torch.tensor([i + [tok.pad_id] * (16 - len(i)) for i in tok.encode_batch([f"{c} {p}" for c, p in SCENES], 16)])
+    with torch.no_grad():
+        want = base.encode_text(ids)[0]
+        for rank in (0, 24):
+            enc = LanguageEncoder(tok.vocab_size, tok.pad_id, base.cfg.text_width, 2, 8, rank)
+            init_from_base(enc, tok, base, tok, torch.Generator().manual_seed(0))
+            got = enc(ids, base)[0]
+            assert torch.equal(got, want) if rank == 0 else (got * want).sum(-1).min() > 0.98
