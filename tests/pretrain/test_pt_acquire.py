@@ -133,14 +133,15 @@ def _same(a: object, b: object, where: str = "") -> list[str]:
 
 @pytest.mark.slow
 def test_acquired_language_retrieves_while_the_base_is_untouched(base_run, acq_data, tmp_path):
-    """12 acquisition steps (24% of the base's 50; 8 NLT + 4 LE) teach Italian, which the
-    base never saw, to retrieve held-out images far above chance; the base's weights and its
-    English embeddings stay bit for bit, and the encoder is a small share of the model."""
+    """24 acquisition steps (16 NLT + 8 LE, half the base's 50) teach Italian, which the base
+    never saw, to retrieve held-out images far above chance (seeds 0-3: r_mean 48-61, chance
+    16.7, the base itself 18.2); the base's weights and its English embeddings stay bit for
+    bit, and the encoder is a small share of the model."""
     base_file = step_checkpoints(base_run)[-1][1]
     base_bytes = base_file.read_bytes()
-    cfg = AcquireConfig(langs=["it"], nlt_steps=8, le_steps=4, batch_size=32, lr=3e-3, adapter_layers=1, vocab_size=60)
+    cfg = AcquireConfig(langs=["it"], nlt_steps=16, le_steps=8, batch_size=32, lr=3e-3, adapter_layers=1, vocab_size=60)
     result = run_acquisition(str(base_run), str(acq_data), str(tmp_path / "acq"), cfg, quiet=True)
-    assert result["step"] == 12 and result["trainable_share"] <= 0.10, result
+    assert result["step"] == 24 and result["trainable_share"] <= 0.10, result
 
     assert base_file.read_bytes() == base_bytes
     base_state, acquired = load_checkpoint(base_file), load_checkpoint(result["checkpoint"])
