@@ -132,19 +132,26 @@ def open_binary(path: str) -> Iterator[IO[bytes]]:
 
 
 @contextlib.contextmanager
-def open_text(path: str, newline: str) -> Iterator[IO[str]]:
-    """Opens ``path`` as UTF-8 text that never fails to decode.
+def open_text(path: str, newline: str) -> Iterator[Iterator[str]]:
+    """Opens ``path`` as lines of UTF-8 text that never fail to decode.
 
     Invalid bytes become lone surrogates (``surrogateescape``) so that the one bad row is
     rejected as ``invalid_utf8`` instead of the whole file failing; a leading BOM is dropped.
+    (Not with Python's ``utf-8-sig`` codec: it silently drops a file's only bytes when they
+    are the start of a BOM, b"\xef" or b"\xef\xbb", and that row would vanish.)
     """
     with (
         open_binary(path) as stream,
-        io.TextIOWrapper(
-            stream, encoding="utf-8-sig", errors="surrogateescape", newline=newline
-        ) as text,
+        io.TextIOWrapper(stream, encoding="utf-8", errors="surrogateescape", newline=newline) as text,
     ):
-        yield text
+        yield _without_bom(text)
+
+
+def _without_bom(lines: Iterator[str]) -> Iterator[str]:
+    first = next(lines, "").removeprefix("\ufeff")
+    if first:  # "" : an empty file, or one that holds only a BOM
+        yield first
+        yield from lines
 
 
 # --- globs -----------------------------------------------------------------------------

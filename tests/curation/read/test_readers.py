@@ -355,3 +355,15 @@ def test_read_source_in_beam(tmp_path: Path) -> None:
         counters[c.key.metric.name] = counters.get(c.key.metric.name, 0) + c.committed
     assert counters == {"files": 3, "in": 7, "kept": 4, "rejected_malformed_row": 1, "rejected_missing_column": 1,
                         "rejected_unaligned": 1}
+
+
+@pytest.mark.parametrize("data", [b"\xef", b"\xef\xbb"])
+def test_a_file_of_only_a_partial_bom_is_one_bad_row_not_nothing(tmp_path: Path, data: bytes) -> None:
+    """Python's utf-8-sig decoder drops such a file's bytes; the reader must not (found by the fuzz tests)."""
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(data)
+    (item,) = iter_jsonl(str(path), source(path, "jsonl"))
+    assert isinstance(item, Reject) and item.reason == "invalid_utf8"
+    bom_only = tmp_path / "b.jsonl"
+    bom_only.write_bytes(b"\xef\xbb\xbf")
+    assert list(iter_jsonl(str(bom_only), source(bom_only, "jsonl"))) == []
