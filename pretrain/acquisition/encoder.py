@@ -139,7 +139,13 @@ class AcquiredModel(nn.Module):
         self.base, self.encoders = base, encoders
         self.base_tok, self.tokenizers, self.settings = base_tok, tokenizers, settings
         self.cfg = base.cfg
-        self.use_itm = False  # ITM re-ranking of an acquired language is not trained: refused by evaluate
+
+    @property
+    def use_itm(self) -> bool:
+        """Read by ``evaluate`` only when ``--rerank`` is asked: refused with the reason."""
+        raise ValueError("--rerank: not available on a checkpoint with acquired languages "
+                         f"({', '.join(sorted(self.encoders))}): the fusion encoder and ITM head never saw their "
+                         "encoders' tokens; evaluate without --rerank, or evaluate the base run for its languages")
 
     @classmethod
     def from_state(cls, base: RC3Model, base_tok: Tokenizer, state: dict[str, Any]) -> AcquiredModel:

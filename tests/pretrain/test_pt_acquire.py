@@ -221,6 +221,8 @@ def test_cli_acquires_extends_and_evaluate_routes(base_run, acq_data, tmp_path, 
                  "--device", "cpu"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert set(result["languages"]) == {"en", "it"} and result["languages"]["it"]["images"] == 32
+    with pytest.raises(ValueError, match="--rerank: not available on a checkpoint with acquired languages"):
+        evaluate(out, str(acq_data), split="test", rerank=4, device="cpu")
 
 
 def test_a_language_trains_alike_alone_or_with_others(base_run, acq_data, tmp_path):
