@@ -54,6 +54,7 @@ from pretrain.model import RC3Model
 from pretrain.shards import Dataset, open_dataset, seeded
 from pretrain.tokenizer import Tokenizer, train_tokenizer
 from pretrain.train import deterministic_cpu
+from schemas.rows import TEXT_KINDS
 
 # Settings a resumed acquisition may change: bookkeeping and placement, and le_steps (the
 # last stage's length: an extension; its cosine becomes that of the new length).
@@ -108,6 +109,9 @@ class AcquireConfig:
             problems.append(f"batch_size = {self.batch_size}: at least 2 (Language Exposure contrasts within the batch)")
         if min(self.adapter_layers, self.adapter_dim, self.embed_rank) < 0 or self.vocab_size < 8:
             problems.append("adapter_layers, adapter_dim and embed_rank must be >= 0, vocab_size >= 8")
+        unknown = sorted(set(self.le_kinds) - set(TEXT_KINDS))
+        if unknown or not self.le_kinds:
+            problems.append(f"le_kinds = {self.le_kinds}: use text kinds among {', '.join(TEXT_KINDS)}")
         if problems:
             raise ValueError("acquire: " + "; ".join(problems))
 

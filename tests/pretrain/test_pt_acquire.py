@@ -169,12 +169,16 @@ def _small(**kw) -> AcquireConfig:
 
 
 def test_stopping_after_nlt_and_resuming_ends_bit_for_bit(base_run, acq_data, tmp_path):
-    """4 NLT + 3 LE steps straight equal 4 (stopped at the stage boundary) + resume + 3:
-    encoders, optimiser, RNG and stream positions; two languages, factorised embeddings."""
+    """4 NLT + 3 LE steps straight equal 4 (stopped at the stage boundary) + 1 (stopped inside
+    LE) + 2: encoders, optimiser, RNG and stream positions; two languages, factorised
+    embeddings."""
     two = {"langs": ["it", "de"], "embed_rank": 8}
     straight = run_acquisition(str(base_run), str(acq_data), str(tmp_path / "a"), _small(**two), quiet=True)
     first = run_acquisition(str(base_run), str(acq_data), str(tmp_path / "b"), _small(**two), stop_at=4, quiet=True)
     assert first["step"] == 4
+    middle = run_acquisition(str(base_run), str(acq_data), str(tmp_path / "b"), _small(**two), resume=True, stop_at=5,
+                             quiet=True)
+    assert middle["step"] == 5  # stopped inside Language Exposure too
     resumed = run_acquisition(str(base_run), str(acq_data), str(tmp_path / "b"), _small(ckpt_every=2, **two),
                               resume=True, quiet=True)
     assert resumed["step"] == straight["step"] == 7
