@@ -2,10 +2,13 @@
 
 Builds alternate (off, on, off, on, ...) on one generated corpus, so drift of a shared
 machine hits both sides alike; the line is forced on (as on a terminal) and drawn into a
-buffer. The end-to-end difference is noisy on a busy machine, so the script also times the
+buffer. Each build is timed in wall-clock seconds and in CPU seconds of this process (the
+local runner with one worker runs in-process, so CPU time leaves out the waits a busy
+machine adds). Wall time is still noisy on a shared machine, so the script also times the
 progress work alone on the same records (per-record counting in the reader and after the
 reshuffle, the file sizes and line count taken at the start, the progress files written
-every 0.5 s and the line drawn), which bounds the cost from above without the noise.
+every 0.5 s and the line drawn), plus what the one extra ParDo after the reshuffle costs
+per element in the same runner, which bounds the cost without the noise.
 
     python benchmarks/bench_progress.py --pairs 3000 --rounds 3
 """
@@ -25,6 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import apache_beam as beam  # noqa: E402
+from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 from bench_spine import config, make_corpus  # noqa: E402
 
 from curation.pipeline import run_build  # noqa: E402
@@ -32,12 +37,13 @@ from curation.progress import INTERVAL, ProgressLine  # noqa: E402
 from curation.read.source import ReadProgress, ReadProgressText, expected_records, file_size  # noqa: E402
 
 
-def build_seconds(cfg, out: Path, progress: bool) -> tuple[float, str]:
+def build_seconds(cfg, out: Path, progress: bool) -> tuple[float, float, str]:
+    """Wall seconds, CPU seconds (this process, all threads) and stderr of one build."""
     err = io.StringIO()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     with contextlib.redirect_stderr(err):
         run_build(cfg, str(out), ["--direct_num_workers=1"], overwrite=True, progress=progress)
-    return time.perf_counter() - start, err.getvalue()
+    return time.perf_counter() - start, time.process_time() - cpu, err.getvalue()
 
 
 def progress_work_seconds(corpus: Path, records: int, build_s: float) -> float:
@@ -63,6 +69,30 @@ def progress_work_seconds(corpus: Path, records: int, build_s: float) -> float:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+class _Identity(beam.DoFn):
+    def process(self, element):
+        yield element
+
+
+def extra_pardo_seconds(n: int, repeats: int = 3) -> float:
+    """CPU seconds one more identity ParDo after a Reshuffle adds to n elements on FnApiRunner
+    (the place of ``PassedProgress``); medians of ``repeats`` pipelines with and without."""
+
+    def run(extra: bool) -> float:
+        cpu = time.process_time()
+        with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
+            records = p | beam.Create(range(n)) | beam.Reshuffle()
+            if extra:
+                records = records | beam.ParDo(_Identity())
+            records | beam.Map(lambda _: None)
+        return time.process_time() - cpu
+
+    run(False)
+    without = statistics.median(run(False) for _ in range(repeats))
+    with_pardo = statistics.median(run(True) for _ in range(repeats))
+    return max(0.0, with_pardo - without)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=3000)
@@ -75,22 +105,27 @@ def main() -> None:
     corpus = make_corpus(root / "corpus", args.pairs, 0, args.image_size)
     cfg = config(corpus, 96)
     build_seconds(cfg, root / "warm", False)  # imports and caches, untimed
-    off, on, lines = [], [], ""
+    runs: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+    lines = ""
     for _ in range(args.rounds):
-        off.append(build_seconds(cfg, root / "off", False)[0])
-        seconds, lines = build_seconds(cfg, root / "on", True)
-        on.append(seconds)
+        for progress in (False, True):
+            wall, cpu, err = build_seconds(cfg, root / f"out-{progress}", progress)
+            runs[progress].append((wall, cpu))
+            lines = err if progress else lines
     assert "[m3curate] read" in lines, "the progress line was not drawn"
-    base, with_line = statistics.median(off), statistics.median(on)
-    alone = progress_work_seconds(corpus, args.pairs, with_line)
+    med = {p: (statistics.median(w for w, _ in r), statistics.median(c for _, c in r)) for p, r in runs.items()}
+    alone = progress_work_seconds(corpus, args.pairs, med[True][0])
+    pardo = extra_pardo_seconds(max(args.pairs, 50_000)) * args.pairs / max(args.pairs, 50_000)
     print(f"\n{args.pairs} input pairs, {args.rounds} builds each way, {platform.processor() or platform.machine()}")
-    print("| builds | median s | all runs (s) |")
-    print("|---|---|---|")
-    print(f"| without the progress line | {base:.2f} | {', '.join(f'{s:.2f}' for s in off)} |")
-    print(f"| with the progress line | {with_line:.2f} | {', '.join(f'{s:.2f}' for s in on)} |")
-    print(f"\nend to end: {100 * (with_line - base) / base:+.1f}% (noise of a shared machine included)")
-    print(f"progress work alone: {alone * 1000:.1f} ms = {100 * alone / base:.2f}% of a build "
-          f"({lines.count(chr(13))} redraws in the last build)")
+    print("| builds | median wall s | median CPU s | all runs, wall/CPU s |")
+    print("|---|---|---|---|")
+    for progress, label in ((False, "without the progress line"), (True, "with the progress line")):
+        every = ", ".join(f"{w:.1f}/{c:.1f}" for w, c in runs[progress])
+        print(f"| {label} | {med[progress][0]:.2f} | {med[progress][1]:.2f} | {every} |")
+    (w0, c0), (w1, c1) = med[False], med[True]
+    print(f"\nwith the line: wall {100 * (w1 - w0) / w0:+.1f}%, CPU {100 * (c1 - c0) / c0:+.1f}% (medians)")
+    print(f"progress work alone: {alone * 1000:.1f} ms counting and drawing ({lines.count(chr(13))} redraws in the last "
+          f"build) + {pardo * 1000:.1f} ms for the extra ParDo = {100 * (alone + pardo) / c0:.2f}% of a build's CPU time")
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ class ProgressLine:
         self.enabled = progress_enabled(self.stream) if enabled is None else enabled
         self.interval = interval
         self.started = time.monotonic()
-        self._next = 0.0
+        self._next = self.started + interval  # nothing before there is a rate worth showing
         self._shown = 0
 
     @property
