@@ -41,6 +41,8 @@ from curation.read.source import (
 from curation.stages import active_stages, stages_run
 
 LOCAL_RUNNER = "FnApiRunner"
+DASK_RUNNERS = ("DaskRunner", "apache_beam.runners.dask.dask_runner.DaskRunner")
+DASK_RUNNER = "curation.deploy.dask.DaskRunner"  # Beam's DaskRunner with its bugs worked around
 # runners whose workers share this machine's disk, so the read step can report progress
 LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
 
@@ -55,6 +57,8 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     standard = options.view_as(StandardOptions)
     if not standard.runner:
         standard.runner = LOCAL_RUNNER
+    elif standard.runner in DASK_RUNNERS:  # Beam's mis-routes tagged outputs: curation/deploy/dask.py
+        standard.runner = DASK_RUNNER
     return options
 
 
