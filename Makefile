@@ -57,6 +57,10 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_pretrain.py --data $(DEMO_OUT)/dataset
 	$(BIN)/python benchmarks/bench_progress.py
 
+# A longer fuzz of the readers and whole builds than make test runs (about 6-8 min on 2 cores).
+fuzz: $(STAMP)
+	M3CURATE_FUZZ_EXAMPLES=2000 M3CURATE_FUZZ_BUILDS=40 $(BIN)/python -m pytest -q tests/curation/fuzz
+
 # Every CUDA path and GPU figure in one command, at most 8 minutes on one H100/H200 (issue 18).
 # It installs CUDA torch itself, then runs `make install`, so it does not depend on $(STAMP).
 # make gpu-check GPU_CHECK_ARGS=--rehearse: the same parts on CPU with tiny shapes.
