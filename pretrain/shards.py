@@ -26,7 +26,14 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from schemas.dataset import DatasetError, check_shards, load_manifest, shard_paths, validate_dataset
+from schemas.dataset import (
+    DatasetError,
+    check_dataset_splits,
+    check_shards,
+    load_manifest,
+    shard_paths,
+    validate_dataset,
+)
 from schemas.validate import SchemaError, validate_table
 
 PAIR_COLUMNS = ["id", "split", "image", "regions", "texts"]
@@ -87,6 +94,7 @@ def open_dataset(root: str, full_validation: bool = True, verify: bool = False) 
     else:
         manifest = load_manifest(root)
         check_shards(root, manifest, tables, digests=verify)
+        check_dataset_splits(root, manifest)
     data = Dataset(root, manifest, _units(root, "pairs", manifest), _units(root, "parallel", manifest))
     if not data.pairs:
         raise DatasetError(f"{root}: the manifest lists no pairs shards; there is nothing to train on")

@@ -24,6 +24,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from schemas.arrow import SCHEMA_VERSION
+from schemas.splits import KEY_COLUMNS, check_split_leaks
 from schemas.validate import SchemaError, check_version, validate_table
 
 PARQUET_MAGIC = b"PAR1"
@@ -183,4 +184,24 @@ def validate_dataset(directory: str, tables: tuple[str, ...] = ("pairs", "parall
             elif integrity or content:
                 problems.append(f"{entry['path']}: {integrity or content}")
     _raise(directory, problems)
+    if "pairs" in tables:
+        check_dataset_splits(directory, manifest)
     return manifest
+
+
+def check_dataset_splits(directory: str, manifest: dict[str, Any]) -> None:
+    """Refuse a dataset whose splits share an image (``schemas.splits``), naming the rows;
+    reads only the ids, splits and image digests of the pairs shards. A shard that cannot
+    be read is left to the integrity and schema checks, which name it."""
+    fs, root = _fs(directory)
+
+    def keys() -> Any:
+        for entry in manifest["files"].get("pairs", []):
+            try:
+                with fs.open_input_file(posixpath.join(root, entry["path"])) as handle:
+                    table = pq.read_table(handle, columns=KEY_COLUMNS)
+            except (pa.ArrowException, OSError):
+                continue
+            yield table
+
+    check_split_leaks(keys(), directory)

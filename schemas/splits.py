@@ -20,12 +20,18 @@ class SplitLeakError(ValueError):
     """An image has rows in more than one split; the message names them."""
 
 
+KEY_COLUMNS = ["id", "split", "image.sha256"]  # what the check reads of a pairs shard: no image bytes
+
+
 def split_leaks(tables: Iterable[pa.Table]) -> dict[str, dict[str, list[str]]]:
     """{image sha256: {split: [row ids]}} for every image with rows in two or more splits,
-    from ``pairs`` tables (read with at least the columns id, split, image)."""
+    from ``pairs`` tables with the columns id, split and the image's sha256 (as read with
+    ``KEY_COLUMNS``: a ``sha256`` column, or the whole ``image`` struct)."""
     seen: dict[str, dict[str, list[str]]] = {}
     for table in tables:
-        digests = pc.struct_field(table.column("image"), "sha256").to_pylist()
+        names = table.column_names
+        digests = (table.column("sha256") if "sha256" in names
+                   else pc.struct_field(table.column("image"), "sha256")).to_pylist()
         for digest, split, row_id in zip(digests, table.column("split").to_pylist(), table.column("id").to_pylist(),
                                          strict=True):
             seen.setdefault(digest, {}).setdefault(split, []).append(row_id)
@@ -44,8 +50,4 @@ def check_split_leaks(tables: Iterable[pa.Table], where: str) -> None:
                          f"held-out images into training: {named}{more}; rebuild the dataset (the build keeps "
                          f"one image in one split)")
 
-
-def leak_columns() -> list[str]:
-    """The pairs columns the check reads (image bytes are read too: Parquet reads a struct whole)."""
-    return ["id", "split", "image"]
 

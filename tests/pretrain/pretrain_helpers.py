@@ -25,10 +25,19 @@ POS = {"left": (2, 10), "right": (18, 10), "top": (10, 2), "bottom": (10, 18)}
 DE_POS = {"left": "links", "right": "rechts", "top": "oben", "bottom": "unten"}
 
 
-def jpeg(colour: str, pos: str, size: int = 32) -> bytes:
+def mark(img: Image.Image, i: int | None) -> None:
+    """Make picture ``i`` a file of its own: one corner pixel encodes ``i``, so that a train
+    and a test picture of the same scene are different images (the trainer refuses a
+    dataset whose splits share an image)."""
+    if i is not None:
+        img.putpixel((0, 0), (i % 256, (i // 256) % 256, 128))
+
+
+def jpeg(colour: str, pos: str, size: int = 32, i: int | None = None) -> bytes:
     img = Image.new("RGB", (size, size), (240, 240, 240))
     x, y = POS[pos]
     img.paste(COLOURS[colour], (x, y, x + 12, y + 12))
+    mark(img, i)
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=90)
     return buf.getvalue()
@@ -42,7 +51,7 @@ def _text(text: str, kind: str = "caption", lang: str = "en", **kw: Any) -> dict
 
 def pair_row(i: int, split: str = "train", regions: bool = False, image: bytes | None = None) -> dict[str, Any]:
     colour, pos = list(COLOURS)[i % 4], list(POS)[(i // 4) % 4]
-    data = image if image is not None else jpeg(colour, pos)
+    data = image if image is not None else jpeg(colour, pos, i=i)
     en = f"a {colour} square on the {pos}"
     cs_word = DE[colour]
     texts = [_text(en), _text(f"ein {DE[colour]}es Quadrat {DE_POS[pos]}", "translation", "de", derived_from=0),

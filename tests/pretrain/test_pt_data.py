@@ -155,7 +155,8 @@ def test_samples_carry_their_image_identity(tok):
     the image's sha256: augmented crops of one image differ in pixels."""
     assert image_key("0123456789abcdef" + "0" * 48) == 0x0123456789ABCDE
     cfg = micro_config()
-    rows = [pair_row(0), pair_row(16), pair_row(1)]  # rows 0 and 16 hold the same image
+    first = pair_row(0)
+    rows = [first, pair_row(16, image=first["image"]["bytes"]), pair_row(1)]  # rows 0 and 16: one image
     samples = [make_sample(r, cfg, tok, random.Random(i)) for i, r in enumerate(rows)]
     batch = collate(samples, [], tok, cfg.model.max_text_len)
     keys = batch["image_key"].tolist()

@@ -93,7 +93,10 @@ def test_two_process_gloo_matches_one_process(tmp_path):
     mp.spawn(_worker, args=(_free_port(), batches, tok.vocab_size, tok.pad_id, str(out)), nprocs=2, join=True)
     double = torch.load(out, weights_only=True)
     for name, value in single.items():
-        atol = 1e-6 if name.startswith("grad/") else 2e-5
+        # Gradients must agree to 1e-6. A weight may differ by a few % of one Adam step (lr
+        # 1e-3): where a gradient is as small as Adam's eps (1e-8), m / (sqrt(v) + eps) turns
+        # the float noise of another summation order into up to ~5e-5 of movement.
+        atol = 1e-6 if name.startswith("grad/") else 5e-5
         torch.testing.assert_close(double[name], value, rtol=1e-4, atol=atol, msg=lambda m, n=name: f"{n}: {m}")
     torch.manual_seed(0)
     initial = build_model(cfg.model, cfg.loss, tok.vocab_size, tok.pad_id).state_dict()

@@ -88,3 +88,18 @@ def test_old_dataset_without_digests_still_opens_and_names_a_cut_shard(tmp_path:
     shard.write_bytes(shard.read_bytes()[:-200])
     with pytest.raises(DatasetError, match=r"pairs/part-0\.parquet"):
         open_dataset(str(old), full_validation=False)
+
+
+def test_a_dataset_whose_splits_share_an_image_is_refused_naming_the_rows(tmp_path):
+    """Issue 13, point 2: train row 0 carries test row 48's picture (n=48, n_test=8)."""
+    from pretrain_helpers import jpeg, write_dataset
+
+    from pretrain.shards import open_dataset
+    from schemas.dataset import validate_dataset
+    from schemas.splits import SplitLeakError
+
+    root = write_dataset(tmp_path / "ds", n=48, n_test=8, bad_rows={0: jpeg("red", "left", i=48)})
+    for check in (lambda: open_dataset(str(root)), lambda: open_dataset(str(root), full_validation=False),
+                  lambda: validate_dataset(str(root))):
+        with pytest.raises(SplitLeakError, match=r"1 image\(s\) .*test \['r0048'\], train \['r0000'\]"):
+            check()
