@@ -22,6 +22,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from curation.clean.dedup import Deduplicate
+from curation.clean.ids import UniqueIds
 from curation.clean.images import ValidateImages
 from curation.clean.splits import AssignSplits
 from curation.clean.texts import NormaliseTexts
@@ -161,10 +162,12 @@ def build_pipeline(p: beam.Pipeline, cfg: BuildConfig, directory: str, progress_
     )
     valid, image_rejects = raw | "ValidateImages" >> ValidateImages(cfg.image)
     pairs, parallel, text_rejects = valid | "NormaliseTexts" >> NormaliseTexts(cfg.text)
+    pairs, pair_id_dups = pairs | "UniqueIdsPairs" >> UniqueIds()
+    parallel, parallel_id_dups = parallel | "UniqueIdsParallel" >> UniqueIds()
     pairs, pair_dups = pairs | "DedupPairs" >> Deduplicate("pairs", cfg.dedup.key)
     pairs = pairs | "AssignSplits" >> AssignSplits()
     parallel, parallel_dups = parallel | "DedupParallel" >> Deduplicate("parallel", cfg.dedup.key)
-    rejects += [image_rejects, text_rejects, pair_dups, parallel_dups]
+    rejects += [image_rejects, text_rejects, pair_id_dups, parallel_id_dups, pair_dups, parallel_dups]
     tables = {"pairs": pairs, "parallel": parallel}
     for stage in active_stages(cfg):
         tables, stage_rejects = tables | stage.name >> stage.make(cfg, stage.name)
