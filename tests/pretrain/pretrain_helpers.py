@@ -43,6 +43,18 @@ def jpeg(colour: str, pos: str, size: int = 32, i: int | None = None) -> bytes:
     return buf.getvalue()
 
 
+def scene_jpeg(rgb: tuple[int, int, int], xy: tuple[int, int], rng: Any, i: int) -> bytes:
+    """A 32 px scene for the learning tests: a 14 px square of ``rgb`` near ``xy``, jittered
+    by one pixel (``rng``), picture ``i`` marked as a file of its own."""
+    img = Image.new("RGB", (32, 32), (235, 235, 235))
+    (x, y), (dx, dy) = xy, (rng.randint(-1, 1), rng.randint(-1, 1))
+    img.paste(rgb, (x + dx, y + dy, x + dx + 14, y + dy + 14))
+    mark(img, i)  # one picture, one file: train and test never share an image
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=92)
+    return buf.getvalue()
+
+
 def _text(text: str, kind: str = "caption", lang: str = "en", **kw: Any) -> dict[str, Any]:
     base = {"text": text, "lang": lang, "lang_score": None, "declared_lang": None, "kind": kind, "origin": "t",
             "derived_from": None, "anchor": None, "relevance": None, "relevance_scorer": None, "score": None, "spans": None}

@@ -11,15 +11,13 @@ so the 32 test images were never seen in training.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import random
 from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
-from pretrain_helpers import _text, _write, mark, micro_config
+from pretrain_helpers import _text, _write, micro_config, scene_jpeg
 
 from pretrain.acquire import AcquireConfig, run_acquisition
 from pretrain.checkpoint import load_checkpoint, step_checkpoints
@@ -40,22 +38,12 @@ SCENES = [(c, p) for c in COLOURS for p in PLACES]
 BASE_STEPS = 50
 
 
-def _jpeg(colour: str, place: str, rng: random.Random, i: int) -> bytes:
-    img = Image.new("RGB", (32, 32), (235, 235, 235))
-    (x, y), (dx, dy) = PLACES[place][0], (rng.randint(-1, 1), rng.randint(-1, 1))
-    img.paste(COLOURS[colour][0], (x + dx, y + dy, x + dx + 14, y + dy + 14))
-    mark(img, i)  # one picture, one file: train and test never share an image
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=92)
-    return buf.getvalue()
-
-
 def _italian(colour: str, place: str) -> str:
     return f"{COLOURS[colour][1]} {PLACES[place][1]}"
 
 
 def _row(i: int, colour: str, place: str, split: str, rng: random.Random, italian: bool) -> dict:
-    data = _jpeg(colour, place, rng, i)
+    data = scene_jpeg(COLOURS[colour][0], PLACES[place][0], rng, i)
     texts = [_text(f"{colour} {place}")]
     if italian:
         texts.append(_text(_italian(colour, place), "translation", "it", derived_from=0))

@@ -16,15 +16,13 @@ It goes through the real trainer and ``evaluate`` (checkpoint written and read b
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import random
 from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
-from pretrain_helpers import _text, _write, mark, micro_config
+from pretrain_helpers import _text, _write, micro_config, scene_jpeg
 
 from pretrain.demo import chance_r_mean
 from pretrain.evaluate import evaluate
@@ -39,18 +37,8 @@ PLACES = {"top left": ((1, 1), "oben links"), "top right": ((17, 1), "oben recht
 STEPS = 50
 
 
-def _jpeg(colour: str, place: str, rng: random.Random, i: int) -> bytes:
-    img = Image.new("RGB", (32, 32), (235, 235, 235))
-    (x, y), (dx, dy) = PLACES[place][0], (rng.randint(-1, 1), rng.randint(-1, 1))
-    img.paste(COLOURS[colour][0], (x + dx, y + dy, x + dx + 14, y + dy + 14))
-    mark(img, i)  # one picture, one file: train and test never share an image
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=92)
-    return buf.getvalue()
-
-
 def _row(i: int, colour: str, place: str, split: str, rng: random.Random) -> dict:
-    data = _jpeg(colour, place, rng, i)
+    data = scene_jpeg(COLOURS[colour][0], PLACES[place][0], rng, i)
     de_colour, de_place = COLOURS[colour][1], PLACES[place][1]
     texts = [_text(f"{colour} {place}"),
              _text(f"{de_colour} {de_place}", "translation", "de", derived_from=0)]
