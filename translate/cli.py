@@ -45,6 +45,27 @@ def _log(message: str) -> None:
     print(f"[m3curate mt] {message}", file=sys.stderr, flush=True)
 
 
+CHUNK = 1024  # lines per engine call: each call length-sorts and batches its lines itself
+PROGRESS_EVERY = 5.0
+
+
+def translate_with_progress(model: Any, lines: list[str], src: str, tgt: str) -> list[Any]:
+    """``model.translate`` over ``lines`` in chunks of ``CHUNK``, logging lines done, rate and
+    ETA at most every ``PROGRESS_EVERY`` seconds. A file of up to ``CHUNK`` lines is one call;
+    on a longer one the texts are those of one call (each sentence is decoded on its own),
+    and scores can differ in the last float digits, as batches are composed differently."""
+    out: list[Any] = []
+    started = last = time.time()
+    for start in range(0, len(lines), CHUNK):
+        out.extend(model.translate(lines[start:start + CHUNK], src, tgt))
+        now = time.time()
+        if now - last >= PROGRESS_EVERY and len(out) < len(lines):
+            rate = len(out) / (now - started)
+            _log(f"{len(out)}/{len(lines)} lines, {rate:.1f} lines/s, about {(len(lines) - len(out)) / rate:.0f}s left")
+            last = now
+    return out
+
+
 def _decoding_flags(p: argparse.ArgumentParser) -> None:
     from translate.config import TranslateConfig
 
@@ -79,7 +100,7 @@ def _translate(args: argparse.Namespace, beam_args: list[str]) -> int:
     _log(f"loaded {model.model_id} in {time.time() - started:.1f}s; "
          f"translating {len(lines)} lines {args.src}->{args.tgt}")
     started = time.time()
-    hyps = model.translate(lines, args.src, args.tgt)
+    hyps = translate_with_progress(model, lines, args.src, args.tgt)
     seconds = time.time() - started
     failed = [i + 1 for i, h in enumerate(hyps) if h.error]
     text = "".join(f"{h.text}\n" for h in hyps)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 EXAMPLE = """example:
   m3curate lid train --data labelled.tsv --out lid.bin
@@ -19,8 +20,10 @@ codes are normalised to ISO 639-1 (else 639-3), a script suffix only where unusu
 def _train(args: argparse.Namespace, beam_args: list[str]) -> int:
     from curation.lid.tools import train_lid
 
+    # fastText draws its own progress line (verbose 2) when stderr is a terminal
     info = train_lid(args.data, args.out, dim=args.dim, epochs=args.epochs, lr=args.lr, minn=args.minn,
-                     maxn=args.maxn, bucket=args.bucket, loss=args.loss, threads=args.threads, seed=args.seed)
+                     maxn=args.maxn, bucket=args.bucket, loss=args.loss, threads=args.threads, seed=args.seed,
+                     verbose=2 if sys.stderr.isatty() else 0)
     print(f"trained {info['model']} on {info['examples']} examples in {len(info['languages'])} languages")
     return 0
 

@@ -30,6 +30,10 @@ SETTINGS = ("dictionaries", "encoder", "mt_model", "mt_engine", "back_translate"
             "cos_low", "cos_high", "device", "batch_size", "calibration_map")
 
 
+def _log(message: str) -> None:
+    print(f"[m3curate relevance] {message}", file=sys.stderr, flush=True)
+
+
 def as_flags(message: str) -> str:
     """A config error in the words of these commands: ``relevance.mt_model`` -> ``--mt-model``."""
     return re.sub(r"relevance\.(\w+)", lambda m: f"--{m.group(1).replace('_', '-')}"
@@ -64,7 +68,7 @@ def _score(args: argparse.Namespace, beam_args: list[str]) -> int:
 
     pairs = read_pairs(args.input)
     scorer = _scorer(args, args.scorer)
-    scores = score_all(scorer, pairs, args.batch_size)
+    scores = score_all(scorer, pairs, args.batch_size, log=_log)
     for line in unscored_warnings(scorer, unscored_counts(scorer, pairs, scores), len(pairs)):
         print(line, file=sys.stderr)
     if args.out not in (None, "-"):
@@ -96,12 +100,12 @@ def _eval(args: argparse.Namespace, beam_args: list[str]) -> int:
     reports = []
     for name in args.scorer.split(","):
         scorer = _scorer(args, name.strip())
-        report = {"aligned_vs_shuffled": evaluate_aligned(scorer, pairs, args.seed)}
+        report = {"aligned_vs_shuffled": evaluate_aligned(scorer, pairs, args.seed, log=_log)}
         aligned = report["aligned_vs_shuffled"]
         for line in unscored_warnings(scorer, aligned["unscored_by"], len(pairs)):
             print(line, file=sys.stderr)
         if graded is not None:
-            report["graded"] = evaluate_graded(scorer, *graded)
+            report["graded"] = evaluate_graded(scorer, *graded, log=_log)
         reports.append(report)
     if args.json:
         print(json.dumps(reports, indent=1, ensure_ascii=False, allow_nan=False))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -108,10 +109,22 @@ def shuffled(pairs: Sequence[Pair], seed: int) -> list[Pair]:
     return out  # type: ignore[return-value]
 
 
-def score_all(scorer: Scorer, pairs: Sequence[Pair], batch_size: int = 256) -> list[float | None]:
+PROGRESS_EVERY = 5.0
+
+
+def score_all(scorer: Scorer, pairs: Sequence[Pair], batch_size: int = 256, log: Any = None) -> list[float | None]:
+    """Every pair's score, ``batch_size`` at a time; ``log(message)`` (e.g. print to stderr)
+    hears pairs done, rate and ETA at most every ``PROGRESS_EVERY`` seconds on long files."""
     out: list[float | None] = []
+    started = last = time.time()
     for start in range(0, len(pairs), batch_size):
         out.extend(scorer.score(pairs[start:start + batch_size]))
+        now = time.time()
+        if log is not None and now - last >= PROGRESS_EVERY and len(out) < len(pairs):
+            rate = len(out) / (now - started)
+            log(f"{scorer.id}: {len(out)}/{len(pairs)} pairs, {rate:.0f} pairs/s, about "
+                f"{(len(pairs) - len(out)) / rate:.0f}s left")
+            last = now
     return out
 
 
@@ -137,12 +150,12 @@ def _number(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else round(float(value), 4)
 
 
-def evaluate_aligned(scorer: Scorer, pairs: Sequence[Pair], seed: int = 0) -> dict[str, Any]:
+def evaluate_aligned(scorer: Scorer, pairs: Sequence[Pair], seed: int = 0, log: Any = None) -> dict[str, Any]:
     """ROC-AUC and score distributions of aligned against shuffled pairs; ``unscored``
     counts the aligned pairs left unscored (``unscored_shuffled`` the mismatched ones), by
     languages and reason in ``unscored_by``."""
-    pos = score_all(scorer, pairs)
-    neg = score_all(scorer, shuffled(pairs, seed))
+    pos = score_all(scorer, pairs, log=log)
+    neg = score_all(scorer, shuffled(pairs, seed), log=log)
     p, n = [s for s in pos if s is not None], [s for s in neg if s is not None]
     report: dict[str, Any] = {"scorer": scorer.id, "pairs": len(pairs),
                               "unscored": len(pos) - len(p), "unscored_shuffled": len(neg) - len(n),
@@ -152,9 +165,9 @@ def evaluate_aligned(scorer: Scorer, pairs: Sequence[Pair], seed: int = 0) -> di
     return report
 
 
-def evaluate_graded(scorer: Scorer, pairs: Sequence[Pair], grades: Sequence[float]) -> dict[str, Any]:
+def evaluate_graded(scorer: Scorer, pairs: Sequence[Pair], grades: Sequence[float], log: Any = None) -> dict[str, Any]:
     """Spearman correlation of scores with grades, and the mean score per grade."""
-    scores = score_all(scorer, pairs)
+    scores = score_all(scorer, pairs, log=log)
     kept = [(s, g) for s, g in zip(scores, grades, strict=True) if s is not None]
     by_grade: dict[float, list[float]] = {}
     for s, g in kept:

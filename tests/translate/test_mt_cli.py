@@ -60,3 +60,22 @@ def test_convert_int8_and_translate_with_ctranslate2(tiny_mt, tmp_path, capsys):
     assert run(["mt", "translate", "--model", str(out), "--engine", "ctranslate2", "--src", "en", "--tgt", "fr",
                 "--input", str(src), "--output", str(tmp_path / "o"), "--beam", "1"]) == 0
     assert (tmp_path / "o").read_text(encoding="utf-8") == "un petit cercle rouge à gauche\n"
+
+
+def test_long_files_log_progress_and_keep_the_order(monkeypatch, capsys):
+    """mt translate logs lines done, rate and ETA on long files (issue 17, point 4)."""
+    import time
+
+    from translate import cli as mt_cli
+
+    class Echo:
+        def translate(self, lines, src, tgt):
+            time.sleep(0.02)
+            return [f"{tgt}:{line}" for line in lines]
+
+    monkeypatch.setattr(mt_cli, "CHUNK", 3)
+    monkeypatch.setattr(mt_cli, "PROGRESS_EVERY", 0.01)
+    lines = [f"s{i}" for i in range(10)]
+    assert mt_cli.translate_with_progress(Echo(), lines, "en", "de") == [f"de:{line}" for line in lines]
+    err = capsys.readouterr().err
+    assert "lines/s" in err and "/10 lines" in err

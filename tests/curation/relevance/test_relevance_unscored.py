@@ -120,3 +120,23 @@ def test_cli_errors_name_the_flags_and_out_folders_are_made(tmp_path: Path, dict
     out = tmp_path / "new" / "dir" / "scored.tsv"
     assert cli(["relevance", "score", "--in", str(pairs), "--out", str(out), "--dictionaries", str(dicts)]) == 0
     assert out.exists()
+
+
+def test_long_scoring_logs_progress(monkeypatch: pytest.MonkeyPatch):
+    """relevance eval/score print pairs done, rate and ETA on long files (issue 17, point 4)."""
+    import time
+
+    import curation.relevance.eval as ev
+
+    class Slow:
+        id = "slow"
+
+        def score(self, pairs):
+            time.sleep(0.05)
+            return [0.5] * len(pairs)
+
+    monkeypatch.setattr(ev, "PROGRESS_EVERY", 0.08)
+    said: list[str] = []
+    assert ev.score_all(Slow(), [Pair("a", "de", CAPTION, "en")] * 10, batch_size=2, log=said.append) == [0.5] * 10
+    assert said and all(m.startswith("slow: ") and "pairs/s" in m and "left" in m for m in said)
+    assert ev.score_all(Slow(), [Pair("a", "de", CAPTION, "en")] * 4, batch_size=2) == [0.5] * 4  # no log: silent
