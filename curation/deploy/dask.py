@@ -19,16 +19,18 @@ Its translation is wrong in ways that each break ``m3curate build``
 value)`` pairs and each consumer takes its own tag; ``finish_bundle`` output is kept; every
 leaf is computed; each bundle's metric updates travel with its output and are summed into
 ``result.metrics()``. Also: side inputs are materialised once, as dask dependencies (Beam's
-computes the side input's bag inside every task that reads it), and every partition is a
-list (a lazy partition, as ``Bag.map`` makes, read by two tasks in one worker process is
-exhausted by the first). ``run_build`` uses it when
+computes the side input's bag inside every task that reads it); every partition is a list
+(a lazy partition, as ``Bag.map`` makes, read by two tasks in one worker process is
+exhausted by the first); Flatten and Reshuffle are tasks of their own (``_merge``,
+``_spread``), not ``db.concat``/``repartition``. ``run_build`` uses this runner when
 ``--runner`` names Beam's DaskRunner (``curation.pipeline.pipeline_options``).
 
 Still missing on Dask, as in Beam's runner, and not faked here: state and timers (a
 stateful DoFn is refused when the graph is built; the ``mt`` stage batches through one, so
 a build with ``[mt]`` cannot run on Dask), splittable DoFns and ``Read``, and windows other
-than the global one. Partitions: each Create, Reshuffle and Flatten gives
-``--dask_npartitions`` of them (default: one per worker thread of the cluster).
+than the global one. Partitions: ``--dask_npartitions`` N (default: one per worker thread
+of the cluster): a Create gives N, a Flatten at most N, a Reshuffle deals each partition
+into enough to make at least N.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ from apache_beam.transforms.sideinputs import SideInputMap
 from apache_beam.transforms.window import GlobalWindows
 from apache_beam.utils.counters import CounterFactory
 from apache_beam.utils.windowed_value import WindowedValue
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
 
 METRICS_TAG = "__m3curate_metrics__"  # a ParDo bag's last pair per bundle: its metric updates
 
@@ -123,6 +127,36 @@ def _pardo_bag(applied: AppliedPTransform, input_bag: Any, side_bags: list[Any])
     return input_bag.map_partitions(_run_bundle, spec, *sides)
 
 
+def _merge(bags: list[Any], n: int) -> Any:
+    """The Flatten of bags in at most ``n`` partitions, each one task concatenating whole
+    input partitions. (Not ``db.concat``: its partitions are aliases of the inputs', and
+    with ``repartition`` on top, 2 builds in 6 lost the same two rejects of a partition
+    that two steps read; partitions add up in a concat, too, multiplying the tasks of every
+    shuffle downstream.)"""
+    keys = [key for bag in bags for key in bag.__dask_keys__()]
+    name = f"flatten-{tokenize(*bags, n)}"
+    count = min(n, len(keys)) or 1
+    groups = [keys[i * len(keys) // count:(i + 1) * len(keys) // count] for i in range(count)]
+    graph = {(name, i): (_concat, group) for i, group in enumerate(groups)}
+    return db.Bag(HighLevelGraph.from_collections(name, graph, dependencies=bags), name, count)
+
+
+def _stride(part: list[Any], start: int, step: int) -> list[Any]:
+    return list(part[start::step])
+
+
+def _spread(bag: Any, n: int) -> Any:
+    """A Reshuffle: each partition dealt into ceil(n / partitions) partitions, so that what
+    one task read (a whole input file) spreads over the workers."""
+    step = -(-n // bag.npartitions)
+    if step == 1:
+        return bag
+    name = f"spread-{tokenize(bag, n)}"
+    graph = {(name, i * step + j): (_stride, key, j, step)
+             for i, key in enumerate(bag.__dask_keys__()) for j in range(step)}
+    return db.Bag(HighLevelGraph.from_collections(name, graph, dependencies=[bag]), name, len(graph))
+
+
 def _select(pairs: Iterable[tuple[str | None, Any]], tag: str | None) -> list[Any]:
     """One output's values of a ParDo's partition, as a list: every partition here is a
     list, because a lazy one (``Bag.map`` makes them) read by two tasks in one worker
@@ -166,23 +200,20 @@ class _Visitor(PipelineVisitor):
         if kind is beam.ParDo:
             self.bags[node] = _pardo_bag(node, inputs[0], sides)
             self.tagged.add(node)
-        elif kind is _Flatten:  # partitions add up in a concat: cap them
-            self.bags[node] = self._capped(db.concat(inputs))
+        elif kind is _Flatten:
+            self.bags[node] = _merge(inputs, self.partitions)
         elif kind is _Reshuffle:
-            self.bags[node] = inputs[0].repartition(npartitions=self.partitions)
+            self.bags[node] = _spread(inputs[0], self.partitions)
         else:
             op = TRANSLATIONS.get(kind, NoOp)(node, bag_kwargs=self.bag_kwargs)
             bag = op.apply(inputs[0] if inputs else None)
             # GroupByKey's partitions come from Bag.map: lazy (see _select)
             self.bags[node] = bag if op.__class__ is NoOp else bag.map_partitions(list)
 
-    def _capped(self, bag: Any) -> Any:
-        return bag.repartition(npartitions=self.partitions) if bag.npartitions > self.partitions else bag
-
     def metric_updates(self) -> Any:
         """Every ParDo's metric updates, one per bundle, as one list."""
         parts = [self.bags[node].map_partitions(_select, METRICS_TAG) for node in self.tagged]
-        return db.concat(parts).reduction(list, _concat) if parts else db.from_sequence([]).reduction(list, _concat)
+        return _merge(parts, 1).reduction(list, _concat) if parts else db.from_sequence([]).reduction(list, _concat)
 
     def leaves(self) -> list[Any]:
         """The bags nothing reads: computing them all runs every branch of the pipeline."""
@@ -201,7 +232,7 @@ class DaskRunner(dask_runner.DaskRunner):
         client = ddist.Client(**dask_options)
         # partitions of a Create, a Reshuffle and a Flatten: --dask_npartitions, else one per
         # worker thread (Beam's default, 128 elements a partition, would read every input file
-        # of a source in one task, and concatenated bags multiply the shuffles' tasks)
+        # of a source in one task)
         partitions = bag_kwargs.get("npartitions") or max(1, sum(client.nthreads().values()))
         if "partition_size" not in bag_kwargs:
             bag_kwargs["npartitions"] = partitions
@@ -209,8 +240,8 @@ class DaskRunner(dask_runner.DaskRunner):
             pipeline.replace_all(dask_overrides())
             visitor = _Visitor(bag_kwargs, partitions)
             pipeline.visit(visitor)
-            # one graph, optimised and submitted once: two submissions may fuse a shared task
-            # differently under one key, and the scheduler then mixes up their data
+            # one graph, submitted once: two submissions may fuse a shared task differently
+            # under one key, and the scheduler then mixes up their data
             *futures, updates = client.compute([*visitor.leaves(), visitor.metric_updates()])
         except BaseException:
             client.close()
