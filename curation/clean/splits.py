@@ -61,14 +61,15 @@ def moves(group: tuple[str, Iterable[tuple[str, str]]]) -> Iterator[tuple[str, s
     """(row id, split it moves to) for the rows of one key that are not in its top split."""
     _, members = group
     members = list(members)
-    top = min((split for _, split in members), key=rank)
+    top = most_held_out(split for _, split in members)
     for row_id, split in members:
         if split != top:
             yield row_id, top
 
 
-def most_held_out(a: str, b: str) -> str:
-    return min(a, b, key=rank)
+def most_held_out(splits: Iterable[str]) -> str:
+    """The most held-out of ``splits`` (by ``rank``)."""
+    return min(splits, key=rank)
 
 
 class _ApplyFn(beam.DoFn):
@@ -107,12 +108,6 @@ class AssignSplits(beam.PTransform):
                 | f"Moves{r}" >> beam.FlatMap(moves)
             )
             moved = ((moved, found) | f"All{r}" >> beam.Flatten()
-                     | f"PerRow{r}" >> beam.CombinePerKey(_reduce))
+                     | f"PerRow{r}" >> beam.CombinePerKey(most_held_out))
         return pairs | "Apply" >> beam.ParDo(_ApplyFn(), moved=beam.pvalue.AsDict(moved))
 
-
-def _reduce(splits: Iterable[str]) -> str:
-    out = None
-    for split in splits:
-        out = split if out is None else most_held_out(out, split)
-    return out  # type: ignore[return-value]
