@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 METADATA_KEY = b"m3curate.schema_version"
 KIND_KEY = b"m3curate.table"
 
@@ -38,6 +38,7 @@ TEXT = pa.struct(
         pa.field("relevance_scorer", pa.string()),
         pa.field("score", pa.float32()),
         pa.field("spans", pa.list_(SPAN)),
+        pa.field("concepts", pa.list_(pa.string())),
     ]
 )
 
@@ -56,6 +57,9 @@ REGIONS = pa.struct(
         pa.field("boxes", pa.list_(pa.list_(pa.float32(), 4)), nullable=False),
         pa.field("features", pa.list_(pa.list_(pa.float32())), nullable=False),
         pa.field("extractor", pa.string(), nullable=False),
+        pa.field("labels", pa.list_(pa.string())),
+        pa.field("label_scores", pa.list_(pa.float32())),
+        pa.field("concepts", pa.list_(pa.string())),
     ]
 )
 

@@ -123,7 +123,12 @@ def _check_image(table: pa.Table) -> None:
 
 # Nullable fields each minor version added, per table: a file of an older minor version
 # lacks exactly these, and reads as if they were null. Any other missing field is an error.
-ADDED_IN: dict[str, dict[str, tuple[str, ...]]] = {"1.1": {"parallel": ("src_declared_lang", "tgt_declared_lang")}}
+# A dotted name is a field of a struct inside a column ("texts.concepts": a field of the
+# struct that the ``texts`` list holds; "regions.labels": a field of the ``regions`` struct).
+ADDED_IN: dict[str, dict[str, tuple[str, ...]]] = {
+    "1.1": {"parallel": ("src_declared_lang", "tgt_declared_lang")},
+    "1.2": {"pairs": ("texts.concepts", "regions.labels", "regions.label_scores", "regions.concepts")},
+}
 
 
 def _minor(version: str) -> int:
@@ -131,20 +136,77 @@ def _minor(version: str) -> int:
     return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
 
 
+def _with_nested_nulls(arr: pa.Array, expected: pa.DataType, allowed: set[str], path: str) -> pa.Array:
+    """``arr`` with every field of ``allowed`` (dotted paths) that its structs lack added as
+    nulls, in ``expected``'s field order; unchanged (the same object) when none is missing.
+    Lists are looked through: the struct a list holds has the list's path."""
+    if pa.types.is_struct(arr.type) and pa.types.is_struct(expected):
+        children, fields, changed = [], [], False
+        for i in range(arr.type.num_fields):
+            if expected.get_field_index(arr.type.field(i).name) < 0:
+                return arr  # a field the contract lacks: left for _check_fields to name
+        for want in expected:
+            name = f"{path}.{want.name}"
+            i = arr.type.get_field_index(want.name)
+            if i >= 0:
+                child = _with_nested_nulls(arr.field(i), want.type, allowed, name)
+                changed |= child is not arr.field(i)
+                fields.append(arr.type.field(i).with_type(child.type))
+            elif name in allowed:
+                child, changed = pa.nulls(len(arr), want.type), True
+                fields.append(want)
+            else:
+                return arr  # a required field is missing: left for _check_fields to name
+            children.append(child)
+        if not changed:
+            return arr
+        return pa.StructArray.from_arrays(children, fields=fields, mask=arr.is_null() if arr.null_count else None)
+    if pa.types.is_list(arr.type) and pa.types.is_list(expected):
+        values = _with_nested_nulls(arr.values, expected.value_type, allowed, path)
+        if values is arr.values:
+            return arr
+        list_type = pa.list_(arr.type.value_field.with_type(values.type))
+        return pa.ListArray.from_arrays(arr.offsets, values, type=list_type, mask=arr.is_null() if arr.null_count else None)
+    return arr
+
+
+def _upgrade_nested(table: pa.Table, kind: str, names: list[str]) -> pa.Table:
+    """Add the nested fields ``names`` ("column.field") as nulls where the table lacks them."""
+    for column in sorted({n.split(".", 1)[0] for n in names}):
+        idx = table.schema.get_field_index(column)
+        if idx < 0:
+            continue  # the column itself is missing: _check_fields names it
+        expected = SCHEMAS[kind].field(column)
+        allowed = {n for n in names if n.split(".", 1)[0] == column}
+        old = table.column(idx).chunks or [pa.array([], type=table.column(idx).type)]
+        chunks = [_with_nested_nulls(c, expected.type, allowed, column) for c in old]
+        if all(new is was for new, was in zip(chunks, old, strict=True)):
+            continue
+        new_type = chunks[0].type
+        field = table.schema.field(idx).with_type(new_type)
+        table = table.set_column(idx, field, pa.chunked_array(chunks, type=new_type))
+    return table
+
+
 def upgrade_minor(table: pa.Table, kind: str) -> pa.Table:
-    """Add, as nulls, the fields added after the table's own minor version (``ADDED_IN``)."""
+    """Add, as nulls, the fields added after the table's own minor version (``ADDED_IN``):
+    top-level columns and fields of nested structs alike."""
     found = (table.schema.metadata or {}).get(METADATA_KEY)
     if found is None:
         return table
     version = _minor(found.decode())
+    nested: list[str] = []
     for added, tables in ADDED_IN.items():
         if version >= _minor(added):
             continue
         for name in tables.get(kind, ()):
+            if "." in name:
+                nested.append(name)
+                continue
             field = SCHEMAS[kind].field(name)
             if table.schema.get_field_index(name) < 0:
                 table = table.append_column(field, pa.nulls(table.num_rows, field.type))
-    return table
+    return _upgrade_nested(table, kind, nested) if nested else table
 
 
 def validate_table(table: pa.Table, kind: str, check_metadata: bool = True) -> None:

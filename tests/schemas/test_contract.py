@@ -16,6 +16,7 @@ def text(t: str, kind: str = "caption", **kw):
     base = {
         "text": t, "lang": "en", "lang_score": None, "declared_lang": None, "kind": kind, "origin": "cc3m",
         "derived_from": None, "anchor": None, "relevance": None, "relevance_scorer": None, "score": None, "spans": None,
+        "concepts": None,
     }
     return {**base, **kw}
 
@@ -29,9 +30,11 @@ def pair_row(i: int = 0) -> dict:
         "split": "train",
         "provenance": {"file": "a.jsonl", "row": i, "url": "http://x/y.jpg", "member": None},
         "image": {"bytes": data, "width": 64, "height": 48, "format": "JPEG", "sha256": hashlib.sha256(data).hexdigest()},
-        "regions": {"boxes": [[0.0, 0.0, 1.0, 1.0]], "features": [[0.5, 0.25]], "extractor": "toy"},
+        "regions": {"boxes": [[0.0, 0.0, 1.0, 1.0], [0.25, 0.5, 0.75, 1.0]], "features": [[0.5, 0.25], [0.0, 1.0]],
+                    "extractor": "toy", "labels": ["circle", "blob"], "label_scores": [0.75, 0.5],
+                    "concepts": ["circle", None]},
         "texts": [
-            text("a red circle"),
+            text("a red circle", concepts=["red", "circle"]),
             text("ein roter Kreis", "translation", lang="de", origin="m2m100", derived_from=0, score=-0.25),
             text("a rot circle", "codeswitch", derived_from=0,
                  spans=[{"src_start": 2, "src_end": 5, "start": 2, "end": 5, "lang": "de"}]),
@@ -153,3 +156,70 @@ def test_only_fields_added_after_the_files_version_may_be_missing():
     meta[b"m3curate.schema_version"] = b"1.0"
     with pytest.raises(SchemaError, match="'regions': missing"):
         validate_table(pairs.drop_columns(["regions"]).replace_schema_metadata(meta), "pairs")
+
+
+def _as_version(table, version: bytes):
+    meta = dict(table.schema.metadata)
+    meta[b"m3curate.schema_version"] = version
+    return table.replace_schema_metadata(meta)
+
+
+def _pairs_1_1(rows: list[dict]):
+    """A pairs table as schema 1.1 wrote it: no texts.concepts, no regions.labels/label_scores/concepts."""
+    import pyarrow as pa
+
+    from schemas.arrow import PAIRS
+
+    text_type = pa.struct([f for f in PAIRS.field("texts").type.value_type if f.name != "concepts"])
+    region_type = pa.struct([f for f in PAIRS.field("regions").type if f.name in ("boxes", "features", "extractor")])
+    old = [PAIRS.field(n) for n in PAIRS.names]
+    old[PAIRS.get_field_index("texts")] = pa.field("texts", pa.list_(text_type), nullable=False)
+    old[PAIRS.get_field_index("regions")] = pa.field("regions", region_type)
+    schema = pa.schema(old, metadata={**PAIRS.metadata, b"m3curate.schema_version": b"1.1"})
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def test_a_1_1_pairs_table_reads_with_the_nested_1_2_fields_as_null(tmp_path):
+    rows = [pair_row(i) for i in range(3)]
+    rows[1]["regions"] = None
+    for r in rows:
+        r["texts"] = [{k: v for k, v in t.items() if k != "concepts"} for t in r["texts"]]
+        if r["regions"]:
+            r["regions"] = {k: r["regions"][k] for k in ("boxes", "features", "extractor")}
+    pq.write_table(_pairs_1_1(rows), tmp_path / "old.parquet")
+    old = pq.read_table(tmp_path / "old.parquet")
+    from schemas.validate import upgrade_minor
+
+    validate_table(old, "pairs")
+    up = upgrade_minor(old, "pairs")
+    assert up.schema.equals(PAIRS, check_metadata=False)
+    back = up.to_pylist()
+    assert [r["regions"] is None for r in back] == [False, True, False]
+    assert back[0]["regions"]["labels"] is None and back[0]["regions"]["boxes"] == rows[0]["regions"]["boxes"]
+    assert all(t["concepts"] is None for r in back for t in r["texts"])
+    assert [t["text"] for t in back[2]["texts"]] == [t["text"] for t in rows[2]["texts"]]
+    # a slice (offsets not at 0) upgrades the same way
+    assert upgrade_minor(old.slice(1, 2), "pairs").to_pylist() == back[1:]
+    # an empty table (the trainer checks the schema of an empty one) upgrades too
+    validate_table(old.schema.empty_table(), "pairs")
+    # written as 1.2, the nested fields must be there
+    with pytest.raises(SchemaError, match="'regions': has type"):
+        validate_table(_as_version(old, b"1.2"), "pairs")
+
+
+def test_a_missing_nested_field_older_than_the_file_is_still_an_error():
+    rows = [pair_row(0)]
+    rows[0]["texts"] = [{k: v for k, v in t.items() if k != "concepts"} for t in rows[0]["texts"]]
+    rows[0]["regions"] = {k: rows[0]["regions"][k] for k in ("boxes", "features", "extractor")}
+    old = _pairs_1_1(rows)
+    bad = old.set_column(old.schema.get_field_index("texts"), "texts",
+                         old.column("texts").cast(_drop_text_field(old, "score")))
+    with pytest.raises(SchemaError, match="'texts': has type"):
+        validate_table(bad, "pairs")
+
+
+def _drop_text_field(table, name):
+    import pyarrow as pa
+
+    value = table.schema.field("texts").type.value_type
+    return pa.list_(pa.struct([f for f in value if f.name != name]))
