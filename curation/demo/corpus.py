@@ -18,6 +18,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import shutil
 import tarfile
 from collections import Counter
@@ -168,14 +169,17 @@ def _write_weak_source(inputs: Path, samples: list[Sample], langs: Sequence[str]
                        share: float = WEAK_SHARE) -> Counter[str]:
     """weak.jsonl: one non-English alt-text for a ``share`` of the on-disk images, its construction
     cycling whole/part/wrong_colour/unrelated (``curation.demo.weak``) and languages
-    round-robin; every tenth row has no anchor. Columns the build does not read record
+    round-robin (shifted by one each cycle when their count shares a factor with the
+    cycle's 4, e.g. de/fr/es/it, so that every language gets every kind); every tenth row
+    has no anchor. Columns the build does not read record
     the truth: ``relevance_kind``, ``relevance_grade`` (1.0/0.6/0.3/0.0) and
     ``relevance_label`` (high/high/low/none, as the RC3 ablation script reads it)."""
     weak_langs = [lang for lang in langs if lang != "en"] or ["en"]
     chosen = [s for s in samples if sample_rng(seed, "weak-pick", s.index).random() < share]
     rows, labels = [], Counter()
+    shift = math.gcd(len(weak_langs), len(WEAK_KIND_CYCLE)) > 1
     for j, s in enumerate(chosen):
-        lang = weak_langs[j % len(weak_langs)]
+        lang = weak_langs[(j + (j // len(WEAK_KIND_CYCLE) if shift else 0)) % len(weak_langs)]
         kind = WEAK_KIND_CYCLE[j % len(WEAK_KIND_CYCLE)]
         text, grade, label = graded_weak_text(s.scene, lang, sample_rng(seed, "weak", s.index), kind)
         row = {"key": f"w_{s.id}", "text": text, "lang": lang, "image": f"images/{s.id}.jpg"}

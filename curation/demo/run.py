@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from curation.config import load_config
+from curation.demo.lexicon import LANGUAGES
 from curation.output.summary import print_summary
 from curation.pipeline import log, run_build
 
@@ -44,25 +46,25 @@ def check_planted(manifest: dict, expected_path: Path) -> list[str]:
 
 
 def add_codeswitch(root: Path, langs: tuple[str, ...]) -> str:
-    """MUSE dictionaries for the demo vocabulary (from the caption grammar's lexicon)."""
-    from codeswitch.dictionary import write_muse_dictionaries
-    from curation.demo.synth import lexicon_pairs
+    """MUSE dictionaries en -> each other language of ``langs`` for the demo vocabulary (from
+    the caption grammar's lexicon) in inputs/dicts, and the [codeswitch] stage that reads them."""
+    from curation.demo.writers import write_demo_dictionaries
 
-    pairs = {("en", t): lexicon_pairs("en", t) for t in langs if t != "en"}
-    write_muse_dictionaries(root / "inputs" / "dicts", pairs)
+    write_demo_dictionaries(root / "inputs" / "dicts", langs)
     return '\n[codeswitch]\ndictionaries = "inputs/dicts"\nmode = "single"\nvariants = 1\n'
 
 
-def add_lid(root: Path, seed: int) -> str:
-    """Train the demo's fastText LID model on generated sentences (not the captions it labels)."""
+def add_lid(root: Path, seed: int, langs: Sequence[str] = LANGUAGES) -> str:
+    """Train the demo's fastText LID model on generated sentences of ``langs`` (not the
+    captions it labels)."""
     from curation.demo.writers import write_lid_training_data
     from curation.lid.tools import evaluate_lid, train_lid
 
     models = root / "models"
     models.mkdir(exist_ok=True)
     train, heldout = models / "lid-train.tsv", models / "lid-heldout.tsv"
-    write_lid_training_data(str(train), 4000, seed + 101)
-    write_lid_training_data(str(heldout), 800, seed + 202)
+    write_lid_training_data(str(train), 4000, seed + 101, langs)
+    write_lid_training_data(str(heldout), 800, seed + 202, langs)
     info = train_lid(str(train), str(models / "lid.bin"), seed=seed)
     report = evaluate_lid(info["model"], str(heldout))
     log(f"trained LID model on {info['examples']} sentences: held-out accuracy {report['accuracy']:.3f}")
@@ -72,18 +74,20 @@ def add_lid(root: Path, seed: int) -> str:
 MT_TARGETS = ("de", "fr", "es")
 
 
-def add_mt(root: Path, seed: int) -> str:
-    """Train the demo's tiny multilingual fairseq transformer (en → de, fr, es) on
-    generated parallel captions, with fairseq-train; about a minute on 2 cores."""
+def add_mt(root: Path, seed: int, targets: Sequence[str] = MT_TARGETS) -> str:
+    """Train the demo's tiny multilingual fairseq transformer (en → each of ``targets``,
+    by default de, fr, es) on generated parallel captions, with fairseq-train; about a
+    minute on 2 cores. The model is trained here, so any language of the lexicon can be a
+    target (Italian too)."""
     from curation.demo.synth import parallel_captions
     from translate.demo_model import train_demo_model
 
-    log("training the demo's tiny fairseq transformer (en -> de, fr, es)")
-    pairs = {lang: parallel_captions(800, seed + 7, "en", lang) for lang in MT_TARGETS}
+    log(f"training the demo's tiny fairseq transformer (en -> {', '.join(targets)})")
+    pairs = {lang: parallel_captions(800, seed + 7, "en", lang) for lang in targets}
     model = train_demo_model(root / "models" / "mt", pairs, log=log)
     rel = model.relative_to(root)
-    targets = ", ".join(f'"{t}"' for t in MT_TARGETS)
-    return (f'\n[mt]\nmodel = "{rel}"\ntargets = [{targets}]\nsource_langs = ["en"]\nbeam = 4\n'
+    listed = ", ".join(f'"{t}"' for t in targets)
+    return (f'\n[mt]\nmodel = "{rel}"\ntargets = [{listed}]\nsource_langs = ["en"]\nbeam = 4\n'
             'cpu_threads = 1\nmodel_id = "fairseq:demo-tiny"\n')
 
 
@@ -98,7 +102,7 @@ def evaluate_mt(root: Path, cfg: Any) -> dict[str, dict[str, float]]:
         rows = list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
     model = load_translator(cfg.mt)
     results = {}
-    for lang in MT_TARGETS:
+    for lang in cfg.mt.targets:
         pairs = [(r["src"], r["tgt"]) for r in rows if r["tgt_lang"] == lang][:200]
         hyps = model.translate([src for src, _ in pairs], "en", lang)
         metrics = score([h.text for h in hyps], [[tgt for _, tgt in pairs]])
@@ -135,17 +139,22 @@ def evaluate_relevance(root: Path, cfg: Any) -> list[dict[str, Any]]:
 
 
 def run_demo(out: str, samples: int = 600, seed: int = 0, overwrite: bool = False, beam_args: list[str] | None = None,
-             pretrain_minutes: float = 3.0) -> dict:
-    """Generate the corpus under OUT/inputs, build it into OUT/dataset; returns the manifest."""
+             pretrain_minutes: float = 3.0, langs: Sequence[str] = LANGUAGES) -> dict:
+    """Generate the corpus under OUT/inputs, build it into OUT/dataset; returns the manifest.
+
+    ``langs``: caption languages ("en" first; add "it" for Italian): the LID model, the MT
+    targets and the code-switching dictionaries follow them."""
     from curation.demo.corpus import write_corpus
 
+    targets = tuple(lang for lang in langs if lang != "en")
+    if "en" not in langs or not targets:
+        raise ValueError(f"langs = {list(langs)}: give 'en' and at least one other language, e.g. en,de,fr,es,it")
     root = Path(out)
     _prepare(root, overwrite)
     log(f"generating {samples} synthetic images with captions (seed {seed}) in {root / 'inputs'}")
-    toml = write_corpus(root, n=samples, seed=seed)
-    from curation.demo.synth import LANGUAGES
-
-    stages = add_lid(root, seed) + add_mt(root, seed) + add_codeswitch(root, LANGUAGES) + add_relevance(root)
+    toml = write_corpus(root, n=samples, seed=seed, langs=langs)
+    stages = add_lid(root, seed, langs) + add_mt(root, seed, targets) + add_codeswitch(root, tuple(langs))
+    stages += add_relevance(root)
     with toml.open("a", encoding="utf-8") as handle:
         handle.write(stages)
     cfg = load_config(toml)

@@ -2,9 +2,11 @@
 
 Everything the demo needs that a real deployment would download (caption corpora, weak
 web alt-texts, parallel text for MT, language-ID training text, MUSE dictionaries) is
-derived from this one module, so that all of it agrees: a dictionary pair drawn from
-``LEXICON`` is exactly the word the caption grammar uses, a weak text labelled "high"
-really describes its image, and a model can learn colour, shape and position from pixels.
+derived from this module and its word tables (``curation.demo.lexicon``), so that all of
+it agrees: a dictionary pair drawn from ``LEXICON`` is exactly the word the caption grammar
+uses, a weak text labelled "high" really describes its image, and a model can learn
+colour, shape and position from pixels. Languages: ``LANGUAGES`` (en, de, fr, es) by
+default; Italian (``it``) when asked for in ``langs``.
 
 Determinism: every random choice comes from ``sample_rng(seed, ...)``, a
 ``random.Random`` seeded from a string (SHA-512 based, independent of PYTHONHASHSEED and
@@ -22,11 +24,23 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
 
-LANGUAGES = ("en", "de", "fr", "es")
-SHAPES = ("circle", "square", "triangle", "star", "diamond")
-COLOURS = ("red", "green", "blue", "yellow", "purple", "black", "brown")
-SIZES = ("small", "large")
-POSITIONS = ("left", "right", "top", "bottom", "center")
+from curation.demo.lexicon import (
+    BOILERPLATE,
+    COLOURS,
+    FILENAME_PATTERNS,
+    GRAMMAR,
+    LANGUAGES,
+    LEXICON,
+    POSITIONS,
+    PREFIXES,
+    SHAPES,
+    SIZES,
+    word_form,
+)
+from curation.demo.lexicon import (
+    lexicon_pairs as lexicon_pairs,  # re-exported: callers use synth.lexicon_pairs
+)
+
 RELEVANCE_LEVELS = ("high", "low", "none")
 JPEG_QUALITY = 90
 
@@ -72,123 +86,7 @@ class Sample:
     image_size: int
 
 
-# --- lexicon and grammar ----------------------------------------------------------
-
-def _w(lemma: str, **forms: str) -> dict[str, str]:
-    """A word's forms: ``lemma`` plus agreement forms keyed by gender (m/f/n) or "v"."""
-    return {"lemma": lemma, **forms}
-
-
-def _de_adj(stem: str) -> dict[str, str]:
-    """German adjective after the indefinite article, nominative: -er (m), -e (f), -es (n)."""
-    return _w(stem, m=stem + "er", f=stem + "e", n=stem + "es")
-
-
-def _gendered(m: str, f: str) -> dict[str, str]:
-    """A French/Spanish word with masculine and feminine forms (masculine is the lemma)."""
-    return _w(m, m=m, f=f)
-
-
-# LEXICON[lang][concept] -> forms. Concepts are the English lemma of SHAPES, COLOURS,
-# SIZES, POSITIONS plus the function words "a" and "and". lexicon_pairs() derives the
-# word-level (MUSE-style) dictionaries from it; caption() uses exactly these forms.
-LEXICON: dict[str, dict[str, dict[str, str]]] = {
-    "en": {
-        **{c: _w(c) for c in SHAPES + COLOURS + SIZES + POSITIONS},
-        "a": _w("a", v="an"), "and": _w("and"),
-    },
-    "de": {
-        "circle": _w("Kreis"), "square": _w("Quadrat"), "triangle": _w("Dreieck"),
-        "star": _w("Stern"), "diamond": _w("Raute"),
-        "red": _de_adj("rot"), "green": _de_adj("grün"), "blue": _de_adj("blau"),
-        "yellow": _de_adj("gelb"), "purple": _de_adj("violett"), "black": _de_adj("schwarz"),
-        "brown": _de_adj("braun"), "small": _de_adj("klein"), "large": _de_adj("groß"),
-        "left": _w("links"), "right": _w("rechts"), "top": _w("oben"), "bottom": _w("unten"),
-        "center": _w("Mitte"), "a": _w("ein", m="ein", f="eine", n="ein"), "and": _w("und"),
-    },
-    "fr": {
-        "circle": _w("cercle"), "square": _w("carré"), "triangle": _w("triangle"),
-        "star": _w("étoile"), "diamond": _w("losange"),
-        "red": _w("rouge"), "green": _gendered("vert", "verte"), "blue": _gendered("bleu", "bleue"),
-        "yellow": _w("jaune"), "purple": _gendered("violet", "violette"),
-        "black": _gendered("noir", "noire"), "brown": _w("marron"),
-        "small": _gendered("petit", "petite"), "large": _gendered("grand", "grande"),
-        "left": _w("gauche"), "right": _w("droite"), "top": _w("haut"), "bottom": _w("bas"),
-        "center": _w("centre"), "a": _gendered("un", "une"), "and": _w("et"),
-    },
-    "es": {
-        "circle": _w("círculo"), "square": _w("cuadrado"), "triangle": _w("triángulo"),
-        "star": _w("estrella"), "diamond": _w("rombo"),
-        "red": _gendered("rojo", "roja"), "green": _w("verde"), "blue": _w("azul"),
-        "yellow": _gendered("amarillo", "amarilla"), "purple": _gendered("morado", "morada"),
-        "black": _gendered("negro", "negra"), "brown": _w("marrón"),
-        "small": _gendered("pequeño", "pequeña"), "large": _w("grande"),
-        "left": _w("izquierda"), "right": _w("derecha"), "top": _w("arriba"),
-        "bottom": _w("abajo"), "center": _w("centro"), "a": _gendered("un", "una"), "and": _w("y"),
-    },
-}
-
-
-@dataclass(frozen=True)
-class Grammar:
-    """How one language realises "a small red circle on the left".
-
-    order: slots of a shape phrase ("art", "size", "colour", "shape") in surface order.
-    genders: grammatical gender of each shape noun (selects article/adjective forms).
-    positions: the position phrase, containing the LEXICON word of that position.
-    """
-
-    order: tuple[str, ...]
-    genders: dict[str, str]
-    positions: dict[str, str]
-
-
-GRAMMAR: dict[str, Grammar] = {
-    "en": Grammar(("art", "size", "colour", "shape"), {s: "n" for s in SHAPES},
-                  {"left": "on the left", "right": "on the right", "top": "at the top",
-                   "bottom": "at the bottom", "center": "in the center"}),
-    "de": Grammar(("art", "size", "colour", "shape"),
-                  {"circle": "m", "square": "n", "triangle": "n", "star": "m", "diamond": "f"},
-                  {"left": "links", "right": "rechts", "top": "oben", "bottom": "unten",
-                   "center": "in der Mitte"}),
-    "fr": Grammar(("art", "size", "shape", "colour"),
-                  {"circle": "m", "square": "m", "triangle": "m", "star": "f", "diamond": "m"},
-                  {"left": "à gauche", "right": "à droite", "top": "en haut", "bottom": "en bas",
-                   "center": "au centre"}),
-    "es": Grammar(("art", "shape", "colour", "size"),
-                  {"circle": "m", "square": "m", "triangle": "m", "star": "f", "diamond": "m"},
-                  {"left": "a la izquierda", "right": "a la derecha", "top": "arriba",
-                   "bottom": "abajo", "center": "en el centro"}),
-}
-
-# Weak-text material: prefixes of alt-texts that still describe the image, and web
-# boilerplate that describes nothing (relevance "none").
-PREFIXES = {
-    "en": ("image of", "photo:", "picture showing", "stock photo:"),
-    "de": ("Foto:", "Bild von", "Abbildung:", "Bild:"),
-    "fr": ("photo :", "image de", "illustration :", "image :"),
-    "es": ("foto:", "imagen de", "ilustración:", "imagen:"),
-}
-BOILERPLATE = {
-    "en": ("click here", "download image", "all rights reserved", "read more",
-           "share this picture", "free shipping on all orders"),
-    "de": ("Klicken Sie hier", "Bild herunterladen", "Alle Rechte vorbehalten",
-           "Mehr erfahren", "Jetzt kaufen", "Kostenloser Versand"),
-    "fr": ("cliquez ici", "télécharger l'image", "tous droits réservés", "en savoir plus",
-           "acheter maintenant", "livraison gratuite"),
-    "es": ("haga clic aquí", "descargar imagen", "todos los derechos reservados",
-           "más información", "comprar ahora", "envío gratis"),
-}
-FILENAME_PATTERNS = ("IMG_{:04d}.jpg", "DSC{:05d}.JPG", "image-{}.png", "photo_{}.jpeg")
-
-
-def _form(lang: str, concept: str, gender: str, next_word: str = "") -> str:
-    """The form of ``concept`` agreeing with ``gender`` (and, for en "a", the next word)."""
-    forms = LEXICON[lang][concept]
-    if "v" in forms and next_word[:1].lower() in tuple("aeiou"):
-        return forms["v"]
-    return forms.get(gender, forms["lemma"])
-
+# --- captions (the words and grammar tables are curation.demo.lexicon's) ------------
 
 def shape_phrase(shape: Shape, lang: str, with_size: bool = True, with_position: bool = True) -> str:
     """One noun phrase, e.g. de "ein kleiner roter Kreis links"; size/position optional."""
@@ -196,10 +94,10 @@ def shape_phrase(shape: Shape, lang: str, with_size: bool = True, with_position:
     gender = grammar.genders[shape.kind]
     concept = {"size": shape.size, "colour": shape.colour, "shape": shape.kind}
     slots = [s for s in grammar.order if with_size or s != "size"]
-    words = ["" if s == "art" else _form(lang, concept[s], gender) for s in slots]
+    words = ["" if s == "art" else word_form(lang, concept[s], gender) for s in slots]
     if "art" in slots:
         at = slots.index("art")
-        words[at] = _form(lang, "a", gender, words[at + 1] if at + 1 < len(words) else "")
+        words[at] = word_form(lang, "a", gender, words[at + 1] if at + 1 < len(words) else "")
     if with_position:
         words.append(grammar.positions[shape.position])
     return " ".join(words)
@@ -216,22 +114,6 @@ def join_phrases(phrases: Sequence[str], lang: str) -> str:
 def caption(scene: Scene, lang: str) -> str:
     """The strict caption: every shape with size, colour and position, in scene order."""
     return join_phrases([shape_phrase(s, lang) for s in scene.shapes], lang)
-
-
-def lexicon_pairs(src: str, tgt: str, lower: bool = False) -> list[tuple[str, str]]:
-    """Word translations src -> tgt (MUSE dictionary lines), every inflected form included.
-
-    Each form of a concept in ``src`` is paired with each form of it in ``tgt`` (e.g.
-    ("red", "rot"), ("red", "roter"), ("red", "rote"), ("red", "rotes")). Sorted, unique.
-    """
-    pairs = set()
-    for concept, forms in LEXICON[src].items():
-        if concept not in LEXICON[tgt]:
-            continue
-        for s in set(forms.values()):
-            for t in set(LEXICON[tgt][concept].values()):
-                pairs.add((s.lower(), t.lower()) if lower else (s, t))
-    return sorted(pairs)
 
 
 # --- scenes and images ------------------------------------------------------------

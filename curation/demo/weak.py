@@ -23,18 +23,8 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 
-from curation.demo.synth import (
-    COLOURS,
-    GRAMMAR,
-    PREFIXES,
-    Scene,
-    Shape,
-    _form,
-    _other_scene,
-    boilerplate,
-    join_phrases,
-    shape_phrase,
-)
+from curation.demo.lexicon import COLOURS, GRAMMAR, PREFIXES, word_form
+from curation.demo.synth import Scene, Shape, _other_scene, boilerplate, join_phrases, shape_phrase
 
 GRADES = {"whole": 1.0, "part": 0.6, "wrong_colour": 0.3, "unrelated": 0.0}
 LABELS = {"whole": "high", "part": "high", "wrong_colour": "low", "unrelated": "none"}
@@ -64,8 +54,8 @@ def _noun_only(shape: Shape, lang: str) -> str:
     """The article and noun of a shape ("a circle", "ein Kreis"): the colour slot dropped."""
     grammar = GRAMMAR[lang]
     gender = grammar.genders[shape.kind]
-    noun = _form(lang, shape.kind, gender)
-    return f"{_form(lang, 'a', gender, noun)} {noun}"
+    noun = word_form(lang, shape.kind, gender)
+    return f"{word_form(lang, 'a', gender, noun)} {noun}"
 
 
 def _recoloured(scene: Scene, rng: random.Random) -> Scene:

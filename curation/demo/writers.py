@@ -10,7 +10,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from curation.demo.synth import LANGUAGES, lid_texts
+from curation.demo.lexicon import LANGUAGES, lexicon_pairs
+from curation.demo.synth import lid_texts
 from curation.relevance.eval import read_tsv, write_pairs
 from curation.relevance.scorers import Pair
 
@@ -27,6 +28,21 @@ def write_lid_training_data(path: str, n: int, seed: int, langs: Sequence[str] =
         for lang, text in lid_texts(n, seed, langs):
             f.write(f"{lang}\t{text}\n")
     return n
+
+
+def write_demo_dictionaries(out_dir: str | Path, langs: Sequence[str] = LANGUAGES,
+                            both_ways: bool = False) -> list[Path]:
+    """MUSE files ``en-<lang>.txt`` for each language of ``langs`` but English (and, with
+    ``both_ways``, ``<lang>-en.txt``) from the caption lexicon, every inflected form
+    included; returns their paths. Example: ``write_demo_dictionaries("dicts",
+    ("en", "de", "fr", "es", "it"), both_ways=True)`` writes en-it.txt and it-en.txt among others."""
+    from codeswitch.dictionary import write_muse_dictionaries
+
+    others = [lang for lang in langs if lang != "en"]
+    pairs = {("en", t): lexicon_pairs("en", t) for t in others}
+    if both_ways:
+        pairs.update({(t, "en"): lexicon_pairs(t, "en") for t in others})
+    return write_muse_dictionaries(out_dir, pairs)
 
 
 def write_demo_graded(weak_jsonl: str | Path, out: str | Path, anchor_lang: str = "en") -> int:
