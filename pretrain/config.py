@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from pretrain.stages import OBJECTIVES, Stage, StageError, parse_schedule, union_weights
 from schemas import TEXT_KINDS
 
 # RC3's two forms first (the default is the first), then the relevance-weighted InfoNCE and
@@ -39,7 +40,13 @@ class ModelConfig:
     max_text_len: tokens per text, [CLS] and [EOS] included; longer texts are cut.
     region_dim/max_regions: size and number of precomputed ROI features fed next to the
         patches (0 = the model has no region input and ignores ``regions`` in the data).
-    vocab_size: set from the tokenizer, never by hand.
+    concepts: MVP's concept level (pretrain/README.md): 0 = off; -1 = on, with the
+        vocabulary of the dataset's concepts.txt; N > 0 = on, and concepts.txt must list N.
+        Each text's concepts become extra tokens after its words, each region's concept a
+        token beside the region.
+    max_concepts: concept tokens per text at most (the first ones, in order of occurrence).
+    vocab_size/region_classes: set from the tokenizer and from the detector labels of the
+        data (loss.mrc), never by hand.
     """
 
     image_size: int = 64
@@ -57,7 +64,10 @@ class ModelConfig:
     dropout: float = 0.0
     region_dim: int = 0
     max_regions: int = 0
+    concepts: int = 0
+    max_concepts: int = 8
     vocab_size: int = 0
+    region_classes: int = 0
 
 
 PRESETS: dict[str, ModelConfig] = {
@@ -87,7 +97,9 @@ class DataConfig:
     cmlm_mask_prob/cmlm_max_masks: masking of the parallel side that conditional MLM predicts
         (loss.cmlm); CCLM's pre-training configs use 0.4 and at most 12.
     mrm_mask_prob: share of an image's regions masked (feature zeroed) for masked region
-        modelling (loss.mrfr); at least one region of an image with any (UNITER/M3P: 0.15).
+        modelling (loss.mrfr/mrc/icp); at least one region of an image with any (UNITER/M3P: 0.15).
+    concept_mask_prob: share of a text's concept tokens masked for text concept prediction
+        (loss.tcp); at least one of a text with any.
     """
 
     split: str = "train"
@@ -106,6 +118,7 @@ class DataConfig:
     cmlm_mask_prob: float = 0.4
     cmlm_max_masks: int = 12
     mrm_mask_prob: float = 0.15
+    concept_mask_prob: float = 0.15
 
 
 @dataclass
@@ -131,8 +144,14 @@ class LossConfig:
         existed keep their objectives (and their parameters) when read.
     mrfr: masked region feature regression (UNITER/M3P), needs model.region_dim > 0. Off by
         default, like every objective that needs more than the base data.
-    mrc: masked region classification; refused above 0 until the dataset carries detector
-        class labels per region (the schema's regions hold boxes, features and extractor only).
+    mrc: masked region classification (UNITER/M3P MRC) against the detector label of each
+        masked region (``regions.labels``); needs model.region_dim > 0 and labelled regions.
+    tcp/icp: MVP's masked concept recovery: masked concept tokens of the text (tcp) or of the
+        masked regions (icp) predicted over the concept vocabulary; need model.concepts.
+    rca: region <-> concept grounding: each text concept against the image's patches and
+        regions (max over them), contrasted over the batch's images (MVP's weakly-supervised
+        phrase grounding). wca: word <-> concept: each region concept against the text's
+        words (max over them), contrasted over the batch's texts. Need model.concepts.
     """
 
     itc: float = 1.0
@@ -144,6 +163,10 @@ class LossConfig:
     cmlm: float = 0.0
     mrfr: float = 0.0
     mrc: float = 0.0
+    tcp: float = 0.0
+    icp: float = 0.0
+    rca: float = 0.0
+    wca: float = 0.0
     weak_form: str = "soft_target"
     weak_spread: bool = False
     temperature: float = 0.07
@@ -195,7 +218,8 @@ class TokenizerConfig:
 
 @dataclass
 class PretrainConfig:
-    """The whole run. ``init`` optionally names a checkpoint whose model weights start the run."""
+    """The whole run. ``init`` optionally names a checkpoint whose model weights start the run.
+    ``schedule``: MVP's stages (pretrain/stages.py); empty = one stage with the [loss] weights."""
 
     preset: str = "tiny"
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -204,6 +228,7 @@ class PretrainConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     init: str = ""
+    schedule: list[Stage] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -224,7 +249,7 @@ def _section(cls: type, values: dict[str, Any], base: Any, where: str) -> Any:
 
 def config_from_dict(data: dict[str, Any]) -> PretrainConfig:
     """Build and validate a config from a TOML-shaped dict (sections as nested dicts)."""
-    top = {"preset", "model", "init", *SECTIONS}
+    top = {"preset", "model", "init", "schedule", *SECTIONS}
     unknown = sorted(set(data) - top)
     if unknown:
         raise ConfigError(f"unknown top-level setting(s) {unknown}; known: {sorted(top)}")
@@ -236,8 +261,30 @@ def config_from_dict(data: dict[str, Any]) -> PretrainConfig:
     cfg.model = _section(ModelConfig, model_values, PRESETS[preset], "model")
     for name, cls in SECTIONS.items():
         setattr(cfg, name, _section(cls, data.get(name, {}), getattr(cfg, name), name))
+    try:
+        cfg.schedule = parse_schedule(data.get("schedule"))
+    except StageError as err:
+        raise ConfigError(str(err)) from err
+    if cfg.schedule:
+        _schedule_weights(cfg, data.get("loss", {}))
     validate(cfg)
     return cfg
+
+
+def _schedule_weights(cfg: PretrainConfig, given: dict[str, Any]) -> None:
+    """With a schedule, [loss]'s weights become each objective's largest stage weight (the
+    heads the model has); a [loss] weight given by hand must say the same."""
+    union = union_weights(cfg.schedule)
+    for name in OBJECTIVES:
+        if name in given and float(given[name]) != union[name]:
+            raise ConfigError(f"loss.{name} = {given[name]} with a [[schedule]]: each stage sets its own weights in its "
+                              f"loss table; drop loss.{name} from [loss] (the schedule's largest {name} weight is {union[name]})")
+    cfg.loss = replace(cfg.loss, **union)
+
+
+def stage_loss(cfg: PretrainConfig, stage: Stage | None) -> LossConfig:
+    """The loss settings of one stage: [loss] with the stage's weights (None: [loss] itself)."""
+    return cfg.loss if stage is None else replace(cfg.loss, **{o: stage.weight(o) for o in OBJECTIVES})
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> PretrainConfig:
@@ -261,73 +308,9 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise ConfigError(message)
-
-
-def _validate_model(m: ModelConfig) -> None:
-    _check(m.image_size % m.patch_size == 0, f"model.image_size ({m.image_size}) must be a multiple of model.patch_size ({m.patch_size})")
-    for name in ("vision", "text"):
-        width, heads = getattr(m, f"{name}_width"), getattr(m, f"{name}_heads")
-        _check(width % heads == 0, f"model.{name}_width ({width}) must be divisible by model.{name}_heads ({heads})")
-    _check(m.max_text_len >= 4, "model.max_text_len must be at least 4")
-    _check(m.fusion_layers >= 1, "model.fusion_layers must be at least 1")
-    _check((m.region_dim > 0) == (m.max_regions > 0), "set model.region_dim and model.max_regions together (both 0 = no regions)")
-
-
-def _validate_data(d: DataConfig) -> None:
-    _check(d.batch_size >= 2, "data.batch_size must be at least 2 (contrastive losses need negatives)")
-    _check(d.parallel_batch_size in (0,) or d.parallel_batch_size >= 2, "data.parallel_batch_size must be 0 (off) or at least 2")
-    _check(d.num_workers >= 0, "data.num_workers must be >= 0")
-    bad = sorted(set(d.kind_weights) - set(TEXT_KINDS))
-    _check(not bad, f"data.kind_weights: unknown kind(s) {bad}; use {list(TEXT_KINDS)}")
-    _check(all(w >= 0 for w in [*d.kind_weights.values(), *d.lang_weights.values()]), "data.kind_weights/lang_weights must be >= 0")
-    _check(any(d.kind_weights.get(k, 1.0) > 0 for k in TEXT_KINDS), "data.kind_weights: give at least one kind a weight > 0")
-    nr = d.null_relevance
-    _check(nr == "skip" or (isinstance(nr, int | float) and not isinstance(nr, bool) and 0 <= nr <= 1),
-           f"data.null_relevance = {nr!r}; use \"skip\" or a number in [0, 1]")
-    _check(len(d.crop_scale) == 2 and 0 < d.crop_scale[0] <= d.crop_scale[1] <= 1,
-           "data.crop_scale must be [min, max] with 0 < min <= max <= 1")
-    for name in ("mask_prob", "span_mask_prob", "cmlm_mask_prob"):
-        _check(0 <= getattr(d, name) < 1, f"data.{name} must be in [0, 1)")
-    _check(0 < d.mrm_mask_prob < 1, "data.mrm_mask_prob must be in (0, 1)")
-    for name in ("max_masks", "cmlm_max_masks"):
-        _check(getattr(d, name) >= 1, f"data.{name} must be at least 1")
-
-
-def _validate_objectives(cfg: PretrainConfig) -> None:
-    """Objectives that need data or inputs the run does not have are refused here."""
-    loss = cfg.loss
-    weights = {n: getattr(loss, n) for n in ("itc", "weak", "ttc", "mlm", "itm", "ttm", "cmlm", "mrfr", "mrc")}
-    _check(all(w >= 0 for w in weights.values()) and any(w > 0 for w in weights.values()),
-           "loss weights must be >= 0, at least one > 0")
-    for name in ("ttm", "cmlm"):
-        _check(weights[name] == 0 or cfg.data.parallel_batch_size > 0,
-               f"loss.{name} = {weights[name]} trains on parallel rows; set data.parallel_batch_size > 0 or loss.{name} = 0")
-    _check(loss.mrfr == 0 or cfg.model.region_dim > 0,
-           f"loss.mrfr = {loss.mrfr} masks region features; set model.region_dim/max_regions or loss.mrfr = 0")
-    _check(loss.mrc == 0, f"loss.mrc = {loss.mrc}: masked region classification needs the detector's class label (or "
-           "distribution) per region, which the dataset's regions do not carry yet (boxes, features, extractor); "
-           "set loss.mrc = 0 (loss.mrfr trains on the features alone)")
-
 
 def validate(cfg: PretrainConfig) -> None:
-    """Cross-field checks; every message names the setting."""
-    _validate_model(cfg.model)
-    _validate_data(cfg.data)
-    loss, train = cfg.loss, cfg.train
-    _check(loss.weak_form in WEAK_FORMS, f"loss.weak_form = {loss.weak_form!r}; use one of {list(WEAK_FORMS)}")
-    _check(not loss.weak_spread or loss.weak_form == "weighted_infonce",
-           f"loss.weak_spread applies to weak_form = \"weighted_infonce\" only (weak_form is {loss.weak_form!r}); "
-           "soft_target already spreads 1 - r, in both directions")
-    _check(loss.itm_negatives in ("sample", "hardest"), "loss.itm_negatives: use \"sample\" or \"hardest\"")
-    _check(loss.temperature > 0, "loss.temperature must be > 0")
-    _validate_objectives(cfg)
-    _check(train.steps >= 1 and 0 <= train.warmup_steps <= train.steps, "train.warmup_steps must be in [0, train.steps]")
-    _check(train.accum_steps >= 1, "train.accum_steps must be >= 1")
-    _check(train.threads >= 0, "train.threads must be >= 0 (0 = torch's default)")
-    _check(train.precision in PRECISIONS, f"train.precision: use one of {list(PRECISIONS)}")
-    _check(train.ckpt_every >= 1 and train.log_every >= 1, "train.ckpt_every and train.log_every must be >= 1")
-    _check(len(train.betas) == 2, "train.betas must be [beta1, beta2]")
-    _check(cfg.tokenizer.model_type in ("unigram", "bpe"), "tokenizer.model_type: use \"unigram\" or \"bpe\"")
+    """Cross-field checks (pretrain/config_checks.py); every message names the setting."""
+    from pretrain.config_checks import validate_config
+
+    validate_config(cfg)

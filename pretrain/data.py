@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from pretrain.concepts import Vocabularies, mask_concepts, region_ids, text_concepts
 from pretrain.config import PretrainConfig
 from pretrain.images import BadSample, decode, random_resized_crop
 from pretrain.sampling import choose_text, mask_parallel, mask_regions, mask_tokens
@@ -62,8 +63,15 @@ def _regions(row: dict[str, Any], dim: int, limit: int) -> tuple[torch.Tensor, t
     return feats, boxes, n
 
 
-def make_sample(row: dict[str, Any], cfg: PretrainConfig, tok: Tokenizer, rng: random.Random) -> dict[str, Any]:
-    """One training sample from one pairs row; raises BadSample when it cannot be used."""
+def masks_regions(cfg: PretrainConfig) -> bool:
+    """Whether samples carry a region mask: masked region modelling in any stage."""
+    return cfg.model.region_dim > 0 and (cfg.loss.mrfr > 0 or cfg.loss.mrc > 0 or cfg.loss.icp > 0)
+
+
+def make_sample(row: dict[str, Any], cfg: PretrainConfig, tok: Tokenizer, rng: random.Random,
+                vocab: Vocabularies | None = None) -> dict[str, Any]:
+    """One training sample from one pairs row; raises BadSample when it cannot be used.
+    ``vocab``: the run's concepts and detector labels (model.concepts, loss.mrc)."""
     choice = choose_text(row["texts"], cfg.data, rng)
     if choice is None:
         raise BadSample("no_text_for_policy")
@@ -84,9 +92,24 @@ def make_sample(row: dict[str, Any], cfg: PretrainConfig, tok: Tokenizer, rng: r
               "anchor": tok.encode(choice.anchor, max_len) if (weak and choice.anchor) else None}
     if cfg.model.region_dim:
         sample["regions"] = _regions(row, cfg.model.region_dim, cfg.model.max_regions)
-        if cfg.loss.mrfr > 0:
+        if masks_regions(cfg):
             sample["region_masked"] = mask_regions(sample["regions"][2], cfg.model.max_regions, cfg.data.mrm_mask_prob, rng)
+    if vocab is not None and (cfg.model.concepts or cfg.loss.mrc > 0):
+        _concept_sample(sample, row, choice.concepts, cfg, vocab, rng, weak)
     return sample
+
+
+def _concept_sample(sample: dict[str, Any], row: dict[str, Any], names: list[str] | None, cfg: PretrainConfig,
+                    vocab: Vocabularies, rng: random.Random, weak: bool) -> None:
+    """The concept ids of the text and the regions, the detector label of each region, and
+    which text concepts text concept recovery masks (none of a weak text, as for MLM)."""
+    if cfg.model.concepts:
+        sample["concepts"] = text_concepts(names, vocab, cfg.model.max_concepts)
+        if cfg.loss.tcp > 0:
+            sample["concepts_masked"] = [False] * len(sample["concepts"]) if weak else \
+                mask_concepts(sample["concepts"], cfg.data.concept_mask_prob, rng)
+    if cfg.model.region_dim:
+        sample["region_ids"] = region_ids(row, vocab, cfg.model.max_regions, bool(cfg.model.concepts), cfg.loss.mrc > 0)
 
 
 def parallel_sample(row: dict[str, Any], cfg: PretrainConfig, tok: Tokenizer, rng: random.Random) -> dict[str, Any]:
@@ -105,9 +128,10 @@ def parallel_sample(row: dict[str, Any], cfg: PretrainConfig, tok: Tokenizer, rn
 
 
 def collate(samples: list[dict[str, Any]], parallel: list[dict[str, Any]], tok: Tokenizer, max_len: int,
-            static: bool = False) -> dict[str, torch.Tensor]:
+            static: bool = False, max_concepts: int = 0) -> dict[str, torch.Tensor]:
     """Stack samples into the tensors the model's forward takes (see RC3Model.forward);
-    ``static`` pads every text to ``max_len``."""
+    ``static`` pads every text to ``max_len``; concept ids are padded to ``max_concepts``
+    (-1 = none) on every batch, so every rank holds the same shapes."""
     pad, w = tok.pad_id, max_len if static else 0
     batch = {
         "images": torch.stack([s["image"] for s in samples]),
@@ -127,6 +151,13 @@ def collate(samples: list[dict[str, Any]], parallel: list[dict[str, Any]], tok: 
         batch["region_mask"] = torch.arange(batch["regions"].shape[1])[None] < counts[:, None]
     if "region_masked" in samples[0]:
         batch["region_masked"] = torch.tensor([s["region_masked"] for s in samples], dtype=torch.bool)
+    if "concepts" in samples[0]:
+        batch["text_concepts"] = _pad([s["concepts"] for s in samples], -1, width=max_concepts)
+        if "concepts_masked" in samples[0]:
+            batch["concepts_masked"] = _pad([[int(m) for m in s["concepts_masked"]] for s in samples], 0, width=max_concepts).bool()
+    for key, name in (("concepts", "region_concepts"), ("labels", "region_labels")):
+        if "region_ids" in samples[0] and key in samples[0]["region_ids"]:
+            batch[name] = torch.tensor([s["region_ids"][key] for s in samples], dtype=torch.long)
     if parallel:
         batch.update(_collate_parallel(parallel, pad, w))
     return batch
@@ -154,8 +185,8 @@ class RC3Batches(IterableDataset):
     """
 
     def __init__(self, data: Dataset, cfg: PretrainConfig, tok: Tokenizer, rank: int = 0, world: int = 1,
-                 start: dict[int, dict[str, Any]] | None = None, first_worker: int = 0):
-        self.cfg, self.tok, self.rank, self.world = cfg, tok, rank, world
+                 start: dict[int, dict[str, Any]] | None = None, first_worker: int = 0, vocab: Vocabularies | None = None):
+        self.cfg, self.tok, self.rank, self.world, self.vocab = cfg, tok, rank, world, vocab
         self.pair_units = with_split(data.pairs, cfg.data.split)
         if not self.pair_units:
             raise ValueError(f"{data.root}: no pairs rows with split {cfg.data.split!r}; set data.split")
@@ -164,6 +195,8 @@ class RC3Batches(IterableDataset):
         if cross_view and not self.parallel_units:
             raise ValueError(f"{data.root}: {' and '.join(cross_view)} train on parallel rows, and there are none with split "
                              f"{cfg.data.split!r}; set {' and '.join(cross_view)} to 0")
+        if vocab is None and (cfg.model.concepts or (cfg.model.region_dim and cfg.loss.mrc > 0)):
+            raise ValueError("model.concepts / loss.mrc need the run's vocabularies: pass vocab (pretrain.train.run_vocabularies)")
         self.start = start or {}
         self.first_worker = first_worker
 
@@ -188,7 +221,8 @@ class RC3Batches(IterableDataset):
             state = {"pairs": [pairs.position.epoch, pairs.position.rows], "stats": dict(stats)}
             if parallel:
                 state["parallel"] = [parallel.position.epoch, parallel.position.rows]
-            batch = collate(samples, par, self.tok, self.cfg.model.max_text_len, static=self.cfg.train.compile)
+            batch = collate(samples, par, self.tok, self.cfg.model.max_text_len, static=self.cfg.train.compile,
+                            max_concepts=self.cfg.model.max_concepts)
             yield batch, {"worker": worker, "state": state}
 
     def _parallel(self, item: tuple[dict[str, Any], StreamPosition], consumer: int) -> dict[str, Any]:
@@ -202,7 +236,7 @@ class RC3Batches(IterableDataset):
             row, pos = next(rows)
             rng = seeded(self.cfg.train.seed, "sample", consumer, pos.epoch, pos.rows)
             try:
-                samples.append(make_sample(row, self.cfg, self.tok, rng))
+                samples.append(make_sample(row, self.cfg, self.tok, rng, self.vocab))
                 bad_run = 0
             except BadSample as err:
                 stats[f"skipped/{err.reason}"] += 1
@@ -214,10 +248,12 @@ class RC3Batches(IterableDataset):
 
 
 def build_loader(data: Dataset, cfg: PretrainConfig, tok: Tokenizer, rank: int = 0, world: int = 1,
-                 start: dict[int, dict[str, Any]] | None = None, first_worker: int = 0) -> DataLoader:
+                 start: dict[int, dict[str, Any]] | None = None, first_worker: int = 0,
+                 vocab: Vocabularies | None = None) -> DataLoader:
     """A DataLoader over RC3Batches; its own generator keeps the global torch RNG untouched,
-    which resume exactness depends on."""
+    which resume exactness depends on. ``vocab``: needed with model.concepts or loss.mrc
+    (``pretrain.train.setup`` resolves it; ``run_vocabularies``)."""
     workers = cfg.data.num_workers
-    return DataLoader(RC3Batches(data, cfg, tok, rank, world, start, first_worker), batch_size=None, num_workers=workers,
+    return DataLoader(RC3Batches(data, cfg, tok, rank, world, start, first_worker, vocab), batch_size=None, num_workers=workers,
                       prefetch_factor=4 if workers else None, pin_memory=torch.cuda.is_available(),
                       generator=torch.Generator().manual_seed(cfg.train.seed))

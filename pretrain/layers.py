@@ -48,7 +48,7 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, context: torch.Tensor | None = None,
                 context_mask: torch.Tensor | None = None) -> torch.Tensor:
         x = x + self.attn(self.ln1(x), mask=mask)
-        if self.cross is not None:
+        if self.cross is not None and context is not None:  # no context: a unimodal pass
             x = x + self.cross(self.ln_cross(x), context=context, mask=context_mask)
         return x + self.mlp(self.ln2(x))
 

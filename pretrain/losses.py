@@ -167,9 +167,10 @@ class RegionFeatureLoss(nn.Module):
 
 class RegionClassLoss(nn.Module):
     """MRC (UNITER/M3P), per masked region, averaged over the M regions: with ``labels``, the
-    cross-entropy against the detector's class label; with ``probs`` (MRC-kl), the KL
-    divergence KL(p || softmax(logits)) = sum_c p_c (log p_c - log q_c) to the detector's
-    class distribution. Not fed by the model yet: the dataset's regions carry no labels."""
+    cross-entropy against the detector's class label (what the trainer feeds: the schema
+    keeps one label and its score per region, not the class distribution); with ``probs``
+    (MRC-kl), the KL divergence KL(p || softmax(logits)) = sum_c p_c (log p_c - log q_c) to
+    the detector's class distribution."""
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor | None = None, probs: torch.Tensor | None = None) -> torch.Tensor:
         log_q = F.log_softmax(logits.float(), dim=-1)
@@ -181,6 +182,25 @@ class RegionClassLoss(nn.Module):
         else:
             raise ValueError("RegionClassLoss needs labels (MRC) or probs (MRC-kl)")
         return global_mean(per_region.sum(), per_region.numel())
+
+
+class GroundingLoss(nn.Module):
+    """Fine-grained concept alignment (MVP's weakly-supervised grounding): each query q (a
+    concept token, unit vector) of batch row o(q) scores every row b of the global batch by
+    its best-matching key there, s(q, b) = max_t cos(q, k_bt) over b's valid keys (patches and
+    regions for a text concept, words for a region concept), and is an InfoNCE query over the
+    rows: ``-log softmax_b(s(q, b) / tau)[o(q)]``, averaged over the Q queries of the global
+    batch. No region-level annotation is needed: the pairing of the row is the supervision."""
+
+    def forward(self, queries: torch.Tensor, owner: torch.Tensor, keys: torch.Tensor, key_mask: torch.Tensor,
+                logit_scale: torch.Tensor) -> torch.Tensor:
+        rows = keys.shape[0]
+        keys, key_mask = gather(keys), gather(key_mask, False)
+        sim = torch.einsum("qe,bte->qbt", queries.float(), keys.float()).masked_fill(~key_mask[None], -2.0)
+        logits = logit_scale * sim.max(dim=2).values  # a row without keys scores -2, below any cosine
+        rank = dist.get_rank() if _world() > 1 else 0
+        ce = F.cross_entropy(logits, owner + rank * rows, reduction="none")
+        return global_mean(ce.sum(), ce.numel())
 
 
 class RC3Loss(nn.Module):
@@ -198,8 +218,10 @@ class RC3Loss(nn.Module):
       strict           weak rows are strict rows (the "weak as strict" ablation).
     CCLM's cross view on parallel rows: ``ttm`` (matching, ITMLoss over the text-text pairs)
     and ``cmlm`` (MLM of one side conditioned on the other). Masked region modelling:
-    ``mrfr`` (RegionFeatureLoss). Returns each unweighted objective and ``loss``, their
-    weighted sum.
+    ``mrfr`` (RegionFeatureLoss) and ``mrc`` (RegionClassLoss, detector labels). MVP's
+    concepts: ``tcp``/``icp`` (masked concept recovery, cross-entropy like MLM) and
+    ``rca``/``wca`` (GroundingLoss). Returns each unweighted objective computed and ``loss``,
+    their weighted sum with ``cfg``'s weights (the current stage's).
     """
 
     def __init__(self, cfg: LossConfig):
@@ -210,6 +232,8 @@ class RC3Loss(nn.Module):
         self.mlm = MaskedLMLoss()
         self.itm = ITMLoss()
         self.mrfr = RegionFeatureLoss()
+        self.mrc = RegionClassLoss()
+        self.grounding = GroundingLoss()
 
     def _image_text(self, image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor,
                     relevance: torch.Tensor, is_weak: torch.Tensor, has_anchor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -239,7 +263,11 @@ class RC3Loss(nn.Module):
                 itm_labels: torch.Tensor | None = None, ttm_logits: torch.Tensor | None = None,
                 ttm_labels: torch.Tensor | None = None, cmlm_logits: torch.Tensor | None = None,
                 cmlm_labels: torch.Tensor | None = None, mrfr_pred: torch.Tensor | None = None,
-                mrfr_target: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                mrfr_target: torch.Tensor | None = None, mrc_logits: torch.Tensor | None = None,
+                mrc_labels: torch.Tensor | None = None, tcp_logits: torch.Tensor | None = None,
+                tcp_labels: torch.Tensor | None = None, icp_logits: torch.Tensor | None = None,
+                icp_labels: torch.Tensor | None = None, rca: tuple[torch.Tensor, ...] | None = None,
+                wca: tuple[torch.Tensor, ...] | None = None) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         itc, weak = self._image_text(image_features, text_features, logit_scale, relevance, is_weak, has_anchor)
         out = {"itc": itc}
@@ -254,8 +282,12 @@ class RC3Loss(nn.Module):
             out["ttc"] = self.contrastive(src_features, tgt_features, logit_scale)
         for name, loss, first, second in (("mlm", self.mlm, mlm_logits, mlm_labels), ("itm", self.itm, itm_logits, itm_labels),
                                           ("ttm", self.itm, ttm_logits, ttm_labels), ("cmlm", self.mlm, cmlm_logits, cmlm_labels),
-                                          ("mrfr", self.mrfr, mrfr_pred, mrfr_target)):
+                                          ("mrfr", self.mrfr, mrfr_pred, mrfr_target), ("mrc", self.mrc, mrc_logits, mrc_labels),
+                                          ("tcp", self.mlm, tcp_logits, tcp_labels), ("icp", self.mlm, icp_logits, icp_labels)):
             if first is not None and second is not None:
                 out[name] = loss(first, second)
+        for name, inputs in (("rca", rca), ("wca", wca)):
+            if inputs is not None:
+                out[name] = self.grounding(*inputs, logit_scale)
         out["loss"] = sum(getattr(cfg, name) * value for name, value in out.items())
         return out

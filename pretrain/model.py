@@ -30,6 +30,8 @@ from pretrain.matching import (
     same_pair_content,
     same_parallel_content,
 )
+from pretrain.mvp import ConceptLevel, RegionHead, grounding_inputs
+from pretrain.stages import OBJECTIVES
 
 
 class VisionEncoder(nn.Module):
@@ -51,7 +53,10 @@ class VisionEncoder(nn.Module):
         nn.init.trunc_normal_(self.cls, std=0.02)
 
     def forward(self, images: torch.Tensor, regions: torch.Tensor | None = None, boxes: torch.Tensor | None = None,
-                region_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                region_mask: torch.Tensor | None = None, extra: tuple[torch.Tensor, torch.Tensor] | None = None,
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Tokens [CLS, patches, regions, extra] and their mask (None when all are real);
+        ``extra``: (tokens, mask) appended last (MVP's region-concept tokens)."""
         x = self.patch(normalize(images)).flatten(2).transpose(1, 2)
         x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1) + self.pos
         mask = None
@@ -60,9 +65,16 @@ class VisionEncoder(nn.Module):
             x = torch.cat([x, r], dim=1)
             keep = torch.ones(x.shape[0], x.shape[1] - r.shape[1], dtype=torch.bool, device=x.device)
             mask = torch.cat([keep, region_mask], dim=1)
+        if extra is not None:
+            x, mask = _append(x, mask, extra)
         for block in self.blocks:
             x = block(x, mask=mask)
         return self.ln(x), mask
+
+
+def _append(x: torch.Tensor, mask: torch.Tensor | None, extra: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    keep = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device) if mask is None else mask
+    return torch.cat([x, extra[0]], dim=1), torch.cat([keep, extra[1]], dim=1)
 
 
 class TextEncoder(nn.Module):
@@ -77,9 +89,12 @@ class TextEncoder(nn.Module):
         self.ln = nn.LayerNorm(cfg.text_width)
         nn.init.trunc_normal_(self.pos, std=0.02)
 
-    def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, ids: torch.Tensor, extra: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tokens and mask; ``extra``: (tokens, mask) appended after the words (MVP's concepts)."""
         mask = ids != self.pad_id
         x = self.tok(ids) + self.pos[:, : ids.shape[1]]
+        if extra is not None:
+            x, mask = _append(x, mask, extra)
         for block in self.blocks:
             x = block(x, mask=mask)
         return self.ln(x), mask
@@ -110,42 +125,21 @@ class FusionEncoder(nn.Module):
         return self.ln(text)
 
 
-class RegionHead(nn.Module):
-    """Masked region feature regression (UNITER/M3P MRFR) on this two-stream model.
-
-    The vision encoder's outputs at the region slots, behind the image's [CLS] (a key every
-    row has, so a row without regions still attends somewhere), go through one block of
-    self-attention and cross-attention to the row's text (UNITER and M3P predict a masked
-    region with the caption in view; the text is not masked), then UNITER's regression head
-    (Linear, GELU, LayerNorm, Linear to ``region_dim``) at the masked slots."""
-
-    def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        w = cfg.vision_width
-        self.block = Block(w, cfg.vision_heads, cfg.mlp_ratio, cfg.dropout, context_width=cfg.text_width)
-        self.ln = nn.LayerNorm(w)
-        self.regress = nn.Sequential(nn.Linear(w, w), nn.GELU(), nn.LayerNorm(w), nn.Linear(w, cfg.region_dim))
-
-    def forward(self, tokens: torch.Tensor, mask: torch.Tensor, masked: torch.Tensor, text: torch.Tensor,
-                text_mask: torch.Tensor) -> torch.Tensor:
-        """(M, region_dim): the prediction for each True of ``masked`` (B, R), row-major."""
-        r = masked.shape[1]
-        x = torch.cat([tokens[:, :1], tokens[:, -r:]], dim=1)
-        keys = torch.cat([mask[:, :1], mask[:, -r:]], dim=1)
-        x = self.ln(self.block(x, mask=keys, context=text, context_mask=text_mask))
-        return self.regress(x[:, 1:][masked])
-
-
 class RC3Model(nn.Module):
     """Encoders, projections and the heads of the objectives that ``loss`` switches on.
 
     Heads are shared across the two views, as in CCLM: ITM and TTM use one matching head,
-    MLM and conditional MLM one MLM head, all through one fusion encoder."""
+    MLM and conditional MLM one MLM head, all through one fusion encoder. ``loss`` decides
+    which heads exist (with a schedule: every objective of any stage); ``set_stage`` decides
+    which objectives ``forward`` computes (the current stage's) and whether it is unimodal."""
 
     def __init__(self, cfg: ModelConfig, loss: LossConfig, pad_id: int):
         super().__init__()
         if cfg.vocab_size <= 0:
             raise ValueError("model.vocab_size is unset; build the model from a tokenizer (vocab_size = tokenizer.vocab_size)")
+        if cfg.concepts < 0 or (loss.mrc > 0 and cfg.region_dim > 0 and cfg.region_classes <= 0):
+            raise ValueError("model.concepts / model.region_classes are unresolved; build the model with the run's "
+                             "vocabularies (pretrain.train.setup does)")
         self.cfg, self.loss_cfg = cfg, loss
         self.use_itm, self.use_mlm, self.use_ttc = loss.itm > 0, loss.mlm > 0, loss.ttc > 0
         self.use_ttm, self.use_cmlm = loss.ttm > 0, loss.cmlm > 0
@@ -163,41 +157,65 @@ class RC3Model(nn.Module):
             w = cfg.text_width
             self.mlm_transform = nn.Sequential(nn.Linear(w, w), nn.GELU(), nn.LayerNorm(w))
             self.mlm_bias = nn.Parameter(torch.zeros(cfg.vocab_size))
-        if self.use_mrfr:
-            self.region_head = RegionHead(cfg)
+        if cfg.region_dim > 0 and (loss.mrfr > 0 or loss.mrc > 0 or (loss.icp > 0 and cfg.concepts > 0)):
+            self.region_head = RegionHead(cfg, loss)
+        if cfg.concepts > 0:
+            self.concepts = ConceptLevel(cfg, loss)
         self.apply(init_weights)
+        self.set_stage(loss)
+
+    def set_stage(self, loss: LossConfig, unimodal: bool = False) -> None:
+        """Compute the objectives ``loss`` weighs above 0 (a subset of those the model has
+        heads for); ``unimodal``: MLM and masked region modelling without cross-attention."""
+        self.active = {name: getattr(loss, name) > 0 for name in OBJECTIVES}
+        self.unimodal = unimodal
+
+    def on(self, name: str) -> bool:
+        return self.active[name]
 
     def encode_image(self, images: torch.Tensor, **regions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """(normalised embedding, tokens, token mask)."""
-        tokens, mask = self.vision(images, regions.get("regions"), regions.get("region_boxes"), regions.get("region_mask"))
+        """(normalised embedding, tokens, token mask). ``regions``: regions, region_boxes,
+        region_mask and, for a model with concepts, region_concepts (-1 = none)."""
+        tokens, mask = self._vision(images, regions)
         return F.normalize(self.vision_proj(tokens[:, 0]), dim=-1), tokens, mask
 
-    def encode_text(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(normalised embedding, tokens, token mask)."""
-        tokens, mask = self.text(ids)
+    def _vision(self, images: torch.Tensor, regions: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        extra = None
+        if "region_concepts" in regions and hasattr(self, "concepts") and hasattr(self.vision, "box_proj"):
+            extra = self.concepts.image_tokens(regions["region_concepts"], self.vision.box_proj(regions["region_boxes"]),
+                                               regions["region_mask"], regions.get("concepts_masked"))
+        return self.vision(images, regions.get("regions"), regions.get("region_boxes"), regions.get("region_mask"), extra)
+
+    def encode_text(self, ids: torch.Tensor, concepts: torch.Tensor | None = None,
+                    masked: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(normalised embedding, tokens, token mask); ``concepts`` (B, K) ids, -1 = none, for
+        a model with concepts (``masked``: those replaced by [MASK])."""
+        extra = self.concepts.text_tokens(concepts, masked) if concepts is not None and hasattr(self, "concepts") else None
+        tokens, mask = self.text(ids, extra)
         return F.normalize(self.text_proj(tokens[:, 0]), dim=-1), tokens, mask
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
-        regions = {k: batch[k] for k in ("regions", "region_boxes", "region_mask") if k in batch}
+        regions = {k: batch[k] for k in ("regions", "region_boxes", "region_mask", "region_concepts") if k in batch}
         img, img_tokens, img_mask = self.encode_image(batch["images"], **regions)
-        txt, txt_tokens, txt_mask = self.encode_text(batch["text_ids"])
+        txt, txt_tokens, txt_mask = self.encode_text(batch["text_ids"], batch.get("text_concepts"))
         out: dict[str, Any] = {"image_features": img, "text_features": txt, "logit_scale": self.logit_scale.exp().clamp(max=100),
                                "relevance": batch["relevance"], "is_weak": batch["is_weak"], "has_anchor": batch["has_anchor"]}
-        if self.use_anchor:
+        if self.use_anchor and self.on("weak"):
             out["anchor_features"] = self.encode_text(batch["anchor_ids"])[0]
-        if "src_ids" in batch and (self.use_ttc or self.use_ttm or self.use_cmlm):
+        if "src_ids" in batch and (self.on("ttc") or self.on("ttm") or self.on("cmlm")):
             out.update(self._parallel(batch))
-        if self.use_mlm:
-            logits, labels = self._masked_lm(batch["mlm_ids"], batch["mlm_labels"], img_tokens, img_mask)
-            out.update(mlm_logits=logits, mlm_labels=labels)
-        if self.use_itm:
+        if self.on("mlm") or self.on("tcp"):
+            out.update(self._masked_text(batch, None if self.unimodal else (img_tokens, img_mask)))
+        if self.on("itm"):
             same = same_pair_content(batch["text_ids"], batch.get("image_key"))
             ignored = torch.full_like(batch["is_weak"], -100, dtype=torch.long)
             positive = torch.where(batch["is_weak"], ignored, 1)  # a weak text is never asserted as a match
             logits, labels = self._matching(img, txt, img_tokens, img_mask, txt_tokens, txt_mask, same, positive)
             out.update(itm_logits=logits, itm_labels=labels)
-        if self.use_mrfr and "region_masked" in batch:
-            out.update(self._mrfr(batch, txt_tokens, txt_mask))
+        if hasattr(self, "region_head") and "region_masked" in batch and any(self.on(n) for n in ("mrfr", "mrc", "icp")):
+            out.update(self._masked_regions(batch, None if self.unimodal else (txt_tokens, txt_mask)))
+        if self.on("rca") or self.on("wca"):
+            out.update(self._grounding(batch, img_tokens, img_mask, txt_tokens, txt_mask))
         return out
 
     def _parallel(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -205,30 +223,51 @@ class RC3Model(nn.Module):
         the target, else the source) is matched against / predicted from the other side."""
         src, src_tok, src_mask = self.encode_text(batch["src_ids"])
         tgt, tgt_tok, tgt_mask = self.encode_text(batch["tgt_ids"])
-        out = {"src_features": src, "tgt_features": tgt} if self.use_ttc else {}
-        if not (self.use_ttm or self.use_cmlm):
+        out = {"src_features": src, "tgt_features": tgt} if self.on("ttc") else {}
+        if not (self.on("ttm") or self.on("cmlm")):
             return out
         (ctx, ctx_tok, ctx_mask), (query, q_tok, q_mask) = cross_view(batch["par_query_tgt"], (src, src_tok, src_mask),
                                                                        (tgt, tgt_tok, tgt_mask))
         context = self.fusion.context_of_text(ctx_tok)
-        if self.use_ttm:
+        if self.on("ttm"):
             same = same_parallel_content(batch["src_ids"], batch["tgt_ids"], self.text.pad_id)
             positive = torch.ones(query.shape[0], dtype=torch.long, device=query.device)
             out["ttm_logits"], out["ttm_labels"] = self._matching(ctx, query, context, ctx_mask, q_tok, q_mask, same, positive)
-        if self.use_cmlm:
-            out["cmlm_logits"], out["cmlm_labels"] = self._masked_lm(batch["par_mlm_ids"], batch["par_mlm_labels"], context, ctx_mask)
+        if self.on("cmlm"):
+            out["cmlm_logits"], out["cmlm_labels"] = self._masked_lm(batch["par_mlm_ids"], batch["par_mlm_labels"], context, ctx_mask)[:2]
         return out
 
-    def _masked_lm(self, ids: torch.Tensor, labels: torch.Tensor, context: torch.Tensor,
-                   context_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _masked_text(self, batch: dict[str, torch.Tensor], context: tuple[torch.Tensor, torch.Tensor | None] | None) -> dict[str, Any]:
+        """MLM (conditioned on the image through fusion, or on nothing in a unimodal stage)
+        and text concept recovery, from one pass over the masked text and masked concepts."""
+        concepts = batch.get("text_concepts")
+        extra = None
+        if concepts is not None and hasattr(self, "concepts"):
+            extra = self.concepts.text_tokens(concepts, batch.get("concepts_masked") if self.on("tcp") else None)
+        ctx, ctx_mask = context if context is not None else (None, None)
+        logits, labels, tokens = self._masked_lm(batch["mlm_ids"], batch["mlm_labels"], ctx, ctx_mask, extra)
+        out = {"mlm_logits": logits, "mlm_labels": labels} if self.on("mlm") else {}
+        if self.on("tcp"):
+            picked = batch["concepts_masked"] & (concepts >= 0)
+            hidden = tokens[:, batch["mlm_ids"].shape[1]:][picked]
+            out.update(tcp_logits=self.concepts.predict(self.concepts.text_head, hidden), tcp_labels=concepts[picked])
+        return out
+
+    def _masked_lm(self, ids: torch.Tensor, labels: torch.Tensor, context: torch.Tensor | None,
+                   context_mask: torch.Tensor | None, extra: tuple[torch.Tensor, torch.Tensor] | None = None,
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """MLM logits and labels at the masked positions of ``ids``, conditioned on ``context``
-        (image tokens for MLM, the other text for conditional MLM) through fusion."""
-        tokens, mask = self.text(ids)
-        fused = self.fusion(tokens, mask, context, context_mask)
+        through fusion (image tokens for MLM, the other text for conditional MLM; None: the
+        text encoder alone), and the text encoder's tokens."""
+        tokens, mask = self.text(ids, extra)
+        hidden = tokens if context is None else self.fusion(tokens, mask, context, context_mask)
+        if hidden.shape[1] != labels.shape[1]:
+            hidden = hidden[:, : labels.shape[1]]  # the words, not the concept tokens after them
         picked = labels != -100
-        hidden = self.mlm_transform(fused[picked])
-        logits = hidden @ self.text.tok.weight.t() + self.mlm_bias  # decoder tied to the input embedding
-        return logits, labels[picked]
+        if not hasattr(self, "mlm_transform"):
+            return hidden[:0, 0], labels[picked], tokens
+        logits = self.mlm_transform(hidden[picked]) @ self.text.tok.weight.t() + self.mlm_bias  # decoder tied to the input embedding
+        return logits, labels[picked], tokens
 
     def itm_scores(self, img_tokens: torch.Tensor, img_mask: torch.Tensor | None, txt_tokens: torch.Tensor, txt_mask: torch.Tensor) -> torch.Tensor:
         """Matching logits (N, 2) of aligned rows of context (image, or a text mapped by
@@ -255,13 +294,53 @@ class RC3Model(nn.Module):
         labels = torch.cat([positive, torch.where(ctx_ok, 0, ignored), torch.where(q_ok, 0, ignored)])
         return self.itm_scores(c_tok, c_mask, t_tok, t_mask), labels
 
-    def _mrfr(self, batch: dict[str, torch.Tensor], txt_tokens: torch.Tensor, txt_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _masked_regions(self, batch: dict[str, torch.Tensor], text: tuple[torch.Tensor, torch.Tensor] | None) -> dict[str, torch.Tensor]:
         """A second vision pass with the masked regions' features zeroed (their boxes kept, as
-        UNITER does), and the prediction of the original features at those regions."""
+        UNITER does) and their concept tokens [MASK]ed; then, at the masked regions, their
+        features (MRFR), detector labels (MRC) and concepts (image concept recovery)."""
         masked, feats = batch["region_masked"], batch["regions"]
-        tokens, mask = self.vision(batch["images"], feats.masked_fill(masked[..., None], 0.0), batch["region_boxes"],
-                                   batch["region_mask"])
-        return {"mrfr_pred": self.region_head(tokens, mask, masked, txt_tokens, txt_mask), "mrfr_target": feats[masked]}
+        regions = {"regions": feats.masked_fill(masked[..., None], 0.0), "region_boxes": batch["region_boxes"],
+                   "region_mask": batch["region_mask"]}
+        if "region_concepts" in batch:
+            regions.update(region_concepts=batch["region_concepts"], concepts_masked=masked)
+        tokens, mask = self._vision(batch["images"], regions)
+        r = masked.shape[1]
+        slots = 2 * r if "region_concepts" in regions and hasattr(self, "concepts") else r
+        hidden = self.region_head(tokens, mask, slots, *(text or (None, None)))
+        out = {}
+        if self.on("mrfr"):
+            out.update(mrfr_pred=self.region_head.regress(hidden[:, :r][masked]), mrfr_target=feats[masked])
+        if self.on("mrc"):
+            picked = masked & (batch["region_labels"] >= 0)
+            out.update(mrc_logits=self.region_head.classify(hidden[:, :r][picked]), mrc_labels=batch["region_labels"][picked])
+        if self.on("icp") and slots > r:
+            picked = masked & (batch["region_concepts"] >= 0)
+            out.update(icp_logits=self.concepts.predict(self.concepts.image_head, hidden[:, r:][picked]),
+                       icp_labels=batch["region_concepts"][picked])
+        return out
+
+    def _grounding(self, batch: dict[str, torch.Tensor], img_tokens: torch.Tensor, img_mask: torch.Tensor | None,
+                   txt_tokens: torch.Tensor, txt_mask: torch.Tensor) -> dict[str, Any]:
+        """Fine-grained concept alignment inputs (GroundingLoss): rca, each text concept token
+        against the image's patches and regions; wca, each region-concept token against the
+        text's words. Weak rows ask no query (their pairing is loose); [CLS] is no key."""
+        words = batch["text_ids"].shape[1]
+        strict = ~batch["is_weak"]
+        n_patch = self.vision.pos.shape[1]
+        n_reg = batch["regions"].shape[1] if "regions" in batch and hasattr(self.vision, "region_proj") else 0
+        keys_mask = img_mask if img_mask is not None else torch.ones(img_tokens.shape[:2], dtype=torch.bool, device=img_tokens.device)
+        out = {}
+        if self.on("rca") and "text_concepts" in batch:
+            queries = self.text_proj(txt_tokens[:, words:])
+            keys = self.vision_proj(img_tokens[:, 1 : n_patch + n_reg])
+            out["rca"] = grounding_inputs(queries, (batch["text_concepts"] >= 0) & strict[:, None], keys,
+                                          keys_mask[:, 1 : n_patch + n_reg])
+        if self.on("wca") and "region_concepts" in batch and n_reg:
+            queries = self.vision_proj(img_tokens[:, n_patch + n_reg :])
+            keys = self.text_proj(txt_tokens[:, 1:words])
+            out["wca"] = grounding_inputs(queries, keys_mask[:, n_patch + n_reg :] & strict[:, None], keys, txt_mask[:, 1:words],
+                                          self.cfg.max_text_len - 1)
+        return out
 
 
 View = tuple[torch.Tensor, torch.Tensor, torch.Tensor]

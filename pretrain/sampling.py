@@ -25,6 +25,7 @@ class TextChoice:
     relevance: 1 for strict texts; the weak text's r (or data.null_relevance when unscored).
     anchor: for weak texts, the strictly-aligned text its relevance was measured against.
     spans: character spans switched by code-switching (masked preferentially by MLM).
+    concepts: the text's concept names (``texts[].concepts``; None when the stage did not run).
     """
 
     text: str
@@ -33,6 +34,7 @@ class TextChoice:
     relevance: float = 1.0
     anchor: str | None = None
     spans: list[tuple[int, int]] = field(default_factory=list)
+    concepts: list[str] | None = None
 
     @property
     def is_weak(self) -> bool:
@@ -71,12 +73,12 @@ def choose_text(texts: Sequence[dict[str, Any]], cfg: DataConfig, rng: random.Ra
     t, src = texts[idx], sources[idx]
     if src["kind"] != "weak":
         spans = [(s["start"], s["end"]) for s in t.get("spans") or []]
-        return TextChoice(t["text"], t["lang"], t["kind"], spans=spans)
+        return TextChoice(t["text"], t["lang"], t["kind"], spans=spans, concepts=t.get("concepts"))
     r = src.get("relevance")
     relevance = float(cfg.null_relevance if r is None else r)
     anchor_idx = src.get("anchor")
     anchor = texts[anchor_idx]["text"] if anchor_idx is not None else None
-    return TextChoice(t["text"], t["lang"], "weak", relevance=relevance, anchor=anchor)
+    return TextChoice(t["text"], t["lang"], "weak", relevance=relevance, anchor=anchor, concepts=t.get("concepts"))
 
 
 def mask_tokens(ids: list[int], in_span: Sequence[bool], cfg: DataConfig, rng: random.Random,

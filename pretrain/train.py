@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,8 @@ from pretrain.checkpoint import (
     step_checkpoints,
     write_text_atomic,
 )
-from pretrain.config import PretrainConfig, TrainConfig
+from pretrain.concepts import Vocabularies, require_labels, resolve_concepts, scan_region_labels
+from pretrain.config import PretrainConfig, stage_loss
 from pretrain.data import build_loader
 from pretrain.distributed import (
     DistEnv,
@@ -48,62 +48,22 @@ from pretrain.distributed import (
     average_metrics,
     barrier,
     init_distributed,
-    pick_device,
 )
 from pretrain.losses import RC3Loss
 from pretrain.model import RC3Model, build_model
+from pretrain.optim import CosineSchedule, deterministic_cpu, lr_at, param_groups
 from pretrain.progress import Progress
 from pretrain.shards import Dataset, dataset_texts, open_dataset
+from pretrain.stages import Stage, stage_index
 from pretrain.tokenizer import Tokenizer, train_tokenizer
-
-
-def lr_at(c: TrainConfig, step: int) -> float:
-    """The learning rate of optimiser step ``step`` (0-based) of a ``c.steps``-step run."""
-    if step < c.warmup_steps:
-        return c.lr * (step + 1) / c.warmup_steps
-    progress = (step - c.warmup_steps) / max(1, c.steps - c.warmup_steps)
-    floor = c.lr * c.min_lr_ratio
-    return floor + (c.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
-class CosineSchedule:
-    """Linear warmup to ``lr`` then cosine decay to ``lr * min_lr_ratio``; state is one int."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer, cfg: TrainConfig):
-        self.optimizer, self.cfg, self.step_count = optimizer, cfg, 0
-        self._apply()
-
-    def _apply(self) -> None:
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr_at(self.cfg, self.step_count)
-
-    def step(self) -> None:
-        self.step_count += 1
-        self._apply()
-
-    def state_dict(self) -> dict[str, int]:
-        return {"step": self.step_count}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.step_count = int(state["step"])
-        self._apply()
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """No weight decay on biases, norms, embeddings, positional/CLS tokens or the temperature."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        flat = p.ndim < 2 or name.endswith((".pos", ".cls", "region_type", "logit_scale")) or ".tok." in name
-        (no_decay if flat else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 @dataclass
 class Run:
     """Everything a step needs. ``positions``: per logical worker, the stream positions of
-    the last batch consumed; ``next_worker``: which worker's batch comes next."""
+    the last batch consumed; ``next_worker``: which worker's batch comes next. ``vocab``: the
+    concepts and detector labels; ``stage``: the schedule's stage the model is set to (-1:
+    none yet)."""
 
     cfg: PretrainConfig
     env: DistEnv
@@ -120,6 +80,35 @@ class Run:
     next_worker: int = 0
     autocast: bool = False
     notes: list[str] = field(default_factory=list)
+    vocab: Vocabularies = field(default_factory=Vocabularies)
+    stage: int = -1
+
+
+def run_vocabularies(cfg: PretrainConfig, data: Dataset, ckpt: dict[str, Any] | None = None) -> Vocabularies:
+    """The run's concept vocabulary (model.concepts: the dataset's concepts.txt, or the
+    checkpoint's when resuming) and detector labels (loss.mrc: the training split's labels,
+    or the checkpoint's); empty lists for what the run does not use."""
+    saved = ckpt or {}
+    concepts = resolve_concepts(cfg.model.concepts, data.root, saved.get("concepts"))
+    labels: list[str] = []
+    if cfg.loss.mrc > 0:
+        labels = saved.get("region_labels") or scan_region_labels(data, cfg.data.split)
+        require_labels(labels, data.root, cfg.data.split)
+    return Vocabularies(concepts, labels)
+
+
+def enter_stage(run: Run) -> Stage | None:
+    """Set the model and the loss to the stage of ``run.step`` (with a schedule); returns the
+    stage when it changed, else None. The stage depends on the step alone, so a resumed run
+    is in the stage the uninterrupted one is in."""
+    stages = run.cfg.schedule
+    if not stages or stage_index(stages, run.step) == run.stage:
+        return None
+    run.stage = stage_index(stages, run.step)
+    stage = stages[run.stage]
+    run.model.set_stage(stage_loss(run.cfg, stage), stage.unimodal)
+    run.loss = RC3Loss(stage_loss(run.cfg, stage))
+    return stage
 
 
 def _tokenizer(cfg: PretrainConfig, data: Dataset, out: Path, env: DistEnv, ckpt: dict[str, Any] | None) -> Tokenizer:
@@ -145,7 +134,9 @@ def _wrap(model: RC3Model, cfg: PretrainConfig, env: DistEnv) -> nn.Module:
     forward: nn.Module = model
     if env.world > 1:
         ids = [env.device.index] if env.device.type == "cuda" else None
-        forward = nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=cfg.model.region_dim > 0)
+        # heads idle in a stage, and region or concept heads without inputs in a batch, get no gradient
+        unused = cfg.model.region_dim > 0 or cfg.model.concepts != 0 or bool(cfg.schedule)
+        forward = nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=unused)
     if cfg.train.compile:
         forward = torch.compile(forward)
     return forward
@@ -169,13 +160,16 @@ def setup(cfg: PretrainConfig, data_dir: str, out_dir: str, resume: bool = False
     data = open_dataset(data_dir, full_validation=env.is_main, verify=verify and env.is_main)
     torch.manual_seed(cfg.train.seed * 1000 + env.rank)
     tok = _tokenizer(cfg, data, out, env, ckpt)
-    model = build_model(cfg.model, cfg.loss, tok.vocab_size, tok.pad_id)
+    vocab = run_vocabularies(cfg, data, ckpt)
+    model = build_model(replace(cfg.model, concepts=len(vocab.concepts), region_classes=len(vocab.labels)), cfg.loss,
+                        tok.vocab_size, tok.pad_id)
     if cfg.init and ckpt is None:
         load_init_weights(model, cfg.init)
     model.to(env.device)
     optimizer = torch.optim.AdamW(param_groups(model, cfg.train.weight_decay), lr=cfg.train.lr, betas=tuple(cfg.train.betas))
     run = Run(cfg, env, out, tok, data, model, _wrap(model, cfg, env), RC3Loss(cfg.loss), optimizer,
-              CosineSchedule(optimizer, cfg.train), autocast=env.device.type == "cuda" and cfg.train.precision != "fp32")
+              CosineSchedule(optimizer, cfg.train), autocast=env.device.type == "cuda" and cfg.train.precision != "fp32",
+              vocab=vocab)
     if ckpt is not None:
         _restore(run, ckpt)
         run.notes += _resume_notes(run, ckpt, changed)
@@ -239,13 +233,15 @@ def _restore(run: Run, ckpt: dict[str, Any]) -> None:
 
 def batches(run: Run) -> Iterator[tuple[dict[str, torch.Tensor], dict[str, Any]]]:
     """The rank's batch stream, restarted at the recorded positions."""
-    loader = build_loader(run.data, run.cfg, run.tokenizer, run.env.rank, run.env.world, run.positions, run.next_worker)
+    loader = build_loader(run.data, run.cfg, run.tokenizer, run.env.rank, run.env.world, run.positions, run.next_worker,
+                          run.vocab)
     yield from loader
 
 
 def train_step(run: Run, stream: Iterator) -> dict[str, Any]:
     """One optimiser step over ``accum_steps`` micro-batches; returns detached metrics."""
     cfg, accum = run.cfg.train, run.cfg.train.accum_steps
+    enter_stage(run)
     run.forward.train()
     totals: dict[str, torch.Tensor] = {}
     wait = 0.0
@@ -265,6 +261,8 @@ def train_step(run: Run, stream: Iterator) -> dict[str, Any]:
             totals[k] = totals.get(k, 0) + v.detach() / accum
     grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip) if cfg.grad_clip > 0 else None
     metrics = {"lr": run.optimizer.param_groups[0]["lr"], "data_wait_s": wait, **totals}
+    if run.cfg.schedule:
+        metrics["stage"] = run.stage
     if grad_norm is not None:
         metrics["grad_norm"] = grad_norm.detach()
     run.optimizer.step()
@@ -283,12 +281,17 @@ def save(run: Run) -> Path | None:
         state = {"step": run.step, "config": run.cfg.to_dict(), "model_config": vars(run.model.cfg),
                  "tokenizer": run.tokenizer.model_proto, "model": run.model.state_dict(),
                  "optimizer": run.optimizer.state_dict(), "schedule": run.schedule.state_dict(), "rng": rngs,
-                 "numerics": numerics(run),
+                 "numerics": numerics(run), **_vocab_state(run.vocab),
                  "data": {"world": run.env.world, "workers": run.cfg.data.num_workers, "ranks": ranks}}
         path = save_checkpoint(run.out / "checkpoints" / f"step-{run.step:08d}.pt", state)
         prune(run.out, run.cfg.train.keep_checkpoints)
     barrier()
     return path
+
+
+def _vocab_state(vocab: Vocabularies) -> dict[str, list[str]]:
+    """The vocabularies a checkpoint carries (only those the run uses)."""
+    return {k: v for k, v in (("concepts", vocab.concepts), ("region_labels", vocab.labels)) if v}
 
 
 def _log_values(run: Run, metrics: dict[str, Any], samples: int, elapsed: float) -> dict[str, Any]:
@@ -301,28 +304,6 @@ def _log_values(run: Run, metrics: dict[str, Any], samples: int, elapsed: float)
                 skipped[key[8:]] = skipped.get(key[8:], 0) + n
     values["skipped"] = skipped
     return values
-
-
-@contextlib.contextmanager
-def deterministic_cpu(device: str) -> Iterator[None]:
-    """On CPU, torch's deterministic kernels for the duration: without them the backward of
-    indexing with repeated indices (ITM's negatives) adds into the gradient in thread order,
-    and two identical runs with more than one thread drift apart (1e-5 in 20 steps). The
-    serial kernel costs little at these sizes. Uninitialised memory is not NaN-filled (that
-    would cost every allocation and changes no result). CUDA is left as it is."""
-    if pick_device(device).type != "cpu":
-        yield
-        return
-    import torch.utils.deterministic as det
-
-    before, fill = torch.are_deterministic_algorithms_enabled(), det.fill_uninitialized_memory
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    det.fill_uninitialized_memory = False
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(before)
-        det.fill_uninitialized_memory = fill
 
 
 def run_training(cfg: PretrainConfig, data_dir: str, out_dir: str, resume: bool = False,
@@ -361,6 +342,10 @@ def _loop(run: Run, progress: Progress, target: int) -> tuple[dict[str, Any], Pa
         progress.message("train.compile: compiling the model with torch.compile; the first step can take minutes")
     try:
         while run.step < target:
+            stage = enter_stage(run)
+            if stage is not None:
+                progress.message(f"stage {run.stage + 1}/{len(cfg.schedule)} {stage.name!r} from step {run.step + 1}"
+                                 f"{' (unimodal)' if stage.unimodal else ''}: {', '.join(f'{k} {v:g}' for k, v in stage.loss.items())}")
             metrics = train_step(run, stream)
             if cfg.train.compile and run.step == first:
                 progress.message(f"train.compile: first step done in {time.perf_counter() - t0:.0f} s")

@@ -247,8 +247,13 @@ def test_new_objectives_are_off_by_default_and_refused_without_their_data():
         load_config(None, {"loss": {"ttm": 1.0}, "data": {"parallel_batch_size": 0}})
     with pytest.raises(ConfigError, match="loss.mrfr = 1.0 masks region features; set model.region_dim"):
         load_config(None, {"loss": {"mrfr": 1.0}})
-    with pytest.raises(ConfigError, match="loss.mrc = 1.0: masked region classification needs the detector's class label"):
-        load_config(None, {"loss": {"mrc": 1.0}, "model": {"region_dim": 8, "max_regions": 4}})
+    # MRC is accepted with regions (the trainer then checks that the data has labels), refused without
+    with pytest.raises(ConfigError, match="loss.mrc = 1.0 works on masked regions; set model.region_dim"):
+        load_config(None, {"loss": {"mrc": 1.0}})
+    assert load_config(None, {"loss": {"mrc": 1.0}, "model": {"region_dim": 8, "max_regions": 4}}).loss.mrc == 1.0
+    for name in ("tcp", "icp", "rca", "wca"):
+        with pytest.raises(ConfigError, match=f"loss.{name} = 1.0 predicts or aligns concepts; set model.concepts = -1"):
+            load_config(None, {"loss": {name: 1.0}, "model": {"region_dim": 8, "max_regions": 4}})
     with pytest.raises(ConfigError, match="data.cmlm_max_masks must be at least 1"):
         load_config(None, {"data": {"cmlm_max_masks": 0}})
     on = load_config(None, {"loss": {"ttm": 1.0, "cmlm": 1.0, "mrfr": 1.0}, "model": {"region_dim": 8, "max_regions": 4}})
