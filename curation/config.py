@@ -15,6 +15,7 @@ from typing import Any
 from codeswitch.config import CodeSwitchConfig, codeswitch_config_from_dict
 from curation.lid.config import LidConfig, LidConfigError, lid_config_from_dict
 from curation.lid.config import validate as validate_lid
+from curation.regions.config import RegionsConfig, regions_config_from_dict
 from curation.relevance.config import RelevanceConfig, relevance_config_from_dict, resolve_relevance
 from translate.config import TranslateConfig, translate_config_from_dict
 
@@ -161,6 +162,7 @@ class BuildConfig:
     mt: TranslateConfig = field(default_factory=TranslateConfig)
     codeswitch: CodeSwitchConfig = field(default_factory=CodeSwitchConfig)
     relevance: RelevanceConfig = field(default_factory=RelevanceConfig)
+    regions: RegionsConfig = field(default_factory=RegionsConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     seed: int = 0
     base_dir: str = "."
@@ -311,12 +313,13 @@ def config_from_dict(data: dict[str, Any], base_dir: str | Path = ".") -> BuildC
         kwargs["codeswitch"] = codeswitch_config_from_dict(data.pop("codeswitch", {}), str(base))
         relevance = relevance_config_from_dict(data.pop("relevance", None), str(base))
         kwargs["relevance"] = resolve_relevance(relevance, kwargs["codeswitch"].dictionaries)
+        kwargs["regions"] = regions_config_from_dict(data.pop("regions", None), str(base))
     except ValueError as err:
         raise ConfigError(str(err)) from err
     seed = data.pop("seed", 0)
     if data:
         raise ConfigError(
-            f"unknown top-level setting(s) {sorted(data)}; known: sources, seed, {', '.join(sections)}, lid, mt, codeswitch, relevance"
+            f"unknown top-level setting(s) {sorted(data)}; known: sources, seed, {', '.join(sections)}, lid, mt, codeswitch, relevance, regions"
         )
     _check_type("", "seed", seed, int)
     return validate(BuildConfig(sources=sources, seed=seed, base_dir=str(base), **kwargs))

@@ -58,9 +58,17 @@ def _relevance(cfg: BuildConfig, name: str) -> Any:
     return ScoreRelevance(cfg.relevance, name, mt=cfg.mt)
 
 
-# In order: language ID first (every later stage routes on language), then translation,
+def _regions(cfg: BuildConfig, name: str) -> Any:
+    from curation.regions.stage import ExtractRegions
+
+    return ExtractRegions(cfg.regions, name)
+
+
+# In order: regions first (it reads only the image, and a row it rejects by its ``missing``
+# policy then costs no LID, MT or relevance scoring), then language ID first (every later stage routes on language), then translation,
 # then code-switching (which may switch translations), then relevance scoring.
 ROW_STAGES: tuple[RowStageEntry, ...] = (
+    RowStageEntry("regions", lambda cfg: cfg.regions.enabled, _regions),
     RowStageEntry("lid", lambda cfg: bool(cfg.lid.model), _lid),
     RowStageEntry("mt", lambda cfg: cfg.mt.enabled, _mt),
     RowStageEntry("codeswitch", lambda cfg: bool(cfg.codeswitch.dictionaries), _codeswitch),

@@ -34,6 +34,8 @@ ALLOWED = {
     "pretrain": ("schemas",),
     "curation/lid": ("schemas",),
     "curation/relevance": ("schemas", "translate", "codeswitch"),
+    "curation/regions": ("schemas", "codeswitch"),
+    "curation/concepts": ("schemas", "codeswitch"),
 }
 
 
