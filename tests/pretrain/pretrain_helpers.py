@@ -61,25 +61,32 @@ def _text(text: str, kind: str = "caption", lang: str = "en", **kw: Any) -> dict
     return {**base, **kw}
 
 
-def pair_row(i: int, split: str = "train", regions: bool = False, image: bytes | None = None) -> dict[str, Any]:
+CONCEPTS = [*COLOURS, "square", *POS, "photo"]  # the concept vocabulary of concepts.txt
+
+
+def pair_row(i: int, split: str = "train", regions: bool = False, image: bytes | None = None,
+             concepts: bool = False) -> dict[str, Any]:
     colour, pos = list(COLOURS)[i % 4], list(POS)[(i // 4) % 4]
     data = image if image is not None else jpeg(colour, pos, i=i)
     en = f"a {colour} square on the {pos}"
     cs_word = DE[colour]
-    texts = [_text(en), _text(f"ein {DE[colour]}es Quadrat {DE_POS[pos]}", "translation", "de", derived_from=0),
+    named = {"concepts": [colour, "square", pos]} if concepts else {}
+    texts = [_text(en, **named), _text(f"ein {DE[colour]}es Quadrat {DE_POS[pos]}", "translation", "de", derived_from=0, **named),
              _text(f"a {cs_word} square on the {pos}", "codeswitch", derived_from=0,
-                   spans=[{"src_start": 2, "src_end": 2 + len(colour), "start": 2, "end": 2 + len(cs_word), "lang": "de"}])]
+                   spans=[{"src_start": 2, "src_end": 2 + len(colour), "start": 2, "end": 2 + len(cs_word), "lang": "de"}],
+                   **named)]
     if i % 3 == 0:
         rel = [1.0, 0.3, 0.0][(i // 3) % 3]
         weak = f"foto {DE[colour]}" if rel else "alle Rechte vorbehalten"
         texts.append(_text(weak, "weak", "de", anchor=None if i % 9 == 0 else 0, relevance=rel if i % 2 else None))
+    region = {"boxes": [[0.1, 0.1, 0.5, 0.5], [0.2, 0.2, 0.9, 0.9]],
+              "features": [[0.5, -1.0, 2.0, 0.0, 1.0, 0.25], [float(i % 4 + k) for k in range(6)]], "extractor": "toy"}
+    if concepts:  # a background box the detector could not name, and the square
+        region.update(labels=[None, f"{colour} box"], label_scores=[0.0, 0.9], concepts=[None, colour])
     return {"id": f"r{i:04d}", "source": "tiny", "source_id": str(i), "split": split,
             "provenance": {"file": "x", "row": i, "url": None, "member": None},
             "image": {"bytes": data, "width": 32, "height": 32, "format": "JPEG", "sha256": hashlib.sha256(data).hexdigest()},
-            "regions": {"boxes": [[0.1, 0.1, 0.5, 0.5], [0.2, 0.2, 0.9, 0.9]], "features": [[0.5, -1.0, 2.0, 0.0, 1.0, 0.25],
-                                                                                  [float(i % 4 + k) for k in range(6)]],
-                        "extractor": "toy"} if regions else None,
-            "texts": texts}
+            "regions": region if regions else None, "texts": texts}
 
 
 def parallel_row(i: int) -> dict[str, Any]:
@@ -92,11 +99,15 @@ def parallel_row(i: int) -> dict[str, Any]:
 
 
 def write_dataset(root: Path, n: int = 48, n_test: int = 8, regions: bool = False, pair_shards: int = 2,
-                  bad_rows: dict[int, bytes] | None = None, parallel: int = 32) -> Path:
-    """A valid dataset: ``pair_shards`` pairs shards (row groups of 8), one parallel shard."""
+                  bad_rows: dict[int, bytes] | None = None, parallel: int = 32, concepts: bool = False) -> Path:
+    """A valid dataset: ``pair_shards`` pairs shards (row groups of 8), one parallel shard;
+    with ``concepts``, texts and regions carry concepts (and regions detector labels), and
+    the root has concepts.txt."""
     root.mkdir(parents=True, exist_ok=True)
-    rows = [pair_row(i, regions=regions, image=(bad_rows or {}).get(i)) for i in range(n)]
-    rows += [pair_row(n + i, "test", regions) for i in range(n_test)]
+    rows = [pair_row(i, regions=regions, image=(bad_rows or {}).get(i), concepts=concepts) for i in range(n)]
+    rows += [pair_row(n + i, "test", regions, concepts=concepts) for i in range(n_test)]
+    if concepts:
+        (root / "concepts.txt").write_text("\n".join(CONCEPTS) + "\n", encoding="utf-8")
     files: dict[str, list[dict[str, Any]]] = {"pairs": [], "parallel": [], "rejects": []}
     for s in range(pair_shards):
         _write(root, "pairs", f"pairs/part-{s}.parquet", rows[s::pair_shards], files)
@@ -118,14 +129,14 @@ MICRO = {"image_size": 32, "patch_size": 8, "vision_width": 32, "vision_layers":
          "text_width": 32, "text_layers": 1, "text_heads": 2, "fusion_layers": 1, "embed_dim": 16, "max_text_len": 16}
 
 
-def micro_config(**sections: dict[str, Any]) -> PretrainConfig:
+def micro_config(**sections: Any) -> PretrainConfig:
     """A model small enough for many CPU steps per second; sections override as in TOML."""
     base = {"model": dict(MICRO), "data": {"batch_size": 8, "parallel_batch_size": 8, "num_workers": 0,
                                            "shuffle_buffer": 16, "null_relevance": 0.5},
             "train": {"steps": 4, "warmup_steps": 1, "log_every": 1, "ckpt_every": 100, "lr": 1e-3},
             "tokenizer": {"vocab_size": 120}}
     for name, values in sections.items():
-        base[name] = {**base.get(name, {}), **values}
+        base[name] = {**base.get(name, {}), **values} if isinstance(values, dict) else values  # [[schedule]]: a list
     return load_config(None, base)
 
 
