@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from codeswitch.config import CodeSwitchConfig, codeswitch_config_from_dict
+from curation.concepts.config import ConceptsConfig, concepts_config_from_dict, resolve_concepts
 from curation.lid.config import LidConfig, LidConfigError, lid_config_from_dict
 from curation.lid.config import validate as validate_lid
 from curation.regions.config import RegionsConfig, regions_config_from_dict
@@ -163,6 +164,7 @@ class BuildConfig:
     codeswitch: CodeSwitchConfig = field(default_factory=CodeSwitchConfig)
     relevance: RelevanceConfig = field(default_factory=RelevanceConfig)
     regions: RegionsConfig = field(default_factory=RegionsConfig)
+    concepts: ConceptsConfig = field(default_factory=ConceptsConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     seed: int = 0
     base_dir: str = "."
@@ -314,12 +316,14 @@ def config_from_dict(data: dict[str, Any], base_dir: str | Path = ".") -> BuildC
         relevance = relevance_config_from_dict(data.pop("relevance", None), str(base))
         kwargs["relevance"] = resolve_relevance(relevance, kwargs["codeswitch"].dictionaries)
         kwargs["regions"] = regions_config_from_dict(data.pop("regions", None), str(base))
+        concepts = concepts_config_from_dict(data.pop("concepts", None), str(base))
+        kwargs["concepts"] = resolve_concepts(concepts, kwargs["codeswitch"].dictionaries)
     except ValueError as err:
         raise ConfigError(str(err)) from err
     seed = data.pop("seed", 0)
     if data:
         raise ConfigError(
-            f"unknown top-level setting(s) {sorted(data)}; known: sources, seed, {', '.join(sections)}, lid, mt, codeswitch, relevance, regions"
+            f"unknown top-level setting(s) {sorted(data)}; known: sources, seed, {', '.join(sections)}, lid, mt, codeswitch, relevance, regions, concepts"
         )
     _check_type("", "seed", seed, int)
     return validate(BuildConfig(sources=sources, seed=seed, base_dir=str(base), **kwargs))

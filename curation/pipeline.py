@@ -26,6 +26,7 @@ from curation.clean.ids import UniqueIds
 from curation.clean.images import ValidateImages
 from curation.clean.splits import AssignSplits
 from curation.clean.texts import NormaliseTexts
+from curation.concepts.vocab import dataset_files as concepts_files
 from curation.config import BuildConfig
 from curation.output import manifest as manifest_lib
 from curation.output import outdir
@@ -127,10 +128,11 @@ def check_local_devices(cfg: BuildConfig, runner: str) -> None:
             from translate.fairseq_engine import require_device
 
             require_device(cfg.mt.device)
-    if cfg.relevance.enabled and cfg.relevance.device.startswith("cuda"):
-        from translate.fairseq_engine import require_device
+    for enabled, device in ((cfg.relevance.enabled, cfg.relevance.device), (cfg.regions.enabled, cfg.regions.device)):
+        if enabled and device.startswith("cuda"):
+            from translate.fairseq_engine import require_device
 
-        require_device(cfg.relevance.device)
+            require_device(device)
 
 
 def check_inputs(cfg: BuildConfig) -> dict[str, list[str]]:
@@ -240,8 +242,9 @@ def run_build(cfg: BuildConfig, out: str, beam_args: list[str] | None = None, ov
         log(f"pipeline finished in {time.time() - started:.1f}s; reconciling counts")
         manifest = manifest_lib.build_manifest(cfg.to_dict(), staging, stages_run(cfg))
         manifest_lib.check(manifest)
+        vocabulary = concepts_files(cfg.concepts, manifest)  # concepts.txt when the concepts stage ran
         run = {"runner": runner, "seconds": round(time.time() - started, 2), "counters": counters(result)}
-        extra = {"run.json": json.dumps(run, indent=1).encode(), CARD: render_card(manifest).encode()}
+        extra = {"run.json": json.dumps(run, indent=1).encode(), CARD: render_card(manifest).encode(), **vocabulary}
         outdir.commit(staging, out, manifest, extra=extra)
     except BaseException:
         outdir.abandon(staging)

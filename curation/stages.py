@@ -64,15 +64,24 @@ def _regions(cfg: BuildConfig, name: str) -> Any:
     return ExtractRegions(cfg.regions, name)
 
 
+def _concepts(cfg: BuildConfig, name: str) -> Any:
+    from curation.concepts.stage import MapConcepts
+
+    return MapConcepts(cfg.concepts, name)
+
+
 # In order: regions first (it reads only the image, and a row it rejects by its ``missing``
-# policy then costs no LID, MT or relevance scoring), then language ID first (every later stage routes on language), then translation,
-# then code-switching (which may switch translations), then relevance scoring.
+# policy then costs no LID, MT or relevance scoring); language ID next (every later stage
+# routes on language), then translation, then code-switching (which may switch
+# translations), then relevance scoring; concepts last (it reads every text variant in its
+# final language, and the regions' labels).
 ROW_STAGES: tuple[RowStageEntry, ...] = (
     RowStageEntry("regions", lambda cfg: cfg.regions.enabled, _regions),
     RowStageEntry("lid", lambda cfg: bool(cfg.lid.model), _lid),
     RowStageEntry("mt", lambda cfg: cfg.mt.enabled, _mt),
     RowStageEntry("codeswitch", lambda cfg: bool(cfg.codeswitch.dictionaries), _codeswitch),
     RowStageEntry("relevance", lambda cfg: cfg.relevance.enabled, _relevance),
+    RowStageEntry("concepts", lambda cfg: cfg.concepts.enabled, _concepts),
 )
 ORDER = (*SPINE, *(stage.name for stage in ROW_STAGES))
 

@@ -19,7 +19,7 @@ def _cfg(**sections):
 
 def test_order_is_spine_then_row_stages():
     assert SPINE == ("read", "image", "text", "dedup", "split")
-    assert (*SPINE, "regions", "lid", "mt", "codeswitch", "relevance") == ORDER
+    assert (*SPINE, "regions", "lid", "mt", "codeswitch", "relevance", "concepts") == ORDER
     assert len(set(ORDER)) == len(ORDER)
 
 
