@@ -109,13 +109,15 @@ def text_concepts(names: list[str] | None, vocab: Vocabularies, limit: int) -> l
     return [i for i in vocab.concept_ids(names) if i >= 0][:limit]
 
 
-def region_ids(row: dict[str, Any], vocab: Vocabularies, limit: int, concepts: bool, labels: bool) -> dict[str, list[int]]:
-    """Per region slot (``limit``, -1 past the row's regions): its concept id and its MRC class."""
+def region_ids(row: dict[str, Any], vocab: Vocabularies, limit: int, concepts: bool, labels: bool,
+               strict: bool = True) -> dict[str, list[int]]:
+    """Per region slot (``limit``, -1 past the row's regions): its concept id and its MRC
+    class. ``strict``: an unknown concept is a BadSample (training), else none (evaluation)."""
     reg = row.get("regions") or {}
     n = min(limit, len(reg.get("features") or []))
     out = {}
     if concepts:
-        got = vocab.concept_ids((reg.get("concepts") or [None] * n)[:n])
+        got = vocab.concept_ids((reg.get("concepts") or [None] * n)[:n], strict)
         out["concepts"] = got + [-1] * (limit - len(got))
     if labels:
         got = vocab.label_ids((reg.get("labels") or [None] * n)[:n])

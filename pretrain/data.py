@@ -49,7 +49,7 @@ def _pad(seqs: list[list[int]], pad: int, fill: int | None = None, width: int = 
     return torch.tensor([s + [value] * (width - len(s)) for s in seqs], dtype=torch.long)
 
 
-def _regions(row: dict[str, Any], dim: int, limit: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+def region_features(row: dict[str, Any], dim: int, limit: int) -> tuple[torch.Tensor, torch.Tensor, int]:
     """(features (limit, dim), boxes (limit, 4), count); zeros past ``count``."""
     feats, boxes = torch.zeros(limit, dim), torch.zeros(limit, 4)
     reg = row.get("regions")
@@ -91,7 +91,7 @@ def make_sample(row: dict[str, Any], cfg: PretrainConfig, tok: Tokenizer, rng: r
               "relevance": choice.relevance if weak else 1.0, "is_weak": weak,
               "anchor": tok.encode(choice.anchor, max_len) if (weak and choice.anchor) else None}
     if cfg.model.region_dim:
-        sample["regions"] = _regions(row, cfg.model.region_dim, cfg.model.max_regions)
+        sample["regions"] = region_features(row, cfg.model.region_dim, cfg.model.max_regions)
         if masks_regions(cfg):
             sample["region_masked"] = mask_regions(sample["regions"][2], cfg.model.max_regions, cfg.data.mrm_mask_prob, rng)
     if vocab is not None and (cfg.model.concepts or cfg.loss.mrc > 0):

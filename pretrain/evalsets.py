@@ -24,6 +24,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pretrain.shards import open_dataset, read_unit, with_split
 
@@ -32,16 +33,26 @@ CAPTION_FILE = re.compile(r"^captions\.([A-Za-z_]+)(?:\.(\d+))?\.txt$")
 
 @dataclass
 class EvalSet:
-    """images: loaders returning encoded bytes; captions: lang -> [(image index, text)]."""
+    """images: loaders returning encoded bytes; captions: lang -> [(image index, text)].
+
+    regions: per image, its row's ``regions`` (boxes, features, concepts, ...) or None;
+    empty when the set has no region data at all (benchmark folders). concepts: lang -> per
+    caption (aligned with ``captions[lang]``) its concept names or None."""
 
     name: str
     images: list[Callable[[], bytes]] = field(default_factory=list)
     captions: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+    regions: list[dict[str, Any] | None] = field(default_factory=list)
+    concepts: dict[str, list[list[str] | None]] = field(default_factory=dict)
 
-    def add(self, lang: str, image: int, text: str | list[str]) -> None:
+    def add(self, lang: str, image: int, text: str | list[str], concepts: list[str] | None = None) -> None:
         for t in [text] if isinstance(text, str) else text:
             if t and t.strip():
                 self.captions.setdefault(lang, []).append((image, t.strip()))
+                self.concepts.setdefault(lang, []).append(concepts)
+
+    def has_regions(self) -> bool:
+        return any(r and r.get("features") for r in self.regions)
 
 
 def _file_loader(path: Path) -> Callable[[], bytes]:
@@ -109,17 +120,19 @@ def load_benchmark(folder: str | Path) -> EvalSet:
 
 def load_curated(data_dir: str, split: str = "test", kinds: tuple[str, ...] = ("caption", "translation")) -> EvalSet:
     """The ``split`` rows of a curated dataset (accepted through schemas.dataset); each
-    image's texts of ``kinds`` are its captions in their languages."""
+    image's texts of ``kinds`` are its captions in their languages, with their concepts;
+    each image brings its row's regions (a region model is evaluated with them)."""
     data = open_dataset(data_dir, full_validation=False)
     out = EvalSet(f"{Path(data_dir).name}:{split}")
     for unit in with_split(data.pairs, split):  # image bytes are read only where the split lives
-        for row in read_unit(unit, ["split", "image", "texts"], split):
+        for row in read_unit(unit, ["split", "image", "regions", "texts"], split):
             i = len(out.images)
             data_bytes = row["image"]["bytes"]
             out.images.append(lambda b=data_bytes: b)
+            out.regions.append(row.get("regions"))
             for t in row["texts"]:
                 if t["kind"] in kinds:
-                    out.add(t["lang"], i, t["text"])
+                    out.add(t["lang"], i, t["text"], t.get("concepts"))
     if not out.images:
         raise ValueError(f"{data_dir}: no pairs rows with split {split!r}")
     return out
