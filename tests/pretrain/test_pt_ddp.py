@@ -3,7 +3,8 @@
 Both runs go through the trainer's own pieces (init_distributed, the DDP wrapper,
 train_step, RC3Loss's gathers), with every objective whose value depends only on the global
 batch on: ITC, the regulariser, TTC, MLM, conditional MLM on parallel text and MRFR on
-region features. ITM and TTM are off: their hard negatives are drawn from the local batch by
+region features; and, in a second run, MVP's concept recovery (text and image), the
+region/word-concept grounding (keys gathered across ranks) and MRC. ITM and TTM are off: their hard negatives are drawn from the local batch by
 design (as in ALBEF/CCLM), so they are not expected to match.
 """
 
@@ -11,14 +12,16 @@ from __future__ import annotations
 
 import os
 import socket
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from pretrain_helpers import micro_config, write_dataset
+from pretrain_helpers import CONCEPTS, micro_config, write_dataset
 
+from pretrain.concepts import Vocabularies, scan_region_labels
 from pretrain.data import build_loader
 from pretrain.distributed import init_distributed
 from pretrain.losses import RC3Loss
@@ -28,18 +31,24 @@ from pretrain.tokenizer import train_tokenizer
 from pretrain.train import CosineSchedule, Run, _wrap, param_groups, train_step
 
 STEPS = 3
-CFG = {"loss": {"itm": 0.0, "weak_form": "regularizer", "cmlm": 1.0, "mrfr": 1.0},
-       "model": {"region_dim": 6, "max_regions": 4},
-       "data": {"batch_size": 8, "parallel_batch_size": 8,
-                "kind_weights": {"caption": 1, "translation": 1, "codeswitch": 1, "weak": 2}}}
+DATA = {"batch_size": 8, "parallel_batch_size": 8, "kind_weights": {"caption": 1, "translation": 1, "codeswitch": 1, "weak": 2}}
+CFGS = {"rc3": {"loss": {"itm": 0.0, "weak_form": "regularizer", "cmlm": 1.0, "mrfr": 1.0},
+                "model": {"region_dim": 6, "max_regions": 4}, "data": DATA},
+        "mvp": {"loss": {"itm": 0.0, "mrc": 1.0, "tcp": 1.0, "icp": 1.0, "rca": 1.0, "wca": 1.0},
+                "model": {"region_dim": 6, "max_regions": 4, "concepts": -1, "max_concepts": 4}, "data": DATA}}
 
 
-def _train(batches: list[dict[str, torch.Tensor]], vocab: int, pad: int) -> dict[str, torch.Tensor]:
+def _config(name: str):
+    cfg = micro_config(**CFGS[name])
+    return cfg, replace(cfg.model, concepts=len(CONCEPTS) if cfg.model.concepts else 0, region_classes=4 if cfg.loss.mrc else 0)
+
+
+def _train(batches: list[dict[str, torch.Tensor]], vocab: int, pad: int, name: str) -> dict[str, torch.Tensor]:
     torch.set_num_threads(1)
-    cfg = micro_config(**CFG)
+    cfg, model_cfg = _config(name)
     env = init_distributed("cpu")
     torch.manual_seed(0)
-    model = build_model(cfg.model, cfg.loss, vocab, pad)
+    model = build_model(model_cfg, cfg.loss, vocab, pad)
     opt = torch.optim.AdamW(param_groups(model, 0.05), lr=1e-3)
     run = Run(cfg, env, Path("."), None, None, model, _wrap(model, cfg, env), RC3Loss(cfg.loss), opt, CosineSchedule(opt, cfg.train))
     run.loss(**run.forward(batches[0]))["loss"].backward()  # the gradient itself: Adam's steps hide its scale
@@ -59,10 +68,10 @@ def _half(batch: dict[str, torch.Tensor], rank: int) -> dict[str, torch.Tensor]:
     return out
 
 
-def _worker(rank: int, port: int, batches: list, vocab: int, pad: int, out: str) -> None:
+def _worker(rank: int, port: int, batches: list, vocab: int, pad: int, out: str, name: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank))
     try:
-        state = _train([_half(b, rank) for b in batches], vocab, pad)
+        state = _train([_half(b, rank) for b in batches], vocab, pad, name)
         if rank == 0:
             torch.save(state, out)
     finally:
@@ -76,28 +85,30 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_two_process_gloo_matches_one_process(tmp_path):
-    data = open_dataset(str(write_dataset(tmp_path / "ds", n=40, regions=True)))
-    cfg = micro_config(**CFG)
+@pytest.mark.parametrize("name", ["rc3", "mvp"])
+def test_two_process_gloo_matches_one_process(tmp_path, name):
+    data = open_dataset(str(write_dataset(tmp_path / "ds", n=40, regions=True, concepts=name == "mvp")))
+    cfg, model_cfg = _config(name)
     tok = train_tokenizer(dataset_texts(data), cfg.tokenizer)
-    stream = iter(build_loader(data, cfg, tok))
+    vocab = Vocabularies(list(CONCEPTS), scan_region_labels(data, "train")) if name == "mvp" else None
+    stream = iter(build_loader(data, cfg, tok, vocab=vocab))
     batches = [next(stream)[0] for _ in range(STEPS)]
     assert all(b["is_weak"].any() and (b["has_anchor"] & b["is_weak"]).any() for b in batches[:1])
-    for b in batches:  # the halves differ in how many tokens and regions they mask
-        halves = [(_half(b, r)["par_mlm_labels"] != -100).sum().item() for r in (0, 1)]
-        regions = [_half(b, r)["region_masked"].sum().item() for r in (0, 1)]
-        assert min(halves) > 0 and min(regions) > 0
-    assert any(len({(_half(b, r)["par_mlm_labels"] != -100).sum().item() for r in (0, 1)}) == 2 for b in batches)
-    single = _train(batches, tok.vocab_size, tok.pad_id)
+    # the halves differ in how many tokens, concepts and regions they mask
+    masks = ("par_mlm_labels", "region_masked") if name == "rc3" else ("concepts_masked", "region_masked")
+    counts = [[int((_half(b, r)[key] != (-100 if key == "par_mlm_labels" else 0)).sum()) for r in (0, 1)]
+              for b in batches for key in masks]
+    assert min(min(c) for c in counts) > 0 and any(c[0] != c[1] for c in counts)
+    single = _train(batches, tok.vocab_size, tok.pad_id, name)
     out = tmp_path / "ddp.pt"
-    mp.spawn(_worker, args=(_free_port(), batches, tok.vocab_size, tok.pad_id, str(out)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(_free_port(), batches, tok.vocab_size, tok.pad_id, str(out), name), nprocs=2, join=True)
     double = torch.load(out, weights_only=True)
-    for name, value in single.items():
+    for key, value in single.items():
         # Gradients must agree to 1e-6. A weight may differ by a few % of one Adam step (lr
         # 1e-3): where a gradient is as small as Adam's eps (1e-8), m / (sqrt(v) + eps) turns
         # the float noise of another summation order into up to ~5e-5 of movement.
-        atol = 1e-6 if name.startswith("grad/") else 5e-5
-        torch.testing.assert_close(double[name], value, rtol=1e-4, atol=atol, msg=lambda m, n=name: f"{n}: {m}")
+        atol = 1e-6 if key.startswith("grad/") else 5e-5
+        torch.testing.assert_close(double[key], value, rtol=1e-4, atol=atol, msg=lambda m, n=key: f"{n}: {m}")
     torch.manual_seed(0)
-    initial = build_model(cfg.model, cfg.loss, tok.vocab_size, tok.pad_id).state_dict()
+    initial = build_model(model_cfg, cfg.loss, tok.vocab_size, tok.pad_id).state_dict()
     assert sum(not torch.equal(initial[k], single[k]) for k in initial) > 0.9 * len(initial)  # training moved them
