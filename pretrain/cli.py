@@ -25,8 +25,9 @@ PRETRAIN_EXAMPLE = """example:
       --config rc3_base.toml
   m3curate pretrain tokenizer --data out/ds --out runs/spm.model --vocab-size 32000
 
-Settings come from --config (TOML with [model] [data] [loss] [train] [tokenizer] tables;
-see pretrain/README.md), then --set, then the shortcut flags. Checkpoints go to
+Settings come from --config (TOML with [model] [data] [loss] [train] [tokenizer] tables
+and optional [[schedule]] stages, each with name, steps, unimodal and its loss weights: MVP's
+multi-stage training; see pretrain/README.md), then --set, then the shortcut flags. Checkpoints go to
 RUN/checkpoints/step-N.pt, metrics to RUN/metrics.jsonl.
 
 --resume continues the run in --out from its latest checkpoint: the run's own settings

@@ -48,7 +48,7 @@ def _step_of(line: str) -> int | None:
 
 
 # The losses the progress line shows, when the run computes them (metrics.jsonl has all).
-LOSS_KEYS = ("loss", "itc", "weak", "ttc", "mlm", "itm", "ttm", "cmlm", "mrfr")
+LOSS_KEYS = ("loss", "itc", "weak", "ttc", "mlm", "itm", "ttm", "cmlm", "mrfr", "mrc", "tcp", "icp", "rca", "wca")
 
 class Progress:
     """Writes RUN/metrics.jsonl (from ``start_step`` on, see ``trim_metrics``) and a

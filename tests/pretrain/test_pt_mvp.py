@@ -12,9 +12,10 @@ import torch
 from pretrain_helpers import CONCEPTS, micro_config, write_dataset
 
 from pretrain.checkpoint import load_checkpoint
-from pretrain.concepts import Vocabularies, scan_region_labels
+from pretrain.concepts import Vocabularies, resolve_concepts, scan_region_labels
 from pretrain.config import stage_loss
 from pretrain.data import build_loader
+from pretrain.images import BadSample
 from pretrain.losses import RC3Loss
 from pretrain.model import build_model
 from pretrain.shards import dataset_texts, open_dataset
@@ -142,3 +143,20 @@ def test_schedule_resumes_bit_for_bit_across_the_stage_boundary(tmp_path, datase
     first_stage = stage_loss(cfg, cfg.schedule[0])
     assert logged[0]["loss"] == pytest.approx(sum(logged[0][k] * getattr(first_stage, k) for k in logged[0] if k in ALL or k in
                                                   ("mlm", "itc")), rel=1e-5)
+
+
+def test_concept_vocabulary_checks(tmp_path):
+    (tmp_path / "concepts.txt").write_text("red\nsquare\n", encoding="utf-8")
+    assert resolve_concepts(-1, str(tmp_path), None) == ["red", "square"]
+    assert resolve_concepts(0, str(tmp_path), None) == []
+    assert resolve_concepts(-1, str(tmp_path), ["saved"]) == ["saved"]  # a resumed run keeps its own
+    with pytest.raises(ValueError, match=r"model.concepts = 3, but .*concepts.txt lists 2 concepts; set model.concepts = 2"):
+        resolve_concepts(3, str(tmp_path), None)
+    (tmp_path / "concepts.txt").write_text("red\nred\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="none empty, none repeated"):
+        resolve_concepts(-1, str(tmp_path), None)
+    vocab = Vocabularies(["red", "square"], ["red box"])
+    assert vocab.concept_ids(["square", None, "red"]) == [1, -1, 0] and vocab.label_ids(["red box", "cat", None]) == [0, -1, -1]
+    with pytest.raises(BadSample, match="concept 'cat' is not in the run's concepts.txt"):
+        vocab.concept_ids(["cat"])
+    assert vocab.concept_ids(["cat"], strict=False) == [-1]
