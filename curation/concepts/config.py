@@ -12,7 +12,6 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-TEXT_KINDS = ("caption", "translation", "codeswitch", "weak")  # schemas.rows.TEXT_KINDS (no pyarrow for --help)
 MALFORMED = ("error", "skip")
 
 
@@ -57,7 +56,7 @@ class ConceptsConfig:
     dictionaries: str | dict[str, str] = ""
     direct: bool = True
     plural: bool = True
-    kinds: list[str] = field(default_factory=lambda: list(TEXT_KINDS))
+    kinds: list[str] = field(default_factory=lambda: ["caption", "translation", "codeswitch", "weak"])
     label_map: str | dict[str, str] = ""
     on_malformed: str = "error"
     name: str = ""
@@ -84,6 +83,8 @@ def _exists(path: str) -> bool:
 
 
 def _check(cfg: ConceptsConfig) -> None:
+    from schemas.rows import TEXT_KINDS  # here, not at import: ``m3curate --help`` loads no pyarrow
+
     if not _exists(cfg.vocabulary):
         raise _fail("vocabulary", cfg.vocabulary, "no such file")
     for name in ("direct", "plural"):
