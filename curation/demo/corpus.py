@@ -29,7 +29,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.demo.synth import LANGUAGES, Sample, generate, sample_rng, split
+from curation.demo.buildconfig import build_toml
+from curation.demo.synth import LANGUAGES, Sample, generate, sample_rng, split, split_validation
 from curation.demo.weak import GRADED_KINDS, graded_weak_text
 
 IMAGE_SIZE = 96
@@ -219,11 +220,11 @@ def _write_parallel_sources(inputs: Path, samples: list[Sample], langs: Sequence
     return counts
 
 
-def _write_heldout(inputs: Path, samples: list[Sample], train: list[Sample], langs: Sequence[str]) -> int:
-    """heldout/captions.jsonl (English caption plus caption_<lang> gold captions) with its
-    images, and heldout/parallel.tsv: MT evaluation pairs whose English side no train
-    sample has (short scenes recur, and evaluating on training text would flatter MT)."""
-    out = inputs / "heldout"
+def _write_heldout(out: Path, samples: list[Sample], train: list[Sample], langs: Sequence[str]) -> int:
+    """``out``/captions.jsonl (English caption plus caption_<lang> gold captions) with its
+    images, and ``out``/parallel.tsv: MT evaluation pairs whose English side no train
+    sample has (short scenes recur, and evaluating on training text would flatter MT).
+    ``out`` is inputs/heldout (the test split) or inputs/validation."""
     _write_images(out / "images", samples)
     rows = [{**_pair_row(s), **{f"caption_{lang}": s.captions[lang] for lang in langs if lang != "en"}}
             for s in samples]
@@ -231,55 +232,6 @@ def _write_heldout(inputs: Path, samples: list[Sample], train: list[Sample], lan
     pairs = [p for p in _parallel_pairs(samples, langs) if p[0] not in seen]
     _write_delimited(out / "parallel.tsv", ("src", "tgt", "src_lang", "tgt_lang"), pairs, "\t")
     return _write_jsonl(out / "captions.jsonl", rows)
-
-
-def _toml_value(value: Any) -> str:
-    """TOML literal for str/int/bool/list/dict (JSON string escapes are valid TOML)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    raise TypeError(f"no TOML literal for {value!r}")
-
-
-def _sources(files_lang: str | None) -> list[dict[str, Any]]:
-    """The [[sources]] of build.toml; paths are relative to the TOML file (out_dir)."""
-    en = {"kind": "pair", "lang": "en"}
-    sources: list[dict[str, Any]] = [
-        {"name": "captions_jsonl", "format": "jsonl", "paths": ["inputs/captions.jsonl"], **en},
-        {"name": "captions_csv", "format": "csv", "paths": ["inputs/captions.csv"], **en},
-        {"name": "captions_tsv", "format": "tsv", "paths": ["inputs/captions.tsv"], **en,
-         "columns": {"id": "id", "caption": "alt", "image": "file"}},
-        {"name": "img2dataset_parquet", "format": "parquet", "paths": ["inputs/img2dataset/*.parquet"],
-         **en, "columns": {"image": "jpg"}},
-        {"name": "webdataset", "format": "webdataset", "paths": ["inputs/webdataset/*.tar"], **en},
-        {"name": "weak", "format": "jsonl", "kind": "weak", "paths": ["inputs/weak.jsonl"], "anchor_lang": "en"},
-        {"name": "parallel_tsv", "format": "tsv", "kind": "parallel", "paths": ["inputs/parallel.tsv"]},
-    ]
-    if files_lang:
-        sources.append({"name": "parallel_files", "format": "parallel_files", "kind": "parallel",
-                        "paths": ["inputs/parallel_en.txt"], "tgt_paths": [f"inputs/parallel_{files_lang}.txt"],
-                        "src_lang": "en", "tgt_lang": files_lang})
-    sources.append({"name": "heldout", "format": "jsonl", "paths": ["inputs/heldout/captions.jsonl"],
-                    **en, "split": "test"})
-    return sources
-
-
-def build_toml(seed: int, files_lang: str | None, image_size: int = IMAGE_SIZE) -> str:
-    """The text of the demo's build config."""
-    lines = ["# m3curate build config for the synthetic demo corpus (written by curation.demo.corpus).",
-             f"seed = {seed}", "", "[image]", f"max_side = {image_size}", "min_side = 32", "",
-             "[dedup]", 'key = "image+caption"', "", "[output]", "rows_per_shard = 256",
-             "row_group_rows = 64"]
-    for src in _sources(files_lang):
-        lines += ["", "[[sources]]", *(f"{k} = {_toml_value(v)}" for k, v in src.items())]
-    return "\n".join(lines) + "\n"
 
 
 def _prepare(out_dir: Path) -> Path:
@@ -300,17 +252,24 @@ def without_heldout_captions(train: list[Sample], heldout: list[Sample]) -> list
     return [s for s in train if held.isdisjoint(s.captions.values())]
 
 
-def write_corpus(out_dir: Path, n: int, seed: int, langs: Sequence[str] = LANGUAGES,
-                 held_out: float = 0.1, weak_share: float = WEAK_SHARE) -> Path:
-    """Write the corpus under out_dir/inputs/, out_dir/build.toml and inputs/expected.json;
-    return the build.toml path. ``langs`` must include "en" (the caption language);
-    ``weak_share``: the share of on-disk images that get a weak alt-text."""
-    if "en" not in langs:
-        raise ValueError(f"langs = {list(langs)}: must include 'en', the language of the captions")
-    out_dir = Path(out_dir)
-    inputs = _prepare(out_dir)
-    train, heldout = split(generate(n, seed, langs, IMAGE_SIZE), held_out, seed)
-    train = without_heldout_captions(train, heldout)
+def corpus_splits(n: int, seed: int, langs: Sequence[str], held_out: int | float = 0.1,
+                  validation: int | float = 0) -> tuple[list[Sample], list[Sample], list[Sample]]:
+    """(train, validation, test) samples: ``held_out`` test and ``validation`` validation
+    images (each a count, or a fraction of ``n``), disjoint in images and in captions (any
+    language); training samples sharing a caption with either are left out. The test set
+    does not depend on ``validation``."""
+    train, test = split(generate(n, seed, langs, IMAGE_SIZE), held_out, seed)
+    train, valid = split_validation(train, test, validation, seed) if validation else (train, [])
+    train = without_heldout_captions(train, test + valid)
+    if not train:
+        raise ValueError(f"n = {n}: no training sample is left beside {len(test)} test and {len(valid)} "
+                         "validation samples (and those sharing their captions); generate more")
+    return train, valid, test
+
+
+def _write_train_sources(inputs: Path, train: list[Sample], langs: Sequence[str], seed: int,
+                         weak_share: float) -> tuple[dict[str, int], list[dict[str, str]], Counter[str]]:
+    """Every training source (pairs, weak, parallel): (record counts, planted bad inputs, weak labels)."""
     parts = _partition(train)
     on_disk = parts["captions_jsonl"] + parts["captions_csv"] + parts["captions_tsv"]
     _write_images(inputs / "images", on_disk)
@@ -324,19 +283,39 @@ def write_corpus(out_dir: Path, n: int, seed: int, langs: Sequence[str] = LANGUA
         "webdataset": _write_webdataset_source(inputs, parts["webdataset"]),
     }
     weak = _write_weak_source(inputs, on_disk, langs, seed, weak_share)
-    relevance = {k: n for k, n in weak.items() if not k.startswith("kind:")}
-    counts["weak"] = sum(relevance.values())
+    counts["weak"] = sum(n for k, n in weak.items() if not k.startswith("kind:"))
     counts.update(_write_parallel_sources(inputs, train, langs))
-    counts["heldout"] = _write_heldout(inputs, heldout, train, langs)
+    return counts, planted, weak
+
+
+def write_corpus(out_dir: Path, n: int, seed: int, langs: Sequence[str] = LANGUAGES,
+                 held_out: int | float = 0.1, weak_share: float = WEAK_SHARE,
+                 validation: int | float = 0) -> Path:
+    """Write the corpus under out_dir/inputs/, out_dir/build.toml and inputs/expected.json;
+    return the build.toml path. ``langs`` must include "en" (the caption language);
+    ``held_out``: test images in inputs/heldout (split "test"), a count or a fraction of
+    ``n``; ``validation``: the same for inputs/validation (split "validation"), none by
+    default (``corpus_splits``); ``weak_share``: the share of on-disk images that get a
+    weak alt-text. Example: ``write_corpus(out, 6000, 0, held_out=1000, validation=500)``."""
+    if "en" not in langs:
+        raise ValueError(f"langs = {list(langs)}: must include 'en', the language of the captions")
+    out_dir = Path(out_dir)
+    train, valid, heldout = corpus_splits(n, seed, langs, held_out, validation)
+    inputs = _prepare(out_dir)
+    counts, planted, weak = _write_train_sources(inputs, train, langs, seed, weak_share)
+    counts["heldout"] = _write_heldout(inputs / "heldout", heldout, train, langs)
+    if valid:
+        counts["validation"] = _write_heldout(inputs / "validation", valid, train, langs)
     files_lang = next((lang for lang in langs if lang != "en"), None)
     toml_path = out_dir / "build.toml"
-    toml_path.write_text(build_toml(seed, files_lang), encoding="utf-8")
+    toml_path.write_text(build_toml(seed, files_lang, IMAGE_SIZE, bool(valid)), encoding="utf-8")
+    samples = {"train": len(train), "heldout": len(heldout), **({"validation": len(valid)} if valid else {})}
     expected = {
-        "n": n, "seed": seed, "langs": list(langs), "held_out": held_out, "image_size": IMAGE_SIZE,
-        "samples": {"train": len(train), "heldout": len(heldout)},
+        "n": n, "seed": seed, "langs": list(langs), "held_out": held_out,
+        **({"validation": validation} if valid else {}), "image_size": IMAGE_SIZE, "samples": samples,
         "input_records": counts, "total_input_records": sum(counts.values()),
         "planted": planted, "rejects": dict(sorted(Counter(p["reject"] for p in planted).items())),
-        "weak_relevance": dict(sorted(relevance.items())),
+        "weak_relevance": {k: n for k, n in sorted(weak.items()) if not k.startswith("kind:")},
         "weak_relevance_kinds": {k[5:]: n for k, n in sorted(weak.items()) if k.startswith("kind:")},
         "note": "rejects lists only the planted bad inputs; language ID and relevance "
                 "scoring may reject more (e.g. weak texts of relevance 'none').",
@@ -346,16 +325,43 @@ def write_corpus(out_dir: Path, n: int, seed: int, langs: Sequence[str] = LANGUA
     return toml_path
 
 
+def count_or_fraction(text: str) -> int | float:
+    """A CLI value of --held-out/--validation: "1000" is a count, "0.1" a fraction."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+EXAMPLES = """examples:
+  python -m curation.demo.corpus out/demo --n 600
+  python -m curation.demo.corpus out/demo-it --n 600 --langs en,de,fr,es,it
+  python -m curation.demo.corpus out/ablation --n 6000 --held-out 1000 --validation 500
+"""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m curation.demo.corpus OUT [--n N] [--seed S]``: write a corpus by hand."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """``python -m curation.demo.corpus OUT [--n N] [--seed S] [--langs L] [--held-out H]
+    [--validation V]``: write a corpus by hand (inputs/ and build.toml under OUT)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--n", type=int, default=400)
+    parser.add_argument("--n", type=int, default=400, help="samples generated (default 400)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--langs", default=",".join(LANGUAGES))
-    parser.add_argument("--held-out", type=float, default=0.1)
+    parser.add_argument("--langs", default=",".join(LANGUAGES),
+                        help=f"caption languages, en first (default {','.join(LANGUAGES)}; add it for Italian)")
+    parser.add_argument("--held-out", type=count_or_fraction, default=0.1,
+                        help="test images in inputs/heldout: a count (1000) or a fraction of --n (default 0.1)")
+    parser.add_argument("--validation", type=count_or_fraction, default=0,
+                        help="validation images in inputs/validation: a count or a fraction (default 0: none)")
+    parser.add_argument("--weak-share", type=float, default=WEAK_SHARE,
+                        help=f"share of the on-disk images with a weak alt-text (default {WEAK_SHARE})")
     args = parser.parse_args(argv)
-    path = write_corpus(args.out_dir, args.n, args.seed, tuple(args.langs.split(",")), args.held_out)
+    try:
+        path = write_corpus(args.out_dir, args.n, args.seed, tuple(args.langs.split(",")), args.held_out,
+                            args.weak_share, args.validation)
+    except (ValueError, TypeError, FileExistsError) as err:
+        parser.error(str(err))
     print(path)
     return 0
 

@@ -139,11 +139,15 @@ def evaluate_relevance(root: Path, cfg: Any) -> list[dict[str, Any]]:
 
 
 def run_demo(out: str, samples: int = 600, seed: int = 0, overwrite: bool = False, beam_args: list[str] | None = None,
-             pretrain_minutes: float = 3.0, langs: Sequence[str] = LANGUAGES) -> dict:
+             pretrain_minutes: float = 3.0, langs: Sequence[str] = LANGUAGES, held_out: int | float = 0.1,
+             validation: int | float = 0) -> dict:
     """Generate the corpus under OUT/inputs, build it into OUT/dataset; returns the manifest.
 
     ``langs``: caption languages ("en" first; add "it" for Italian): the LID model, the MT
-    targets and the code-switching dictionaries follow them."""
+    targets and the code-switching dictionaries follow them. ``held_out`` / ``validation``:
+    test (inputs/heldout) and validation (inputs/validation) images, each a count or a
+    fraction of ``samples`` (``curation.demo.corpus.write_corpus``); the pre-training
+    demo evaluates on the test set."""
     from curation.demo.corpus import write_corpus
 
     targets = tuple(lang for lang in langs if lang != "en")
@@ -152,7 +156,8 @@ def run_demo(out: str, samples: int = 600, seed: int = 0, overwrite: bool = Fals
     root = Path(out)
     _prepare(root, overwrite)
     log(f"generating {samples} synthetic images with captions (seed {seed}) in {root / 'inputs'}")
-    toml = write_corpus(root, n=samples, seed=seed, langs=langs)
+    toml = write_corpus(root, n=samples, seed=seed, langs=langs, held_out=held_out,
+                        validation=validation)
     stages = add_lid(root, seed, langs) + add_mt(root, seed, targets) + add_codeswitch(root, tuple(langs))
     stages += add_relevance(root)
     with toml.open("a", encoding="utf-8") as handle:

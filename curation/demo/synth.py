@@ -196,17 +196,59 @@ def generate(n: int, seed: int, langs: Sequence[str] = LANGUAGES, image_size: in
     return samples
 
 
-def split(samples: Sequence[Sample], held_out: float, seed: int) -> tuple[list[Sample], list[Sample]]:
-    """(train, held_out) with disjoint samples; round(len * held_out) held out, at least 1
-    when held_out > 0 and there are 2+ samples. Both keep the input order."""
-    if not 0 <= held_out < 1:
-        raise ValueError(f"held_out = {held_out}: use a fraction in [0, 1)")
-    k = round(len(samples) * held_out)
-    if held_out > 0 and len(samples) > 1:
-        k = min(max(k, 1), len(samples) - 1)
+def held_out_count(total: int, share: int | float, name: str = "held_out") -> int:
+    """How many of ``total`` samples ``share`` sets apart: an int is a count (below
+    ``total``), a float a fraction in [0, 1), rounded and at least 1 when it is > 0 and
+    there are 2+ samples (never all of them)."""
+    if isinstance(share, bool) or not isinstance(share, int | float):
+        raise TypeError(f"{name} = {share!r}: give a count (int) or a fraction (float)")
+    if isinstance(share, int):
+        if not 0 <= share < total:
+            raise ValueError(f"{name} = {share}: a count must be in [0, {total}) for {total} samples "
+                             "(some must stay for training)")
+        return share
+    if not 0 <= share < 1:
+        raise ValueError(f"{name} = {share}: use a fraction in [0, 1) or a count (an int)")
+    k = round(total * share)
+    if share > 0 and total > 1:
+        k = min(max(k, 1), total - 1)
+    return k
+
+
+def split(samples: Sequence[Sample], held_out: int | float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """(train, held_out) with disjoint samples: ``held_out`` is a count or a fraction
+    (``held_out_count``). Both keep the input order."""
+    k = held_out_count(len(samples), held_out)
     chosen = set(random.Random(f"split:{seed}").sample(range(len(samples)), k))
     train = [s for i, s in enumerate(samples) if i not in chosen]
     return train, [s for i, s in enumerate(samples) if i in chosen]
+
+
+def split_validation(rest: Sequence[Sample], test: Sequence[Sample], validation: int | float,
+                     seed: int) -> tuple[list[Sample], list[Sample]]:
+    """(train, validation) from ``rest``, the samples ``split`` did not hold out for ``test``.
+
+    ``validation`` is a count or a fraction of all samples (rest + test). Only samples with
+    no caption (any language) equal to a test caption qualify, so the two held-out sets
+    share neither images nor captions; they are drawn in an order of their own, so the
+    test set does not depend on ``validation``. Both keep the input order.
+    """
+    k = held_out_count(len(rest) + len(test), validation, "validation")
+    if k >= len(rest):
+        raise ValueError(f"validation = {validation}: {k} validation samples leave none of the "
+                         f"{len(rest)} non-test samples for training")
+    held = {text for s in test for text in s.captions.values()}
+    chosen: set[int] = set()
+    for i in random.Random(f"validation:{seed}").sample(range(len(rest)), len(rest)):
+        if len(chosen) == k:
+            break
+        if held.isdisjoint(rest[i].captions.values()):
+            chosen.add(i)
+    if len(chosen) < k:
+        raise ValueError(f"validation = {validation}: only {len(chosen)} non-test samples have no test "
+                         f"caption, {k} asked for; generate more samples")
+    return ([s for i, s in enumerate(rest) if i not in chosen],
+            [s for i, s in enumerate(rest) if i in chosen])
 
 
 # --- weak texts and other text streams ------------------------------------------
