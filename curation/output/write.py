@@ -2,9 +2,16 @@
 
 Rows are assigned to shards by a hash of their id and sorted by id inside a shard, so the
 same input gives the same files, byte for byte, on one process or many. Shard count comes
-from the row count and ``rows_per_shard``. Each shard is validated against the contract
-(``schemas.validate_rows``) before it is written; a shard that fails stops the build with
-the offending column named, rather than writing data the trainer would refuse.
+from the row count and ``rows_per_shard``. Each row group is validated against the contract
+(``schemas.validate_rows``) before it is written, and ids are checked unique across the
+shard; a shard that fails stops the build with the offending column named, rather than
+writing data the trainer would refuse.
+
+Rows never go through a shuffle (their image bytes would make it, and FnApiRunner's memory,
+grow with the dataset): each bundle sorts its rows into runs on disk under the staging
+directory (``curation.output.runs``), only the runs' small descriptors are grouped by
+shard, and each shard is written by a streaming merge of its runs, one row group at a
+time. The runs are deleted once every shard is written.
 
 Shards are written into a staging directory; ``curation.outdir.commit`` moves them into
 place and writes ``manifest.json`` last, so readers never see a partial dataset.
@@ -22,15 +29,27 @@ from typing import Any
 import apache_beam as beam
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.transforms.window import GlobalWindows
+from apache_beam.utils.windowed_value import WindowedValue
 
 from curation.config import OutputConfig
+from curation.output.runs import (
+    RUN_BYTES,
+    RunWriter,
+    Segment,
+    decode_row,
+    delete_runs,
+    encode_row,
+    merge_segments,
+)
 from curation.stages import WRITE
-from schemas import SCHEMAS, validate_rows
+from schemas import SCHEMAS, SchemaError, validate_rows
 from schemas.rows import Reject, reject_row
 from schemas.stage import StageCounters
 
 TABLES = ("pairs", "parallel", "rejects")
 INPUT_COUNTS = "_counts/inputs.json"
+RUNS = "_runs"  # sorted runs under the staging directory while a table is written
 
 
 def shard_name(index: int, total: int) -> str:
@@ -52,62 +71,125 @@ def shard_of(key: str, num_shards: int) -> int:
 
 def write_shard(rows: list[dict[str, Any]], table: str, path: str, cfg: OutputConfig) -> int:
     """Validate rows against the schema and write one Parquet file; returns its row count."""
-    rows = sorted(rows, key=lambda r: row_key(r, table))
-    arrow = validate_rows(rows, table)
+    ordered = sorted(rows, key=lambda r: row_key(r, table))
+    return write_sorted(((row_key(r, table), r) for r in ordered), table, path, cfg)
+
+
+def write_sorted(keyed: Iterable[tuple[str, dict[str, Any]]], table: str, path: str, cfg: OutputConfig) -> int:
+    """Write (key, row) pairs, already in key order, as one Parquet file, a row group at a
+    time (the same bytes as one ``pq.write_table`` of all of them); returns the row count.
+
+    Rows are validated a row group at a time; equal ids, which are neighbours here, are
+    refused as ``validate_rows`` refuses them within a row group.
+    """
+    schema = SCHEMAS[table]
     compression = None if cfg.compression == "none" else cfg.compression
-    with FileSystems.create(path) as handle:
-        pq.write_table(arrow, handle, row_group_size=cfg.row_group_rows, compression=compression)
+    total, chunk, previous = 0, [], None
+    with FileSystems.create(path) as handle, pq.ParquetWriter(handle, schema, compression=compression) as writer:
+        for key, row in keyed:
+            if key == previous and table != "rejects":
+                raise SchemaError(table, "id", f"has duplicate values; ids must be unique ({key!r} twice)")
+            previous = key
+            chunk.append(row)
+            if len(chunk) == cfg.row_group_rows:
+                total += _write_group(writer, chunk, table, cfg)
+                chunk = []
+        if chunk or not total:
+            total += _write_group(writer, chunk, table, cfg)
+    return total
+
+
+def _write_group(writer: pq.ParquetWriter, rows: list[dict[str, Any]], table: str, cfg: OutputConfig) -> int:
+    arrow = validate_rows(rows, table)
+    writer.write_table(arrow, row_group_size=cfg.row_group_rows)
     return arrow.num_rows
 
 
-class _WriteShardFn(beam.DoFn):
+class _SortIntoRunsFn(beam.DoFn):
+    """Rows -> (shard index, Segment): each bundle's rows sorted into runs under ``directory``."""
+
+    def __init__(self, table: str, directory: str, budget: int):
+        self.table, self.directory, self.budget = table, directory, budget
+        self.runs: RunWriter | None = None
+
+    def start_bundle(self) -> None:
+        self.runs = RunWriter(self.directory, self.budget)
+
+    def process(self, row: dict[str, Any], num_shards: int) -> Iterator[tuple[int, Segment]]:
+        key = row_key(row, self.table)
+        yield from self.runs.add(shard_of(key, num_shards), key, encode_row(row))
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        for segment in self.runs.flush():
+            yield GlobalWindows.windowed_value(segment)
+
+
+class _MergeShardFn(beam.DoFn):
+    """(shard index, its Segments) -> the shard's file name, written by a merge of the runs."""
+
     def __init__(self, table: str, directory: str, cfg: OutputConfig):
         self.table = table
         self.directory = directory
         self.cfg = cfg
         self.counters = StageCounters(WRITE)
 
-    def process(self, element: tuple[int, Iterable[dict[str, Any]]], num_shards: int) -> Iterator[str]:
-        index, rows = element
+    def process(self, element: tuple[int, Iterable[Segment]], num_shards: int) -> Iterator[str]:
+        index, segments = element
         name = shard_name(index, num_shards)
-        n = write_shard(list(rows), self.table, posixpath.join(self.directory, self.table, name), self.cfg)
+        keyed = ((key, decode_row(value)) for key, value in merge_segments(segments))
+        n = write_sorted(keyed, self.table, posixpath.join(self.directory, self.table, name), self.cfg)
         self.counters.inc(f"{self.table}_rows", n)
         self.counters.inc(f"{self.table}_shards")
         yield name
 
 
+class _DeleteRunsFn(beam.DoFn):
+    """Deletes run files; ``written`` (the shard names) makes it wait for every merge."""
+
+    def process(self, path: str, written: list[str]) -> Iterator[str]:
+        delete_runs([path])
+        yield path
+
+
 class WriteTable(beam.PTransform):
     """Write schema-shaped rows of one table ("pairs", "parallel" or "rejects") as shards.
 
-    Returns the PCollection of written shard file names.
+    table: the table. directory: the staging directory (its ``RUNS`` folder holds the
+    sorted runs while the table is written). cfg: the OutputConfig. run_bytes: what one
+    bundle holds in memory before it writes a run. Returns the PCollection of written
+    shard file names.
     """
 
-    def __init__(self, table: str, directory: str, cfg: OutputConfig):
+    def __init__(self, table: str, directory: str, cfg: OutputConfig, run_bytes: int = RUN_BYTES):
         super().__init__()
         if table not in SCHEMAS:
             raise ValueError(f"unknown table {table!r}")
         self.table = table
         self.directory = directory
         self.cfg = cfg
+        self.run_bytes = run_bytes
 
     def expand(self, rows: beam.PCollection) -> beam.PCollection:
         per_shard = self.cfg.rows_per_shard
-        table = self.table
-        num_shards = (
+        num_shards = beam.pvalue.AsSingleton(
             rows
             | "Count" >> beam.combiners.Count.Globally()
             | "Shards" >> beam.Map(lambda n: max(1, math.ceil(n / per_shard)))
         )
-        return (
-            rows
-            | "Assign" >> beam.Map(
-                lambda r, n: (shard_of(row_key(r, table), n), r), n=beam.pvalue.AsSingleton(num_shards)
-            )
+        runs_dir = posixpath.join(self.directory, RUNS, self.table)
+        segments = rows | "SortIntoRuns" >> beam.ParDo(
+            _SortIntoRunsFn(self.table, runs_dir, self.run_bytes), num_shards=num_shards)
+        written = (
+            segments
             | "Group" >> beam.GroupByKey()
-            | "Write" >> beam.ParDo(
-                _WriteShardFn(table, self.directory, self.cfg), num_shards=beam.pvalue.AsSingleton(num_shards)
-            )
+            | "Write" >> beam.ParDo(_MergeShardFn(self.table, self.directory, self.cfg), num_shards=num_shards)
         )
+        (
+            segments
+            | "RunFiles" >> beam.FlatMap(lambda s: [s[1].path] if s[1].offset == 0 else [])  # one per run
+            | "DeleteRuns" >> beam.ParDo(_DeleteRunsFn(), written=beam.pvalue.AsList(written))
+        )
+        return written
 
 
 def _write_json(obj: dict[str, Any], path: str) -> None:
