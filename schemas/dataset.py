@@ -183,6 +183,9 @@ def validate_dataset(directory: str, tables: tuple[str, ...] = ("pairs", "parall
                 problems.append(f"{entry['path']}: {integrity} ({content})")
             elif integrity or content:
                 problems.append(f"{entry['path']}: {integrity or content}")
+    # files that are not tables (the concepts stage's concepts.txt): presence, size, sha256
+    problems += [f"{entry['path']}: {problem}" for entry in manifest["files"].get("concepts", [])
+                 if (problem := shard_problem(fs, root, entry, digests))]
     _raise(directory, problems)
     if "pairs" in tables:
         check_dataset_splits(directory, manifest)

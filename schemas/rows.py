@@ -55,6 +55,7 @@ def text_entry(
     relevance_scorer: str | None = None,
     score: float | None = None,
     spans: list[dict[str, Any]] | None = None,
+    concepts: list[str] | None = None,
 ) -> dict[str, Any]:
     """One element of a pairs row's ``texts`` list (``schemas.arrow.TEXT``, field order kept)."""
     return {
@@ -70,6 +71,7 @@ def text_entry(
         "relevance_scorer": relevance_scorer,
         "score": score,
         "spans": spans,
+        "concepts": concepts,
     }
 
 

@@ -24,7 +24,7 @@ from curation.output.write import TABLES
 MANIFEST = "manifest.json"
 MARKER = ".m3curate"  # says "this directory is an m3curate output", so leftovers may be cleaned
 STAGING_PREFIX = ".staging-"
-DERIVED = ("report.html", "run.json", "README.md")  # replaced or removed by every commit
+DERIVED = ("report.html", "run.json", "README.md", "concepts.txt")  # replaced or removed by every commit
 
 
 class OutputExistsError(RuntimeError):

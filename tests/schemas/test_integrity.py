@@ -135,3 +135,19 @@ def test_altered_rows_say_both_what_changed_and_how(dataset: Path) -> None:
     write_shard([row(i) for i in range(2)], "pairs", str(shard(dataset)), OutputConfig())
     with pytest.raises(DatasetError, match=r"altered: \d+ bytes, the manifest says \d+ \(2 rows, manifest says 6\)"):
         validate_dataset(str(dataset))
+
+
+def test_validate_checks_the_concepts_vocabulary(tmp_path: Path) -> None:
+    """concepts.txt is listed like a shard: an altered vocabulary is named, an intact one passes."""
+    out = str(tmp_path / "cv")
+    staging = outdir.prepare(out, overwrite=False)
+    write_shard([row(0)], "pairs", f"{staging}/pairs/{shard_name(0, 1)}", OutputConfig())
+    manifest = manifest_lib.build_manifest({}, staging)
+    data = b"circle\nred\n"
+    manifest["files"]["concepts"] = [{"path": "concepts.txt", "rows": 2, "size": len(data),
+                                      "sha256": hashlib.sha256(data).hexdigest()}]
+    outdir.commit(staging, out, manifest, extra={"concepts.txt": data})
+    validate_dataset(out)
+    (tmp_path / "cv" / "concepts.txt").write_bytes(b"circle\nrad\n")
+    with pytest.raises(DatasetError, match=r"concepts\.txt: altered"):
+        validate_dataset(out)

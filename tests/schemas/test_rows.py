@@ -29,10 +29,7 @@ def test_lang_key_compares_languages_not_scripts_or_regions(code, key):
 
 def test_text_entry_has_exactly_the_schema_fields():
     entry = text_entry("ein Kreis", "translation", "m", "de", derived_from=0, score=-0.5)
-    # concepts (1.2) is the one field text_entry does not take yet: the concepts stage sets it
-    # on the entries, and the writer stores a missing key as null (a change to text_entry is
-    # asked of schemas/rows.py's owner; then this is ``== TEXT.names`` again)
-    assert list(entry) == [name for name in TEXT.names if name != "concepts"]
+    assert list(entry) == TEXT.names
     assert (entry["kind"], entry["derived_from"], entry["anchor"], entry["spans"]) == ("translation", 0, None, None)
 
 
