@@ -30,6 +30,7 @@ usage: nice -n 5 python benchmarks/mla_demo.py --out /tmp/mla [--steps 400] [--a
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -52,6 +53,7 @@ from pretrain.config import load_config, merge  # noqa: E402
 from pretrain.demo import DEMO_SETTINGS  # noqa: E402
 from pretrain.evalsets import load_evalset  # noqa: E402
 from pretrain.evaluate import encode_images, encode_texts, evaluate, load_model  # noqa: E402
+from pretrain.shards import PAIR_COLUMNS, PARALLEL_COLUMNS  # noqa: E402
 from pretrain.train import run_training  # noqa: E402
 from schemas.dataset import load_manifest, shard_paths  # noqa: E402
 from schemas.validate import validate_table  # noqa: E402
@@ -61,14 +63,43 @@ ACQUIRE_RUNS = {"both": "NLT then LE (2:1)", "nlt": "NLT only", "le": "LE only"}
 NLT_SHARE = 2 / 3  # AcquireConfig's defaults: 200 NLT + 100 LE steps
 
 
-def build_demo(root: Path, samples: int, seed: int) -> Path:
-    """``root``/dataset built by ``m3curate demo`` without its pre-training (kept if there)."""
+def build_demo(root: Path, samples: int, seed: int, langs: list[str]) -> Path:
+    """``root``/dataset built by ``m3curate demo`` in ``langs``, without its pre-training
+    (kept if there)."""
     dataset = root / "dataset"
     if not (dataset / "manifest.json").exists():
         from curation.demo.run import run_demo
 
-        run_demo(str(root), samples=samples, seed=seed, overwrite=True, pretrain_minutes=0)
+        run_demo(str(root), samples=samples, seed=seed, overwrite=True, pretrain_minutes=0, langs=tuple(langs))
     return dataset
+
+
+def fingerprint(dataset: Path) -> str:
+    """sha256 over what the trainer reads of a dataset, in order: pairs rows (id, split, image
+    digest, regions, texts without LID's lang_score and null fields) and parallel rows
+    (PARALLEL_COLUMNS). Provenance (input paths), LID confidences and fields a newer schema
+    minor adds as null may differ between builds of the same data."""
+    digest = hashlib.sha256()
+    for table, columns in (("pairs", PAIR_COLUMNS), ("parallel", PARALLEL_COLUMNS)):
+        for path in shard_paths(str(dataset), table):
+            for row in pq.read_table(path, columns=columns).to_pylist():
+                if table == "pairs":
+                    row["image"] = row["image"]["sha256"]
+                    row["texts"] = [{k: v for k, v in t.items() if k != "lang_score" and v is not None} for t in row["texts"]]
+                digest.update(json.dumps(row, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def reused_base(found: Path, english: Path, heldout: Path, steps: int, seed: int) -> dict[str, Any]:
+    """A finished base run of another invocation (``--base-runs``), refused unless it trained
+    ``steps`` steps of ``seed`` on the same training data (``fingerprint``); re-evaluated on
+    ``heldout``."""
+    result = _cached(found / "mla_result.json", None)
+    if result is None or result["steps"] != steps or result["seed"] != seed or \
+            fingerprint(Path(result["key"]["data"])) != fingerprint(english):
+        raise SystemExit(f"--base-runs: {found} is not a finished base run of seed {seed}, {steps} steps, on data "
+                         f"the same as {english}")
+    return {**result, "r_mean": held_out(found, heldout), "reused_from": str(found)}
 
 
 def _kept_texts(texts: list[dict[str, Any]], keep: set[str]) -> list[dict[str, Any]]:
@@ -118,10 +149,10 @@ def parameters(run_dir: Path) -> int:
     return sum(v.numel() for v in load_checkpoint(run_dir)["model"].values())
 
 
-def _cached(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
-    """A finished run's result, if it was made with the same settings ``key``."""
+def _cached(path: Path, key: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A finished run's result, if it was made with the same settings ``key`` (None: any)."""
     found = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
-    return found if found is not None and found.get("key") == key else None
+    return found if found is not None and (key is None or found.get("key") == key) else None
 
 
 def held_out(run_dir: Path, heldout: Path) -> dict[str, float]:
@@ -282,29 +313,37 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--acquire-steps", type=int, default=100, help="acquisition steps in all (NLT + LE)")
     ap.add_argument("--embed-rank", type=int, default=0, help="AcquireConfig.embed_rank (default 0: full width)")
     ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--langs", default="en,de,fr,es", help="the demo's caption languages (add it for Italian)")
     ap.add_argument("--groups", nargs="+", default=["de,fr,es"], help="languages acquired together, one group per run")
+    ap.add_argument("--base-runs", help="reuse the base runs (base-seedN) in this folder; refused unless trained "
+                    "on the same English-only training data")
     ap.add_argument("--runs", default="base,scratch,both,nlt,le")
     ap.add_argument("--json", help="write all results here (default OUT/mla.json)")
     ap.add_argument("--markdown", help="also write the tables here")
     args = ap.parse_args(argv)
     out = Path(args.out)
-    full = build_demo(out / "demo", args.samples, 0)
-    english = language_copy(full, out / "demo" / "dataset-en", {PIVOT})
-    heldout = out / "demo" / "inputs" / "heldout"
+    langs = args.langs.split(",")
+    demo = out / ("demo" if langs == ["en", "de", "fr", "es"] else "demo-" + "-".join(langs[1:]))
+    full = build_demo(demo, args.samples, 0, langs)
+    english = language_copy(full, demo / "dataset-en", {PIVOT})
+    heldout = demo / "inputs" / "heldout"
     runs = args.runs.split(",")
     results: list[dict[str, Any]] = []
     json_path = Path(args.json or out / "mla.json")
     for seed in [int(s) for s in args.seeds.split(",")]:
-        base_run = out / "runs" / f"base-seed{seed}"
-        results.append(pretrain("base", english, base_run, heldout, args.steps, seed))
+        base_run = Path(args.base_runs or out / "runs") / f"base-seed{seed}"
+        if "base" in runs or any(m in runs for m in ACQUIRE_RUNS):
+            base = reused_base(base_run, english, heldout, args.steps, seed) if args.base_runs else \
+                pretrain("base", english, base_run, heldout, args.steps, seed)
+            results += [base] if "base" in runs else []
         if "scratch" in runs:
             results.append(pretrain("scratch", full, out / "runs" / f"scratch-seed{seed}", heldout, args.steps, seed))
         for group in args.groups:
-            langs = group.split(",")
+            new = group.split(",")
             for mode in (m for m in ACQUIRE_RUNS if m in runs):
-                run_dir = out / "runs" / f"{mode}-{'+'.join(langs)}-seed{seed}"
-                result = acquire(mode, base_run, full, run_dir, heldout, langs, args.acquire_steps, seed, args.embed_rank)
-                results.append({**result, "langs": langs})
+                run_dir = out / "runs" / f"{mode}-{'+'.join(new)}-seed{seed}"
+                result = acquire(mode, base_run, full, run_dir, heldout, new, args.acquire_steps, seed, args.embed_rank)
+                results.append({**result, "langs": new})
         json_path.write_text(json.dumps(results, indent=1), encoding="utf-8")
     text = markdown(results, args.steps)
     print(text)
