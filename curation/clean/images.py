@@ -88,14 +88,14 @@ def process_image(data: bytes, cfg: ImageConfig) -> dict[str, Any]:
     width, height = img.size
     _check_header(width, height, cfg)
     target = target_size(width, height, cfg.max_side)
-    _decode(img, target)
+    box = _decode(img, target)
     orientation = _orientation(img)
     fmt = cfg.format.upper()
     if cfg.reencode == "if_needed" and max(width, height) <= cfg.max_side and _conforms(img, fmt, orientation):
         return _image_struct(data, width, height, fmt)
     if orientation >= 5:  # these orientations swap width and height
         target = (target[1], target[0])
-    img = _oriented_rgb(img, orientation, target)
+    img = _oriented_rgb(img, orientation, target, box)
     if min(img.size) < cfg.min_side:
         raise ImageRejected(
             "too_small", f"{width}x{height} is {img.width}x{img.height} after downscaling to max side {cfg.max_side}, min side {cfg.min_side}"
@@ -150,16 +150,46 @@ def target_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     return tuple(max(1, (2 * side * max_side + long) // (2 * long)) for side in (width, height))  # type: ignore[return-value]
 
 
-def _decode(img: Image.Image, target: tuple[int, int]) -> None:
-    """Decode the pixels, at reduced JPEG scale when the target is much smaller."""
+Box = tuple[float, float, float, float]
+
+
+def _decode(img: Image.Image, target: tuple[int, int]) -> Box | None:
+    """Decode the pixels, at reduced JPEG scale when the target is much smaller.
+
+    Returns the region of the decoded pixels that the original covers, or None for all of
+    them: a JPEG decoded at 1/s scale is ``ceil(side / s)`` pixels wide, its last column
+    only partly covered (resizing the whole of it would shift the picture by up to half a
+    reduced pixel, which costs about 0.5 dB PSNR on photos).
+    """
     try:
+        drafted = None
         if img.format in ("JPEG", "MPO") and img.width >= _DRAFT_MIN_FACTOR * target[0]:
-            img.draft(None, target)  # DCT scaling: still at least ``target`` in both sides
+            drafted = img.draft(None, target)  # DCT scaling: still at least ``target`` in both sides
         img.load()
     except Image.DecompressionBombError as err:
         raise ImageRejected("decompression_bomb", str(err)) from None
     except Exception as err:  # decoders of malformed data raise various errors
         raise _decode_failure(err, None) from None
+    if drafted is None or tuple(drafted[1]) == (0, 0, *img.size):
+        return None
+    return tuple(float(v) for v in drafted[1])  # type: ignore[return-value]
+
+
+def _oriented_box(box: Box, orientation: int, size: tuple[int, int]) -> Box:
+    """``box`` (in an image of ``size``) where ``ImageOps.exif_transpose`` puts it."""
+    w, h = size
+    x0, y0, x1, y1 = box
+    move = {
+        2: lambda x, y: (w - x, y),  # mirrored left-right
+        3: lambda x, y: (w - x, h - y),  # rotated 180
+        4: lambda x, y: (x, h - y),  # mirrored top-bottom
+        5: lambda x, y: (y, x),  # transposed
+        6: lambda x, y: (h - y, x),  # rotated 270 (clockwise 90)
+        7: lambda x, y: (h - y, w - x),  # transversed
+        8: lambda x, y: (y, w - x),  # rotated 90
+    }.get(orientation, lambda x, y: (x, y))
+    (ax, ay), (bx, by) = move(x0, y0), move(x1, y1)
+    return (min(ax, bx), min(ay, by), max(ax, bx), max(ay, by))
 
 
 def _decode_failure(err: Exception, data: bytes | None) -> ImageRejected:
@@ -183,14 +213,17 @@ def _orientation(img: Image.Image) -> int:
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
-def _oriented_rgb(img: Image.Image, orientation: int, target: tuple[int, int]) -> Image.Image:
-    """Apply the EXIF orientation, convert to RGB and resize to ``target`` (display order)."""
+def _oriented_rgb(img: Image.Image, orientation: int, target: tuple[int, int], box: Box | None = None) -> Image.Image:
+    """Apply the EXIF orientation, convert to RGB and resize the region ``box`` (of the
+    decoded pixels, see ``_decode``; None: all of them) to ``target`` (display order)."""
     try:
+        if box is not None and orientation != 1:
+            box = _oriented_box(box, orientation, img.size)
         if orientation != 1:
             img = ImageOps.exif_transpose(img)
         img = to_rgb(img)
-        if img.size != target:
-            img = img.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        if img.size != target or box is not None:
+            img = img.resize(target, Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
     except Exception as err:  # e.g. a mode Pillow cannot convert to RGB
         raise ImageRejected("decode_error", f"{type(err).__name__}: {err}") from None
     return img
