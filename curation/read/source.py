@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import DirectOptions
 from apache_beam.pvalue import PBegin, PCollection, TaggedOutput
 
 from curation.config import SourceConfig
@@ -148,7 +149,7 @@ class ReadProgress:
         self._tick()
 
     def passed(self) -> None:
-        """One record went on past the reshuffle into image and text checks."""
+        """One record went on (past the reshuffle, where there is one) into image and text checks."""
         self.state["passed"] += 1
         self._tick()
 
@@ -289,7 +290,7 @@ class ReadFileFn(beam.DoFn):
 
 
 class PassedProgress(beam.DoFn):
-    """Counts records as they leave the reshuffle for the image and text checks (progress only).
+    """Counts records as they go on to the image and text checks (progress only).
 
     progress_dir: the build's progress folder. source: the SourceConfig.
     """
@@ -313,13 +314,27 @@ class PassedProgress(beam.DoFn):
             self.progress.flush()
 
 
+# Runners that run a pipeline on this machine; with one worker (``direct_num_workers``, 1 by
+# default) there is nothing to spread records over.
+IN_PROCESS_RUNNERS = ("FnApiRunner", "DirectRunner", "SwitchingDirectRunner", "BundleBasedDirectRunner")
+
+
+def spreads(pipeline: beam.Pipeline) -> bool:
+    """Whether a reshuffle after reading can spread records over workers: not on a local
+    runner with one worker, where it would only hold every record once more in memory
+    (with the image bytes of sources that embed them) and pickle it twice."""
+    runner = type(pipeline.runner).__name__
+    return not (runner in IN_PROCESS_RUNNERS and pipeline.options.view_as(DirectOptions).direct_num_workers == 1)
+
+
 class ReadSource(beam.PTransform):
     """Reads one configured input dataset; ``expand`` returns ``(records, rejects)``.
 
     The source's globs are expanded when the pipeline is built (``match_paths``; a glob that
     matches nothing raises ValueError then, not on a worker). Files are read one per element,
     and the records are reshuffled so that image decoding downstream spreads over workers
-    instead of staying on the worker that happened to read a large file.
+    instead of staying on the worker that happened to read a large file; on a local runner
+    with one worker (``spreads``) reading and the checks after it are fused instead.
 
     source: the SourceConfig to read. progress_dir: passed to ``ReadFileFn``.
     """
@@ -336,7 +351,9 @@ class ReadSource(beam.PTransform):
             | "Read"
             >> beam.ParDo(ReadFileFn(self.source, self.progress_dir)).with_outputs(REJECTS_TAG, main="records")
         )
-        records = read.records | "Spread" >> beam.Reshuffle()
+        records = read.records
+        if spreads(pbegin.pipeline):
+            records = records | "Spread" >> beam.Reshuffle()
         if self.progress_dir:
             records = records | "Progress" >> beam.ParDo(PassedProgress(self.progress_dir, self.source))
         return records, read[REJECTS_TAG]
