@@ -1,0 +1,88 @@
+"""benchmarks/ablation_rc3.py: the run plan, what each run changes, the form chosen on
+validation only, and the paired statistics (no training here)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def abl():
+    spec = importlib.util.spec_from_file_location("ablation_rc3", ROOT / "benchmarks" / "ablation_rc3.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["ablation_rc3"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_plan_runs_both_forms_before_the_default_ones(abl):
+    jobs = abl.plan("cdabeg", [0, 1, 2])
+    assert jobs[:6] == [("c", f, s) for s in (0, 1, 2) for f in abl.FORMS]  # c and d: one job per form and seed
+    assert [j for j in jobs if j[0] == "d"] == []
+    assert {j[1] for j in jobs if j[0] in "eg"} == {"default"}
+    assert {j[1] for j in jobs if j[0] in "ab"} == {None}
+    assert len(jobs) == 6 + 4 * 3
+
+
+@pytest.mark.parametrize(("form", "other"), [("soft_target", "regularizer"), ("regularizer", "soft_target")])
+def test_run_ids_follow_the_chosen_form(abl, form, other):
+    assert abl.run_id("c", form) == f"built-{form}"
+    assert abl.run_id("d", form) == f"built-{other}"
+    assert abl.run_id("e", form) == f"half-{form}"
+    assert abl.run_id("g", form) == f"grades-{form}"
+    assert abl.run_id("h", form) == f"calibrated-{form}"
+    assert abl.run_id("p", form) == "ones-soft_target"  # b' is CLIP's loss on weak pairs, whatever the default
+    assert abl.run_id("b", form) == "built-strict"
+    assert abl.run_id("a", form) == "strict_only"
+
+
+def test_b_prime_differs_from_c_only_in_relevance(abl):
+    """(b') and (c) under soft_target train with the same config; only the dataset's r differs
+    (every weak r = 1), so weak texts stay out of MLM and ITM positives in both."""
+    c = abl.overrides("c", "soft_target", 120, 1, False)
+    p = abl.overrides("p", "soft_target", 120, 1, False)
+    assert c == p and abl.ROLES["p"][1] == "ones" and abl.ROLES["c"][1] == "built"
+    b = abl.overrides("b", "soft_target", 120, 1, False)
+    assert b["loss"]["weak_form"] == "strict"
+    a = abl.overrides("a", "soft_target", 120, 1, True)
+    assert a["data"]["kind_weights"] == {"weak": 0.0, "codeswitch": 0.0} and a["loss"]["ttc"] == 0.0
+    assert c["train"] == {**c["train"], "steps": 120, "seed": 1, "warmup_steps": 12}
+
+
+def _res(val: float, test: float) -> dict:
+    return {"validation": {"mean_r_mean": val}, "test": {"mean_r_mean": test}}
+
+
+def test_form_is_chosen_on_validation_never_on_test(abl):
+    results = {("built-soft_target", s): _res(10.0, 90.0) for s in (0, 1, 2)}
+    results |= {("built-regularizer", s): _res(11.0, 5.0) for s in (0, 1, 2)}
+    form, means = abl.choose_form(results, [0, 1, 2])
+    assert form == "regularizer" and means == {"soft_target": 10.0, "regularizer": 11.0}
+    del results[("built-regularizer", 2)]
+    assert abl.choose_form(results, [0, 1, 2])[0] is None  # not before every seed of both forms
+
+
+def test_paired_statistics(abl):
+    st = abl.paired([1.0, 2.0, 3.0])
+    assert st["mean"] == 2.0 and st["sd"] == 1.0
+    assert st["sign_flip_p"] == 0.25  # 3 seeds: the smallest two-sided p a sign flip can give
+    assert st["t_p"] == pytest.approx(0.0742, abs=1e-3)  # t = 2 / (1 / sqrt 3), 2 df
+    assert abl.paired([1.0, -1.0, 0.5])["sign_flip_p"] == 1.0
+
+
+def test_report_pairs_by_seed_and_marks_missing_runs(abl):
+    results = {("built-soft_target", s): {**_res(1, 50.0 + s), "seed": s, "weak_cos": {}} for s in (0, 1, 2)}
+    results |= {("strict_only", s): {**_res(1, 52.0 + 2 * s), "seed": s, "weak_cos": {}} for s in (0, 1, 2)}
+    for r in results.values():
+        r["test"]["languages"] = {"en": {"r_mean": r["test"]["mean_r_mean"]}}
+        r["validation"]["mean_r_mean"] = 1.0
+    text = abl.report(results, [0, 1, 2], "soft_target", "cag")
+    row_a = next(line for line in text.splitlines() if line.startswith("| (a)"))
+    assert "+2.00, +3.00, +4.00" in row_a and "+3.00 ± 1.00" in row_a and "0.250" in row_a
+    assert "| (g)" in text and "missing" in text.splitlines()[-1]
