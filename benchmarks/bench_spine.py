@@ -1,10 +1,13 @@
 """Spine benchmark: read → validate → dedup → write, as a Beam pipeline and as a plain loop.
 
 Both paths run the very same functions (``iter_jsonl``, ``load_image_bytes``,
-``process_image``, ``pair_row``, ``pair_key``, ``write_shard``) on the same generated
-corpus, in the same run, so the ratio measures what Beam itself costs (pickling, two
-shuffles, the shard count side input, reading the shards back for the manifest).
-Corpus generation is not timed.
+``process_image``, ``pair_row``, ``pair_key``, and the writer's: rows encoded into sorted
+runs by ``RunWriter``, each shard a ``merge_segments`` of its runs written by
+``write_sorted``) on the same generated corpus, in the same run, so the ratio measures what
+Beam itself costs: coding rows between fused stages, the key shuffles and side inputs of
+id checks, dedup and splits, the shard count side input, the manifest's reconciliation.
+Corpus generation is not timed. CPU seconds are this process's and its children's (user +
+sys): on a shared machine they move less than wall seconds.
 
     python benchmarks/bench_spine.py --pairs 20000
 """
@@ -14,7 +17,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
+import resource
 import shutil
 import time
 from collections import defaultdict
@@ -25,7 +30,8 @@ from curation.clean.images import load_image_bytes, process_image
 from curation.clean.texts import pair_row
 from curation.config import BuildConfig, SourceConfig, config_from_dict
 from curation.demo.synth import caption, encode_jpeg, render, sample_rng, sample_scene
-from curation.output.write import shard_name, shard_of, write_shard
+from curation.output.runs import RunWriter, decode_row, delete_runs, encode_row, merge_segments
+from curation.output.write import row_key, shard_name, shard_of, write_sorted
 from curation.pipeline import run_build
 from curation.read.records import RawRecord
 from curation.read.tabular import iter_jsonl
@@ -75,19 +81,38 @@ def plain_loop(cfg: BuildConfig, out: Path) -> dict[str, int]:
         else:
             kept[key] = row
     n_shards = max(1, -(-len(kept) // cfg.output.rows_per_shard))
-    shards: dict[int, list[dict]] = defaultdict(list)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    runs = RunWriter(str(out / "runs"))
+    segments: dict[int, list] = defaultdict(list)
     for row in kept.values():
-        shards[shard_of(row["id"], n_shards)].append(row)
+        key = row_key(row, "pairs")
+        for index, segment in runs.add(shard_of(key, n_shards), key, encode_row(row)):
+            segments[index].append(segment)
+    for index, segment in runs.flush():
+        segments[index].append(segment)
     (out / "pairs").mkdir(parents=True, exist_ok=True)
-    for index, rows in shards.items():
-        write_shard(rows, "pairs", str(out / "pairs" / shard_name(index, n_shards)), cfg.output)
+    for index, parts in segments.items():
+        keyed = ((key, decode_row(value)) for key, value in merge_segments(parts))
+        write_sorted(keyed, "pairs", str(out / "pairs" / shard_name(index, n_shards)), cfg.output)
+    delete_runs({s.path for parts in segments.values() for s in parts})
     return {"output": len(kept), "rejected": rejected}
 
 
+def shard_bytes(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((out / "pairs").glob("*.parquet"))}
+
+
+def cpu_seconds() -> float:
+    """User + sys seconds of this process and its waited-for children."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def timed(fn, *args):
-    start = time.perf_counter()
+    """(wall seconds, CPU seconds, result) of fn(*args)."""
+    start, cpu = time.perf_counter(), cpu_seconds()
     result = fn(*args)
-    return time.perf_counter() - start, result
+    return time.perf_counter() - start, cpu_seconds() - cpu, result
 
 
 def main() -> None:
@@ -102,21 +127,24 @@ def main() -> None:
     shutil.rmtree(root, ignore_errors=True)
     corpus = make_corpus(root / "corpus", args.pairs, args.seed, args.image_size)
     cfg = config(corpus, args.max_side)
-    loop_s, loop = timed(plain_loop, cfg, root / "loop")
-    runs = {"plain loop": (loop_s, loop["output"])}
+    load = os.getloadavg()
+    loop_s, loop_cpu, loop = timed(plain_loop, cfg, root / "loop")
+    runs = {"plain loop": (loop_s, loop_cpu)}
     for label, beam_args in (
         ("beam FnApiRunner, 1 worker", ["--direct_num_workers=1"]),
         ("beam FnApiRunner, 2 processes", ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]),
     ):
-        seconds, manifest = timed(run_build, cfg, str(root / label.replace(" ", "_").replace(",", "")), beam_args, True)
+        seconds, cpu, manifest = timed(run_build, cfg, str(root / label.replace(" ", "_").replace(",", "")), beam_args, True)
         assert manifest["counts"]["output_records"] == loop["output"], "Beam and the loop disagree"
-        runs[label] = (seconds, manifest["counts"]["output_records"])
-    print(f"\n{args.pairs} input pairs ({args.image_size}px JPEG → max_side {args.max_side}), {platform.processor() or platform.machine()}")
-    print("| path | seconds | pairs/s (input) | time vs plain loop |")
-    print("|---|---|---|---|")
-    for label, (seconds, _) in runs.items():
-        print(f"| {label} | {seconds:.1f} | {args.pairs / seconds:,.0f} | {seconds / loop_s:.2f}× |")
-
+        assert shard_bytes(root / label.replace(" ", "_").replace(",", "")) == shard_bytes(root / "loop"), "shards differ"
+        runs[label] = (seconds, cpu)
+    print(f"\n{args.pairs} input pairs ({args.image_size}px JPEG → max_side {args.max_side}), {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs, load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print("| path | seconds | CPU seconds | pairs/s (input) | time vs plain loop | CPU vs plain loop | CPU ms per pair over the loop |")
+    print("|---|---|---|---|---|---|---|")
+    for label, (seconds, cpu) in runs.items():
+        print(f"| {label} | {seconds:.1f} | {cpu:.1f} | {args.pairs / seconds:,.0f} | {seconds / loop_s:.2f}× | "
+              f"{cpu / loop_cpu:.2f}× | {1000 * (cpu - loop_cpu) / args.pairs:.2f} |")
 
 if __name__ == "__main__":
     main()
