@@ -32,7 +32,8 @@ M3CURATE_PROGRESS=0 turns it off, M3CURATE_PROGRESS=1 forces it."""
 
 DEMO_EXAMPLE = """example:
   m3curate demo --out demo-out
-  m3curate demo --out /tmp/d --samples 200 --seed 1 --overwrite"""
+  m3curate demo --out /tmp/d --samples 200 --seed 1 --overwrite
+  m3curate demo --out /tmp/d --langs en,de,fr,es,it --samples 3000 --held-out 1000 --validation 300"""
 
 
 EXPORT_EXAMPLE = """examples:
@@ -108,8 +109,16 @@ def _demo(args: argparse.Namespace, beam_args: list[str]) -> int:
     from curation.demo.run import run_demo
 
     run_demo(args.out, samples=args.samples, seed=args.seed, overwrite=args.overwrite, beam_args=beam_args,
-             pretrain_minutes=args.pretrain_minutes)
+             pretrain_minutes=args.pretrain_minutes, langs=tuple(args.langs.split(",")), held_out=args.held_out,
+             validation=args.validation)
     return 0
+
+
+def _count_or_fraction(text: str) -> int | float:
+    """--held-out/--validation: "1000" is a count, "0.1" a fraction (the demo generator's rule)."""
+    from curation.demo.corpus import count_or_fraction
+
+    return count_or_fraction(text)
 
 
 def _validate(args: argparse.Namespace, beam_args: list[str]) -> int:
@@ -152,6 +161,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --out")
     demo.add_argument("--pretrain-minutes", type=float, default=3.0,
                       help="CPU minutes for the tiny RC3 pre-training run (0: skip it; default 3)")
+    demo.add_argument("--langs", default="en,de,fr,es",
+                      help="caption languages, en first (default en,de,fr,es; add it for Italian)")
+    demo.add_argument("--held-out", type=_count_or_fraction, default=0.1,
+                      help="test images (inputs/heldout): a count or a fraction of --samples (default 0.1)")
+    demo.add_argument("--validation", type=_count_or_fraction, default=0,
+                      help="validation images (inputs/validation), a count or a fraction (default 0: none)")
     demo.set_defaults(func=_demo)
 
     validate = sub.add_parser("validate", help="check a built dataset against the schema",

@@ -122,6 +122,19 @@ def add_relevance(root: Path) -> str:
     return '\n[relevance]\nscorer = "lexical"\nno_anchor = "reject"\nthreshold = 0.0\n'
 
 
+def add_regions_concepts(root: Path) -> str:
+    """The [regions] stage with the demo's shape detector (every image gets its shapes'
+    boxes, labels and features; an image where none is found is kept without regions) and
+    the [concepts] stage with the generator's words as the concept vocabulary
+    (inputs/concepts.txt), reached from other languages through the [codeswitch]
+    dictionaries."""
+    from curation.concepts.vocab import demo_vocabulary, write_vocabulary
+    from curation.demo import synth
+
+    write_vocabulary(str(root / "inputs" / "concepts.txt"), demo_vocabulary(synth))
+    return '\n[regions]\nsource = "shapes"\nmissing = "keep"\n\n[concepts]\nvocabulary = "inputs/concepts.txt"\n'
+
+
 def evaluate_relevance(root: Path, cfg: Any) -> list[dict[str, Any]]:
     """What ``m3curate relevance eval --graded`` says on the demo, for the lexical scorer
     and the translate scorer (the demo's en -> xx [mt] model, translating the anchor)."""
@@ -159,7 +172,7 @@ def run_demo(out: str, samples: int = 600, seed: int = 0, overwrite: bool = Fals
     toml = write_corpus(root, n=samples, seed=seed, langs=langs, held_out=held_out,
                         validation=validation)
     stages = add_lid(root, seed, langs) + add_mt(root, seed, targets) + add_codeswitch(root, tuple(langs))
-    stages += add_relevance(root)
+    stages += add_relevance(root) + add_regions_concepts(root)
     with toml.open("a", encoding="utf-8") as handle:
         handle.write(stages)
     cfg = load_config(toml)
