@@ -84,18 +84,31 @@ def tree_rss(proc: psutil.Process) -> int:
     return total
 
 
-def measure(cmd: list[str], env: dict[str, str], cwd: str, poll: float, log: Path) -> dict[str, float]:
-    """Run cmd; wall seconds, CPU seconds (children) and peak RSS of its process tree."""
+def measure(cmd: list[str], env: dict[str, str], cwd: str, poll: float, log: Path, limit_mb: float
+            ) -> dict[str, float]:
+    """Run cmd; wall seconds, CPU seconds (children) and peak RSS of its process tree. A
+    tree over ``limit_mb`` is killed (a shared machine's other work needs its memory too)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
-        ps, peak = psutil.Process(proc.pid), 0
+        ps, peak, killed, trace = psutil.Process(proc.pid), 0, False, []
         while proc.poll() is None:
-            peak = max(peak, tree_rss(ps))
+            rss = tree_rss(ps)
+            peak = max(peak, rss)
+            if not trace or time.perf_counter() - start >= trace[-1][0] + 30:
+                trace.append((round(time.perf_counter() - start), round(rss / 2**20)))
+                log.with_suffix(".rss").write_text(json.dumps(trace))  # how far a long build got
+            if peak > limit_mb * 2**20 and not killed:
+                for child in [*ps.children(recursive=True), ps]:
+                    with contextlib.suppress(psutil.Error):
+                        child.kill()
+                killed = True
             time.sleep(poll)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if killed:
+        raise MemoryError(f"killed after {wall:.0f} s at {peak / 2**20:,.0f} MB RSS (over --max-rss-mb); see {log}")
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}); see {log}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -103,11 +116,11 @@ def measure(cmd: list[str], env: dict[str, str], cwd: str, poll: float, log: Pat
             "maxrss_mb": round(after.ru_maxrss / 1024, 1)}
 
 
-def build_once(checkout: str, toml: Path, out: Path, poll: float) -> dict[str, float]:
+def build_once(checkout: str, toml: Path, out: Path, poll: float, limit_mb: float) -> dict[str, float]:
     env = dict(os.environ, PYTHONPATH=str(Path(checkout).resolve()), M3CURATE_PROGRESS="0")
     cmd = [sys.executable, "-c", "import sys; from curation.cli import main; sys.exit(main())",
            "build", "--config", str(toml), "--out", str(out), "--overwrite"]
-    result = measure(cmd, env, str(Path(checkout).resolve()), poll, out.with_suffix(".log"))
+    result = measure(cmd, env, str(Path(checkout).resolve()), poll, out.with_suffix(".log"), limit_mb)
     counts = json.loads((out / "manifest.json").read_text())["counts"]
     result.update(output_records=counts["output_records"], rejected_records=counts["rejected_records"])
     return result
@@ -150,11 +163,12 @@ def probe(toml: Path, out: Path) -> list[dict]:
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| variant | pairs | wall s | CPU s | ms / pair | peak RSS MB | RSS vs smallest | time/pair vs smallest |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| variant | pairs | wall s | CPU s | wall ms / pair | CPU ms / pair | peak RSS MB | RSS vs smallest "
+             "| wall/pair vs smallest | CPU/pair vs smallest | load before |", "|---|" + "---|" * 10]
     for r in results:
         lines.append(f"| {r['variant']} | {r['pairs']:,} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['ms_per_pair']:.3f} "
-                     f"| {r['peak_rss_mb']:,.0f} | {r['rss_ratio']:.2f}x | {r['time_ratio']:.2f}x |")
+                     f"| {r['cpu_ms_per_pair']:.3f} | {r['peak_rss_mb']:,.0f} | {r['rss_ratio']:.2f}x "
+                     f"| {r['time_ratio']:.2f}x | {r['cpu_ratio']:.2f}x | {r['load_before']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -167,6 +181,7 @@ def main() -> None:
     parser.add_argument("--max-side", type=int, default=96, help="image.max_side of the build")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--poll", type=float, default=0.2, help="RSS polling interval (s)")
+    parser.add_argument("--max-rss-mb", type=float, default=12_000, help="kill a build whose tree grows past this")
     parser.add_argument("--workdir", default="/tmp/m3curate-bench-scale")
     parser.add_argument("--json", default="/tmp/m3curate-bench-scale/scale.json")
     parser.add_argument("--md", default="/tmp/m3curate-bench-scale/scale.md")
@@ -187,10 +202,16 @@ def main() -> None:
         toml = write_config(root / f"corpus-{n}", corpus, args.max_side)
         for label, checkout in variants:
             load = os.getloadavg()[0]
-            r = build_once(checkout, toml, root / f"out-{label}-{n}", args.poll)
-            r.update(variant=label, pairs=n, ms_per_pair=1000 * r["wall_s"] / n, load_before=round(load, 2))
+            try:
+                r = build_once(checkout, toml, root / f"out-{label}-{n}", args.poll, args.max_rss_mb)
+            except MemoryError as err:
+                print(json.dumps({"variant": label, "pairs": n, "error": str(err)}), flush=True)
+                continue
+            r.update(variant=label, pairs=n, ms_per_pair=1000 * r["wall_s"] / n, cpu_ms_per_pair=1000 * r["cpu_s"] / n,
+                     load_before=round(load, 2))
             base = next((b for b in results if b["variant"] == label), r)
-            r.update(rss_ratio=r["peak_rss_mb"] / base["peak_rss_mb"], time_ratio=r["ms_per_pair"] / base["ms_per_pair"])
+            r.update(rss_ratio=r["peak_rss_mb"] / base["peak_rss_mb"], time_ratio=r["ms_per_pair"] / base["ms_per_pair"],
+                     cpu_ratio=r["cpu_ms_per_pair"] / base["cpu_ms_per_pair"])
             results.append(r)
             print(json.dumps(r), flush=True)
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ from curation.config import BuildConfig
 from curation.output import manifest as manifest_lib
 from curation.output import outdir
 from curation.output.card import CARD, render_card
-from curation.output.write import CountInputs, WriteDataset, source_of
+from curation.output.write import CountInputs, WriteDataset, remove_runs, source_of
 from curation.progress import ProgressLine, Ticker, progress_enabled
 from curation.read.source import (
     ReadProgressText,
@@ -239,6 +239,7 @@ def run_build(cfg: BuildConfig, out: str, beam_args: list[str] | None = None, ov
             build_pipeline(p, cfg, staging, progress_dir)
             result = p.run()
             result.wait_until_finish()
+        remove_runs(staging)  # the writers' sorted runs (curation/output/write.py)
         log(f"pipeline finished in {time.time() - started:.1f}s; reconciling counts")
         manifest = manifest_lib.build_manifest(cfg.to_dict(), staging, stages_run(cfg))
         manifest_lib.check(manifest)

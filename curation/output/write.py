@@ -11,7 +11,7 @@ Rows never go through a shuffle (their image bytes would make it, and FnApiRunne
 grow with the dataset): each bundle sorts its rows into runs on disk under the staging
 directory (``curation.output.runs``), only the runs' small descriptors are grouped by
 shard, and each shard is written by a streaming merge of its runs, one row group at a
-time. The runs are deleted once every shard is written.
+time. ``remove_runs`` deletes the runs once the pipeline has finished.
 
 Shards are written into a staging directory; ``curation.outdir.commit`` moves them into
 place and writes ``manifest.json`` last, so readers never see a partial dataset.
@@ -143,19 +143,11 @@ class _MergeShardFn(beam.DoFn):
         yield name
 
 
-class _DeleteRunsFn(beam.DoFn):
-    """Deletes run files; ``written`` (the shard names) makes it wait for every merge."""
-
-    def process(self, path: str, written: list[str]) -> Iterator[str]:
-        delete_runs([path])
-        yield path
-
-
 class WriteTable(beam.PTransform):
     """Write schema-shaped rows of one table ("pairs", "parallel" or "rejects") as shards.
 
     table: the table. directory: the staging directory (its ``RUNS`` folder holds the
-    sorted runs while the table is written). cfg: the OutputConfig. run_bytes: what one
+    sorted runs until ``remove_runs``). cfg: the OutputConfig. run_bytes: what one
     bundle holds in memory before it writes a run. Returns the PCollection of written
     shard file names.
     """
@@ -179,17 +171,21 @@ class WriteTable(beam.PTransform):
         runs_dir = posixpath.join(self.directory, RUNS, self.table)
         segments = rows | "SortIntoRuns" >> beam.ParDo(
             _SortIntoRunsFn(self.table, runs_dir, self.run_bytes), num_shards=num_shards)
-        written = (
+        return (
             segments
             | "Group" >> beam.GroupByKey()
             | "Write" >> beam.ParDo(_MergeShardFn(self.table, self.directory, self.cfg), num_shards=num_shards)
         )
-        (
-            segments
-            | "RunFiles" >> beam.FlatMap(lambda s: [s[1].path] if s[1].offset == 0 else [])  # one per run
-            | "DeleteRuns" >> beam.ParDo(_DeleteRunsFn(), written=beam.pvalue.AsList(written))
-        )
-        return written
+
+
+def remove_runs(directory: str) -> int:
+    """Delete the sorted runs the writers left under the staging ``directory``; returns how
+    many. Called once the pipeline has finished, not as a step of it: a runner may run a
+    step again after a lost worker (Dask, Spark), and a merge run again must find its runs."""
+    pattern = posixpath.join(directory, RUNS, "*", "*.run")
+    paths = [m.path for m in FileSystems.match([pattern])[0].metadata_list]
+    delete_runs(paths)
+    return len(paths)
 
 
 def _write_json(obj: dict[str, Any], path: str) -> None:
