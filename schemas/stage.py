@@ -10,9 +10,10 @@ owns what every stage used to rebuild:
   measured ``BatchElements``' per-element generator at about 2 us a row on FnApiRunner,
   as much as the rest of the LID stage); otherwise, windowed input or a model shared
   across processes (``copies()``), rows go through Beam's ``RunInference``;
-- **the model**: loaded the same way on both paths, through ``StageModelHandler``
-  (a Beam ``ModelHandler``): once per process (``beam.utils.shared``), or
-  ``model_copies`` per machine through ``RunInference``; never at import time;
+- **the model**: ``logic.load()`` on both paths: once per process (``beam.utils.shared``)
+  on the fast path, or through ``StageModelHandler`` (a Beam ``ModelHandler``, in
+  ``schemas/stage_inference.py``, imported only there because Beam's inference module
+  imports torch) with ``model_copies`` per machine; never at import time;
 - **counters**, one scheme for every stage, in the Beam namespace ``<stage>``:
   ``in`` (rows taken), ``kept`` (rows given on), ``rejected_<reason>`` (rejects, record-
   and text-level alike: the manifest's counts for that stage), and the stage's own
@@ -35,7 +36,6 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.ml.inference.base import ModelHandler, RunInference
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.window import GlobalWindows
 from apache_beam.utils.shared import Shared
@@ -117,32 +117,6 @@ def run_batch(stage: str, logic: RowStage, table: str, rows: list[Row], model: A
     return kept, rejects
 
 
-class StageModelHandler(ModelHandler[Row, Any, Any]):
-    """The ``ModelHandler`` of a row stage: its model is ``logic.load()``; a prediction
-    list holds the batch's kept rows, then its Rejects (``ApplyRowStage`` splits them)."""
-
-    def __init__(self, stage: str, logic: RowStage, table: str):
-        super().__init__(min_batch_size=1, max_batch_size=logic.batch_size, element_size_fn=logic.weight,
-                         model_copies=logic.copies())
-        self.stage, self.logic, self.table = stage, logic, table
-        self._counters: StageCounters | None = None
-
-    def load_model(self) -> Any:
-        return self.logic.load()
-
-    def run_inference(self, batch: Sequence[Row], model: Any, inference_args: dict[str, Any] | None = None) -> list[Any]:
-        if self._counters is None:
-            self._counters = StageCounters(self.stage)
-        kept, rejects = run_batch(self.stage, self.logic, self.table, list(batch), model, self._counters)
-        return [*kept, *rejects]
-
-    def get_num_bytes(self, batch: Sequence[Row]) -> int:
-        return len(batch)
-
-    def get_metrics_namespace(self) -> str:
-        return f"{self.stage}_inference"
-
-
 class _NoModel:
     """The model of a stage that needs none."""
 
@@ -158,14 +132,13 @@ class _BufferedStageFn(beam.DoFn):
     """The fast path (module docstring): buffers rows of the global window into batches
     and runs the stage on them in one step; the model is the handler's, once per process."""
 
-    def __init__(self, handler: StageModelHandler, shared: Shared):
-        self.handler = handler
-        self.logic = handler.logic
+    def __init__(self, stage: str, logic: RowStage, table: str, shared: Shared):
+        self.stage, self.logic, self.table = stage, logic, table
         self._shared = shared
 
     def setup(self) -> None:
-        self.model = self._shared.acquire(lambda: _Held(self.handler.load_model())).model
-        self.counters = StageCounters(self.handler.stage)
+        self.model = self._shared.acquire(lambda: _Held(self.logic.load())).model
+        self.counters = StageCounters(self.stage)
         # read once: process() runs once a row, and attribute look-ups there cost per row
         self._wants, self._weigh, self._size = self.logic.wants, self.logic.weight, self.logic.batch_size
 
@@ -179,8 +152,7 @@ class _BufferedStageFn(beam.DoFn):
         passed, self._passed = self._passed, 0
         if not rows and not passed:
             return []
-        h = self.handler
-        kept, rejects = run_batch(h.stage, self.logic, h.table, rows, self.model, self.counters, passed)
+        kept, rejects = run_batch(self.stage, self.logic, self.table, rows, self.model, self.counters, passed)
         out: list[Any] = kept
         if rejects:
             out.extend(TaggedOutput(REJECTS_TAG, r) for r in rejects)
@@ -242,11 +214,14 @@ class ApplyRowStage(beam.PTransform):
         self._shared = Shared()  # one model per process for every table of the stage
 
     def _apply(self, table: str, rows: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
-        handler = StageModelHandler(self.stage, self.logic, table)
         if isinstance(rows.windowing.windowfn, GlobalWindows) and self.logic.copies() is None:
-            out = rows | f"Run[{table}]" >> beam.ParDo(_BufferedStageFn(handler, self._shared)).with_outputs(
-                REJECTS_TAG, main="rows")
+            fn = _BufferedStageFn(self.stage, self.logic, table, self._shared)
+            out = rows | f"Run[{table}]" >> beam.ParDo(fn).with_outputs(REJECTS_TAG, main="rows")
             return out.rows, out[REJECTS_TAG]
+        # Beam's RunInference imports torch (its model manager): only builds that take this path pay for it
+        from schemas.stage_inference import RunInference, StageModelHandler
+
+        handler = StageModelHandler(self.stage, self.logic, table)
         plain = None
         if self.logic.wants is not None:
             routed = rows | f"Route[{table}]" >> beam.FlatMap(_route(self.logic.wants)).with_outputs(

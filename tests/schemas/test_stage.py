@@ -128,3 +128,15 @@ def test_account_tags_only_untagged_rejects():
 def test_a_stage_needs_its_registry_name():
     with pytest.raises(ValueError, match="registry name"):
         ApplyRowStage("", Upper("x"))
+
+
+def test_the_stage_framework_does_not_import_torch() -> None:
+    """A build whose stages all take the fast path never loads torch (Beam's inference module
+    imports it: ~200 MB and seconds of start-up), checked in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import curation.pipeline, curation.lid.stage, curation.relevance.stage, "
+            "curation.regions.stage, curation.concepts.stage, codeswitch.beam; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
