@@ -9,8 +9,9 @@ length-ordered indices); the results are put back in input order afterwards.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -57,3 +58,28 @@ def restore_order(batches: Sequence[Sequence[int]], results: Sequence[Sequence[T
     if any(v is missing for v in out):
         raise ValueError("batches do not cover every input")
     return out  # type: ignore[return-value]
+
+
+def bucketed_batches(lengths: Sequence[int], keys: Sequence[Any], size: int,
+                     boundaries: Sequence[int] = ()) -> list[list[int]]:
+    """Indices grouped into batches of at most ``size`` that never cross a length bucket.
+
+    The stateless stand-in for Beam's length-bucketed stateful batching (what the ``mt``
+    stage uses where a runner has no state, ``translate.beam``): bucket ``b`` holds lengths
+    in ``[boundaries[b-1], boundaries[b])`` (Beam's ``bisect_right`` rule); inside a bucket
+    the items are sorted by (length, key), so the same items give the same batches in
+    whatever order they arrived (keys must be unique and comparable); batches go from
+    the shortest bucket to the longest.
+    """
+    if size < 1:
+        raise ValueError(f"batch size = {size}: must be >= 1")
+    order = sorted(range(len(lengths)), key=lambda i: (bisect.bisect_right(boundaries, lengths[i]), lengths[i], keys[i]))
+    batches: list[list[int]] = []
+    bucket = None
+    for i in order:
+        b = bisect.bisect_right(boundaries, lengths[i])
+        if not batches or b != bucket or len(batches[-1]) >= size:
+            batches.append([])
+            bucket = b
+        batches[-1].append(i)
+    return batches

@@ -30,16 +30,20 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+from apache_beam.transforms.window import GlobalWindows
+from apache_beam.utils.windowed_value import WindowedValue
 
 from schemas.rows import REJECTS_TAG
 from schemas.stage import StageCounters, account
+from translate.batching import bucketed_batches
 from translate.checkpoint import ModelInfo
 from translate.config import TranslateConfig, validate
 from translate.engine import Hypothesis
 from translate.handler import TranslationModelHandler
-from translate.rows import Outcome, Plan, merge_row, plan_requests
+from translate.rows import Outcome, Plan, merge_row, plan_requests, request_length
 
 PARALLEL_TAG = "parallel"
+BUNDLE_LIMIT = 64  # batches' worth of requests _BundleBatchFn buffers before full batches leave
 
 
 class _PlanFn(beam.DoFn):
@@ -69,6 +73,49 @@ def failed_outcomes(dead_letter: Any) -> Iterator[tuple[str, Outcome]]:
     detail = f"the model batch failed: {info[1] if isinstance(info, tuple | list) and len(info) > 1 else info}"
     for (row_id, index, target), _request in batch:
         yield row_id, Outcome(index, target, reason="batch_failed", detail=detail[:2000])
+
+
+class _BundleBatchFn(beam.DoFn):
+    """Length-bucketed batches of keyed requests without state, for runners that have none.
+
+    Buffers the requests of a bundle and cuts them with ``bucketed_batches``: batches of
+    ``size`` that never cross a length bucket, sorted by (length, request key) inside it, so
+    a bundle's batches do not depend on the order its requests arrived in. Full batches
+    leave whenever ``limit`` requests are buffered (memory stays bounded whatever the
+    bundle); the rest, partial ones included, at the end of the bundle. This is Beam's
+    unkeyed ``BatchElements`` path (per bundle) with Beam's length buckets added.
+    """
+
+    def __init__(self, size: int, boundaries: list[int], limit: int):
+        self.size, self.boundaries, self.limit = size, list(boundaries), max(limit, size)
+        self._buffer: list[Any] = []
+
+    def start_bundle(self) -> None:
+        self._buffer = []
+
+    def process(self, request: Any) -> Iterator[list[Any]]:
+        self._buffer.append(request)
+        if len(self._buffer) >= self.limit:
+            yield from self._cut(final=False)
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        for batch in self._cut(final=True):
+            yield GlobalWindows.windowed_value_at_end_of_window(batch)
+
+    def _cut(self, final: bool) -> list[list[Any]]:
+        items, self._buffer = self._buffer, []
+        batches = [[items[i] for i in batch] for batch in
+                   bucketed_batches([request_length(r) for r in items], [r[0] for r in items], self.size,
+                                    self.boundaries)]
+        if not final:
+            self._buffer = [r for batch in batches if len(batch) < self.size for r in batch]
+        return [batch for batch in batches if final or len(batch) == self.size]
+
+
+def has_state(runner: Any) -> bool:
+    """Whether ``runner`` runs stateful DoFns: every runner but Beam's DaskRunner (and
+    ``curation.deploy.dask``'s, which subclasses it), known by its module."""
+    return not any(cls.__module__.startswith("apache_beam.runners.dask") for cls in type(runner).__mro__)
 
 
 class _MergeFn(beam.DoFn):
@@ -102,13 +149,16 @@ class TranslateCaptions(beam.PTransform):
     model (it exists, loads safely, has the configured directions) when the transform
     is built, before the pipeline runs. stage: its name in the registry
     (``curation.stages``). loader/info: test seams (a fake engine factory and its
-    ModelInfo); leave them None.
+    ModelInfo); leave them None. stateful: how requests are batched: True, Beam's
+    length-bucketed stateful ``BatchElements``; False, ``_BundleBatchFn`` (no state); None
+    (the default), stateful unless the pipeline's runner has no state (``has_state``).
     Input ``{"pairs", "parallel"}``; output ``({"pairs", "parallel"}, rejects)``.
     """
 
     def __init__(self, cfg: TranslateConfig, stage: str, label: str | None = None, *, loader: Any = None,
-                 info: ModelInfo | None = None):
+                 info: ModelInfo | None = None, stateful: bool | None = None):
         super().__init__(label)
+        self.stateful = stateful
         validate(cfg)
         if not cfg.enabled:
             raise ValueError("mt.model is empty: TranslateCaptions needs a model")
@@ -121,11 +171,13 @@ class TranslateCaptions(beam.PTransform):
     def expand(self, tables: dict[str, beam.PCollection]) -> tuple[dict[str, beam.PCollection], beam.PCollection]:
         pairs = tables["pairs"]
         handler = KeyedModelHandler(TranslationModelHandler(self.cfg, self.loader))
-        results, dlq = (
-            pairs
-            | "PlanRequests" >> beam.ParDo(_PlanFn(self.plan, self.stage))
-            | "Translate" >> RunInference(handler).with_exception_handling()
-        )
+        requests = pairs | "PlanRequests" >> beam.ParDo(_PlanFn(self.plan, self.stage))
+        stateful = has_state(pairs.pipeline.runner) if self.stateful is None else self.stateful
+        if not stateful:
+            batch = _BundleBatchFn(self.cfg.batch_size, self.cfg.bucket_boundaries, BUNDLE_LIMIT * self.cfg.batch_size)
+            requests = requests | "BatchInBundle" >> beam.ParDo(batch)
+            handler = handler.with_no_batching()
+        results, dlq = requests | "Translate" >> RunInference(handler).with_exception_handling()
         outcomes = (
             results | "Outcomes" >> beam.Map(to_outcome),
             dlq.failed_inferences | "FailedBatches" >> beam.FlatMap(failed_outcomes),

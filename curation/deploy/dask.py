@@ -118,13 +118,22 @@ def _concat(parts: Iterable[list[Any]]) -> list[Any]:
 
 
 def _pardo_bag(applied: AppliedPTransform, input_bag: Any, side_bags: list[Any]) -> Any:
+    """One ``_run_bundle`` task per input partition. Each side input is one task holding it
+    whole (``_merge`` into one partition), a dependency of every task that reads it. (Not
+    ``Bag.reduction`` handed to ``map_partitions``: dask 2026.8 embeds such an Item as a
+    separately optimised copy of its whole upstream graph, under renamed keys, so every
+    side input recomputed everything upstream of it, nested: in a 48-record build each
+    image was validated 331 times.)"""
     transform = applied.transform
     spec = _ParDoSpec(transform.fn, list(transform.args), dict(transform.kwargs),
                       [(type(si), si._view_options()) for si in transform.side_inputs],
                       list(applied.outputs), applied.full_label)
-    # each side input whole, computed once, as a dependency of every task that reads it
-    sides = [bag.reduction(list, _concat) for bag in side_bags]
-    return input_bag.map_partitions(_run_bundle, spec, *sides)
+    sides = [_merge([bag], 1) for bag in side_bags]
+    name = f"_run_bundle-{tokenize(input_bag.name, applied.full_label, *[side.name for side in sides])}"
+    side_keys = [side.__dask_keys__()[0] for side in sides]
+    graph = {(name, i): (_run_bundle, key, spec, *side_keys) for i, key in enumerate(input_bag.__dask_keys__())}
+    return db.Bag(HighLevelGraph.from_collections(name, graph, dependencies=[input_bag, *sides]), name,
+                  input_bag.npartitions)
 
 
 def _merge(bags: list[Any], n: int) -> Any:
@@ -211,9 +220,9 @@ class _Visitor(PipelineVisitor):
             self.bags[node] = bag if op.__class__ is NoOp else bag.map_partitions(list)
 
     def metric_updates(self) -> Any:
-        """Every ParDo's metric updates, one per bundle, as one list."""
+        """Every ParDo's metric updates, one per bundle, as a bag of one partition."""
         parts = [self.bags[node].map_partitions(_select, METRICS_TAG) for node in self.tagged]
-        return _merge(parts, 1).reduction(list, _concat) if parts else db.from_sequence([]).reduction(list, _concat)
+        return _merge(parts, 1) if parts else db.from_sequence([], npartitions=1)
 
     def leaves(self) -> list[Any]:
         """The bags nothing reads: computing them all runs every branch of the pipeline."""
