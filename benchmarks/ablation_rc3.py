@@ -128,8 +128,9 @@ def rescored_copy(dataset: Path, out: Path, relevance: Callable[[str, float | No
     """A copy of ``dataset`` whose weak texts' relevance is ``relevance(source_id, built r)``
     and relevance_scorer ``scorer(built scorer id)``; other texts are untouched."""
     import pyarrow.parquet as pq
+    from pyarrow.fs import LocalFileSystem
 
-    from schemas.dataset import load_manifest, shard_paths
+    from schemas.dataset import file_digest, load_manifest, shard_paths, validate_dataset
     from schemas.validate import validate_table
 
     if (out / "manifest.json").exists():
@@ -148,6 +149,11 @@ def rescored_copy(dataset: Path, out: Path, relevance: Callable[[str, float | No
         new = table.from_pylist(rows, schema=table.schema)
         validate_table(new, "pairs")
         pq.write_table(new, path, row_group_size=pq.ParquetFile(path).metadata.row_group(0).num_rows, compression="zstd")
+    manifest = load_manifest(str(tmp))
+    for entry in manifest["files"]["pairs"]:  # the trainer checks every shard's size and sha256
+        entry["size"], entry["sha256"] = file_digest(LocalFileSystem(), str(tmp / entry["path"]))
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    validate_dataset(str(tmp), ("pairs",))
     tmp.rename(out)  # only a finished copy carries the final name
     return out
 
