@@ -5,6 +5,8 @@ the longest), so sorting by length before cutting batches removes almost all pad
 and cutting by a token budget instead of a sentence count keeps memory flat whatever
 the lengths. This is what ``fairseq-generate`` does (``batch_by_size`` over
 length-ordered indices); the results are put back in input order afterwards.
+``bucketed_batches`` cuts the ``mt`` stage's requests into RunInference batches where the
+runner has no state (``translate.beam``).
 """
 
 from __future__ import annotations

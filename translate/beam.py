@@ -12,6 +12,11 @@ the model, and the image bytes never enter a model batch. The join by row id the
 appends translations in a fixed order (``translate.rows.merge_row``), whatever order the
 outcomes arrived in.
 
+Requests reach the model in batches of ``mt.batch_size`` that never cross a length
+bucket: on Beam's stateful ``BatchElements`` (RunInference's own batching), or, where the
+runner has no state (Beam's DaskRunner), through ``_BundleBatchFn``, which cuts each
+bundle's requests the same way without state (``has_state`` picks; ``translate/README.md``).
+
 Machine translation batches texts, not rows, so it does not run inside ``ApplyRowStage``;
 it is still a stage of the framework (``schemas.stage``): its model loads through a Beam
 ``ModelHandler``, its rejects are tagged and counted by ``account``, under its registry

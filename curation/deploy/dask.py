@@ -19,16 +19,17 @@ Its translation is wrong in ways that each break ``m3curate build``
 value)`` pairs and each consumer takes its own tag; ``finish_bundle`` output is kept; every
 leaf is computed; each bundle's metric updates travel with its output and are summed into
 ``result.metrics()``. Also: side inputs are materialised once, as dask dependencies (Beam's
-computes the side input's bag inside every task that reads it); every partition is a list
+computes the side input's bag inside every task that reads it; see ``_pardo_bag``); every partition is a list
 (a lazy partition, as ``Bag.map`` makes, read by two tasks in one worker process is
 exhausted by the first); Flatten and Reshuffle are tasks of their own (``_merge``,
 ``_spread``), not ``db.concat``/``repartition``. ``run_build`` uses this runner when
 ``--runner`` names Beam's DaskRunner (``curation.pipeline.pipeline_options``).
 
 Still missing on Dask, as in Beam's runner, and not faked here: state and timers (a
-stateful DoFn is refused when the graph is built; the ``mt`` stage batches through one, so
-a build with ``[mt]`` cannot run on Dask), splittable DoFns and ``Read``, and windows other
-than the global one. Partitions: ``--dask_npartitions`` N (default: one per worker thread
+stateful DoFn is refused when the graph is built, naming the step; the ``mt`` stage does
+not use them here: on a runner without state it batches per bundle,
+``translate.beam.has_state``), splittable DoFns and ``Read``, and windows other than the
+global one. Partitions: ``--dask_npartitions`` N (default: one per worker thread
 of the cluster): a Create gives N, a Flatten at most N, a Reshuffle deals each partition
 into enough to make at least N.
 """
