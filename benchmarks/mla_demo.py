@@ -20,11 +20,14 @@ order to every run of it):
 Held-out mean recall is measured on inputs/heldout (gold captions in every language, the
 RC3 ablation's protocol, benchmarks/ablation_rc3.py). Each acquisition is also checked to
 serve English bit for bit as the base does (weights, image and English text embeddings).
-Nothing here is tuned on the held-out set: settings are the defaults (see RESULTS in
-/work/notes/results_mla.md for what was chosen and why).
+Nothing here is tuned on the held-out set: every setting is a default or the issue's budget
+(results and their reading: benchmarks/RESULTS.md, MLA section).
 
 usage: nice -n 5 python benchmarks/mla_demo.py --out /tmp/mla [--steps 400] [--acquire-steps 100]
-       [--seeds 0,1,2] [--langs de,fr,es] [--runs base,scratch,both,nlt,le] [--json /tmp/mla/mla.json]
+       [--seeds 0,1,2] [--groups de,fr,es] [--runs base,scratch,both,nlt,le] [--json /tmp/mla/mla.json]
+  Italian, on the base runs above (the demo with --langs en,de,fr,es,it; from scratch = all five):
+       nice -n 5 python benchmarks/mla_demo.py --out /tmp/mla-it --langs en,de,fr,es,it --groups it \
+           --base-runs /tmp/mla/runs
 """
 
 from __future__ import annotations
