@@ -20,10 +20,15 @@ Variants (each on top of the base, pretrain.demo's DEMO_SETTINGS):
   mvp        + concepts as inputs, TCP, RCA (and ICP, WCA with regions) in one joint stage (w)
   mvp2       the same objectives in MVP's two stages: unimodal (MLM, TCP, [MRFR, ICP]) for
              --stage1 of the steps, then cross-modal (ITC, weak, RCA, [WCA], ITM, MLM)
+  roi        + regions as inputs only (RC3's ROI + patch input, no new objective): the
+             reference for mrm and for the region part of mvp/mvp2, which also feed regions
   mrm        + regions as inputs, MRFR and MRC (w; MRC only with labelled regions)
 
+With 3 seeds the smallest possible sign-flip p-value is 0.25: a significant difference
+needs at least 6 seeds (p >= 1/32 = 0.031).
+
 usage: python benchmarks/ablation_trainer.py --data DS --out OUT [--steps 600] [--seeds 0,1,2]
-           [--variants base,cclm,mvp,mvp2,mrm] [--weights 0.5,1.0] [--stage1 0.3]
+           [--variants base,cclm,mvp,mvp2,roi,mrm] [--weights 0.5,1.0] [--stage1 0.3]
 Record the load average beside the numbers (the script prints it).
 """
 
@@ -49,7 +54,7 @@ from pretrain.evaluate import evaluate  # noqa: E402
 from pretrain.shards import open_dataset, read_unit  # noqa: E402
 from pretrain.train import run_training  # noqa: E402
 
-VARIANTS = ("base", "cclm", "mvp", "mvp2", "mrm")
+VARIANTS = ("base", "cclm", "mvp", "mvp2", "roi", "mrm")
 
 
 def data_facts(data: Path) -> dict[str, Any]:
@@ -73,10 +78,10 @@ def variant_config(name: str, w: float, facts: dict[str, Any], steps: int, stage
         return {}
     if name == "cclm":
         return {"loss": {"ttm": w, "cmlm": w}}
-    if name == "mrm":
+    if name in ("roi", "mrm"):
         if not regions:
             return "the dataset has no region features ([regions] stage)"
-        return {"model": regions, "loss": {"mrfr": w, **({"mrc": w} if facts["labels"] else {})}}
+        return {"model": regions, "loss": {"mrfr": w, **({"mrc": w} if facts["labels"] else {})} if name == "mrm" else {}}
     if not (facts["concepts"] and facts["text_concepts"]):
         return "the dataset has no concepts.txt or no text concepts ([concepts] stage)"
     model = {"concepts": -1, **(regions or {})}
@@ -148,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data: {facts}; load average {os.getloadavg()}", flush=True)
     results: dict[str, Any] = {}
     for name in names:
-        weights = [0.0] if name == "base" else [float(w) for w in args.weights.split(",")]
+        weights = [0.0] if name in ("base", "roi") else [float(w) for w in args.weights.split(",")]
         runs: dict[float, dict[int, dict]] = {}
         for w in weights:
             over = variant_config(name, w, facts, args.steps, args.stage1)
