@@ -10,8 +10,8 @@
 and the same Beam counters in ``run.json``, the only file that names the runner. The build
 is a small demo corpus (every input format, planted bad inputs) with LID, code-switching
 and relevance, and shards of 20 rows, so each table has several shards. MT is left out
-here: on Dask its stateful batching is refused (tested below); on the portable runner it
-runs as on FnApiRunner, but its tiny model costs a minute to train
+here: on Dask it batches without state and is tested in test_runners_dask_mt.py; on the
+portable runner it runs as on FnApiRunner, but its tiny model costs a minute to train
 (test_runners_dataflow.py builds its full job instead).
 """
 
@@ -152,7 +152,8 @@ class _Stateful(beam.DoFn):
 
 
 def test_dask_runner_refuses_a_stateful_step_naming_it(dask_cluster: str):
-    """State and timers are missing on Dask (the mt stage batches with them): the run fails
+    """State and timers are missing on Dask (the mt stage then batches per bundle instead): a
+    stateful step the pipeline does not adapt fails
     before any task starts, naming the step, rather than running it wrongly."""
     from curation.pipeline import pipeline_options
 
