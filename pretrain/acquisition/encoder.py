@@ -159,8 +159,15 @@ class AcquiredModel(nn.Module):
     def encode_image(self, images: torch.Tensor, **regions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         return self.base.encode_image(images, **regions)
 
-    def encode_text(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.base.encode_text(ids)
+    def encode_text(self, ids: torch.Tensor, concepts: torch.Tensor | None = None,
+                    masked: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The base's own text encoding (concept tokens included for a concept-trained base)."""
+        return self.base.encode_text(ids, concepts, masked)
+
+    @property
+    def vocab(self) -> Any:
+        """The base's concept and region-label vocabularies (``pretrain.evaluate`` reads them)."""
+        return getattr(self.base, "vocab", None)
 
     def for_language(self, lang: str) -> tuple[Any, Tokenizer]:
         if lang in self.encoders:
