@@ -34,6 +34,7 @@ from curation.output.card import CARD, render_card
 from curation.output.write import CountInputs, WriteDataset, remove_runs, source_of
 from curation.progress import ProgressLine, Ticker, progress_enabled
 from curation.read.source import (
+    IN_PROCESS_RUNNERS,
     ReadProgressText,
     ReadSource,
     file_size,
@@ -46,7 +47,7 @@ LOCAL_RUNNER = "FnApiRunner"
 DASK_RUNNERS = ("DaskRunner", "apache_beam.runners.dask.dask_runner.DaskRunner")
 DASK_RUNNER = "curation.deploy.dask.DaskRunner"  # Beam's DaskRunner with its bugs worked around
 # runners whose workers share this machine's disk, so the read step can report progress
-LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
+LOCAL_RUNNERS = IN_PROCESS_RUNNERS
 
 
 
@@ -108,9 +109,6 @@ def _is_number(arg: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
 
 
 def check_local_devices(cfg: BuildConfig, runner: str) -> None:
