@@ -9,8 +9,10 @@ vocabulary is read and checked when ``MapConcepts`` is built, still before the p
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from schemas.settings import check_known, resolve_path
 
 MALFORMED = ("error", "skip")
 
@@ -74,10 +76,6 @@ def _fail(name: str, value: Any, fix: str) -> ConceptsConfigError:
     return ConceptsConfigError(f"concepts.{name} = {value!r}: {fix}")
 
 
-def _resolve(path: str, base_dir: str) -> str:
-    return path if not path or "://" in path or os.path.isabs(path) else os.path.join(base_dir, path)
-
-
 def _exists(path: str) -> bool:
     return "://" in path or os.path.exists(path)
 
@@ -117,23 +115,20 @@ def concepts_config_from_dict(data: dict[str, Any] | None, base_dir: str = ".") 
     """A validated ConceptsConfig from the parsed ``[concepts]`` table (None or no
     ``vocabulary``: the stage is off)."""
     data = dict(data or {})
-    known = {f.name for f in fields(ConceptsConfig)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConceptsConfigError(f"concepts: unknown setting(s) {unknown}; known: {sorted(known)}")
+    check_known("concepts", data, ConceptsConfig, ConceptsConfigError)
     try:
         cfg = ConceptsConfig(**data)
     except TypeError as err:
         raise ConceptsConfigError(f"concepts: {err}") from err
     if not cfg.enabled:
         return cfg
-    cfg.vocabulary = _resolve(cfg.vocabulary, base_dir)
+    cfg.vocabulary = resolve_path(cfg.vocabulary, base_dir)
     if isinstance(cfg.label_map, str):
-        cfg.label_map = _resolve(cfg.label_map, base_dir)
+        cfg.label_map = resolve_path(cfg.label_map, base_dir)
     if isinstance(cfg.dictionaries, str):
-        cfg.dictionaries = _resolve(cfg.dictionaries, base_dir)
+        cfg.dictionaries = resolve_path(cfg.dictionaries, base_dir)
     elif isinstance(cfg.dictionaries, dict):
-        cfg.dictionaries = {k: _resolve(v, base_dir) if isinstance(v, str) else v for k, v in cfg.dictionaries.items()}
+        cfg.dictionaries = {k: resolve_path(v, base_dir) if isinstance(v, str) else v for k, v in cfg.dictionaries.items()}
     _check(cfg)
     return cfg
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
+
+from schemas.settings import check_known, resolve_path
 
 SOURCES = ("precomputed", "torchvision", "shapes")
 FORMATS = ("auto", "tsv", "npz")
@@ -112,10 +114,6 @@ def _fail(name: str, value: Any, fix: str) -> RegionsConfigError:
     return RegionsConfigError(f"regions.{name} = {value!r}: {fix}")
 
 
-def _resolve(path: str, base_dir: str) -> str:
-    return path if not path or "://" in path or os.path.isabs(path) else os.path.join(base_dir, path)
-
-
 def _check_choices(cfg: RegionsConfig) -> None:
     for name, allowed in (("source", SOURCES), ("format", FORMATS), ("key", KEYS), ("missing", MISSING),
                           ("pooling", POOLINGS), ("device", DEVICES)):
@@ -169,10 +167,7 @@ def regions_config_from_dict(data: dict[str, Any] | None, base_dir: str = ".") -
     """A validated RegionsConfig from the parsed ``[regions]`` table (None or no
     ``source``: the stage is off)."""
     data = dict(data or {})
-    known = {f.name for f in fields(RegionsConfig)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise RegionsConfigError(f"regions: unknown setting(s) {unknown}; known: {sorted(known)}")
+    check_known("regions", data, RegionsConfig, RegionsConfigError)
     try:
         cfg = RegionsConfig(**data)
     except TypeError as err:
@@ -180,12 +175,12 @@ def regions_config_from_dict(data: dict[str, Any] | None, base_dir: str = ".") -
     if not cfg.enabled:
         return cfg
     if isinstance(cfg.features, str):
-        cfg.features = _resolve(cfg.features, base_dir)
+        cfg.features = resolve_path(cfg.features, base_dir)
     elif isinstance(cfg.features, list) and all(isinstance(p, str) for p in cfg.features):
-        cfg.features = [_resolve(p, base_dir) for p in cfg.features]
+        cfg.features = [resolve_path(p, base_dir) for p in cfg.features]
     else:
         raise _fail("features", cfg.features, "a file, a list of files or a directory")
-    cfg.model, cfg.classes = _resolve(cfg.model, base_dir), _resolve(cfg.classes, base_dir)
+    cfg.model, cfg.classes = resolve_path(cfg.model, base_dir), resolve_path(cfg.classes, base_dir)
     _check_choices(cfg)
     _check_numbers(cfg)
     _check_paths(cfg)

@@ -10,8 +10,10 @@ pipeline runs.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
+
+from schemas.settings import check_known, resolve_path
 
 SCORERS = ("lexical", "translate", "embedding")
 NO_ANCHOR = ("reject", "fallback")
@@ -95,10 +97,6 @@ def _fail(name: str, value: Any, fix: str) -> RelevanceConfigError:
     return RelevanceConfigError(f"relevance.{name} = {value!r}: {fix}")
 
 
-def _resolve(path: str, base_dir: str) -> str:
-    return path if not path or "://" in path or os.path.isabs(path) else os.path.join(base_dir, path)
-
-
 def _check_choices(cfg: RelevanceConfig) -> None:
     for name, allowed in (("scorer", SCORERS), ("no_anchor", NO_ANCHOR), ("calibration", CALIBRATIONS),
                           ("device", DEVICES), ("mt_engine", ("fairseq", "ctranslate2"))):
@@ -142,19 +140,16 @@ def relevance_config_from_dict(data: dict[str, Any] | None, base_dir: str = ".")
     """
     if data is None:
         return RelevanceConfig()
-    known = {f.name for f in fields(RelevanceConfig)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise RelevanceConfigError(f"relevance: unknown setting(s) {unknown}; known: {sorted(known)}")
+    check_known("relevance", data, RelevanceConfig, RelevanceConfigError)
     cfg = RelevanceConfig(**{"enabled": True, **data})
     if isinstance(cfg.dictionaries, str):
-        cfg.dictionaries = _resolve(cfg.dictionaries, base_dir)
+        cfg.dictionaries = resolve_path(cfg.dictionaries, base_dir)
     elif isinstance(cfg.dictionaries, dict):
-        cfg.dictionaries = {k: _resolve(v, base_dir) for k, v in cfg.dictionaries.items()}
+        cfg.dictionaries = {k: resolve_path(v, base_dir) for k, v in cfg.dictionaries.items()}
     else:
         raise _fail("dictionaries", cfg.dictionaries, "a directory or a table {\"en-de\" = \"file.txt\"}")
-    cfg.encoder, cfg.mt_model = _resolve(cfg.encoder, base_dir), _resolve(cfg.mt_model, base_dir)
-    cfg.calibration_map = _resolve(cfg.calibration_map, base_dir)
+    cfg.encoder, cfg.mt_model = resolve_path(cfg.encoder, base_dir), resolve_path(cfg.mt_model, base_dir)
+    cfg.calibration_map = resolve_path(cfg.calibration_map, base_dir)
     _check_choices(cfg)
     _check_numbers(cfg)
     _check_paths(cfg)
