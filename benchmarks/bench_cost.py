@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import platform
-import resource
 import shutil
 import time
 from pathlib import Path
 
-from bench_spine import make_corpus
+from bench_spine import cpu_seconds, make_corpus
 
 from curation.config import load_config
 from curation.demo.run import add_codeswitch
@@ -29,11 +28,6 @@ from curation.pipeline import run_build
 
 # M2M-100 1.2B's shape (d_model, encoder and decoder layers, FFN, vocabulary).
 M2M100_1_2B = {"d": 1024, "layers": 24, "ffn": 8192, "vocab": 128_112}
-
-
-def cpu_seconds() -> float:
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def write_config(root: Path, corpus: Path, max_side: int) -> Path:
