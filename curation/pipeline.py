@@ -21,10 +21,8 @@ import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from curation.clean.dedup import Deduplicate
-from curation.clean.ids import UniqueIds
 from curation.clean.images import ValidateImages
-from curation.clean.splits import AssignSplits
+from curation.clean.keys import unique_rows
 from curation.clean.texts import NormaliseTexts
 from curation.concepts.vocab import dataset_files as concepts_files
 from curation.config import BuildConfig
@@ -162,12 +160,10 @@ def build_pipeline(p: beam.Pipeline, cfg: BuildConfig, directory: str, progress_
     )
     valid, image_rejects = raw | "ValidateImages" >> ValidateImages(cfg.image)
     pairs, parallel, text_rejects = valid | "NormaliseTexts" >> NormaliseTexts(cfg.text)
-    pairs, pair_id_dups = pairs | "UniqueIdsPairs" >> UniqueIds()
-    parallel, parallel_id_dups = parallel | "UniqueIdsParallel" >> UniqueIds()
-    pairs, pair_dups = pairs | "DedupPairs" >> Deduplicate("pairs", cfg.dedup.key)
-    pairs = pairs | "AssignSplits" >> AssignSplits()
-    parallel, parallel_dups = parallel | "DedupParallel" >> Deduplicate("parallel", cfg.dedup.key)
-    rejects += [image_rejects, text_rejects, pair_id_dups, parallel_id_dups, pair_dups, parallel_dups]
+    splits = {src.split for src in cfg.sources}
+    pairs, pair_rejects = unique_rows(pairs, "Pairs", cfg.dedup.key, splits, directory)
+    parallel, parallel_rejects = unique_rows(parallel, "Parallel", cfg.dedup.key, splits, directory)
+    rejects += [image_rejects, text_rejects, pair_rejects, parallel_rejects]
     tables = {"pairs": pairs, "parallel": parallel}
     for stage in active_stages(cfg):
         tables, stage_rejects = tables | stage.name >> stage.make(cfg, stage.name)

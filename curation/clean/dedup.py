@@ -5,23 +5,27 @@ the row with the smallest (source, source_id, id) is kept, so the choice is the 
 any runner and any number of workers. The others become ``dedup/duplicate`` rejects naming
 the row that was kept.
 
-Only keys and row identities go through the shuffle, never the rows (their image bytes
-would make the shuffle, and FnApiRunner's memory, grow with the dataset): the groups give
-the ids of the duplicates, which reach the rows as a side input (its size is the number
-of duplicates), and the rows are split where they are. Row ids are unique here
+Dedup is decided on the rows' key records (``curation.clean.keys``), grouped by their
+dedup key on disk, never on the rows (their image bytes would make a shuffle, and
+FnApiRunner's memory, grow with the dataset); the decisions (id -> the kept row's
+identity) are applied to the rows where they stream back from disk. Ids are unique here
 (``curation.clean.ids.UniqueIds`` runs first).
+
+Counters (namespace ``dedup``): ``in``, ``kept``, ``rejected_duplicate``.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import apache_beam as beam
 
+from curation.output.spill import GroupOnDisk
 from curation.stages import DEDUP
-from schemas.rows import REJECTS_TAG, Reject, without_image_bytes
+from schemas.rows import Reject, without_image_bytes
 from schemas.stage import StageCounters
 
 
@@ -49,6 +53,7 @@ def parallel_key(row: dict[str, Any], key: str) -> str | None:
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
+DECISIONS = "decisions"
 Identity = tuple[str, str, str]  # (source, source_id, id): what dedup orders rows by and names them with
 
 
@@ -68,57 +73,52 @@ def duplicate_reject(dup: dict[str, Any], kept: Identity, what: str) -> Reject:
     return Reject(DEDUP, "duplicate", detail, dup["source"], dup["source_id"], without_image_bytes(dup), dup["id"])
 
 
-def pick_unique(key: str, rows: Iterable[dict[str, Any]], what: str) -> Iterator[Any]:
-    """One group in memory: the kept row first, then the others as tagged rejects."""
-    ordered = sorted(rows, key=identity)
-    lost = dict(losers(map(identity, ordered)))
-    for row in ordered:
-        yield beam.pvalue.TaggedOutput(REJECTS_TAG, duplicate_reject(row, lost[row["id"]], what)) \
-            if row["id"] in lost else row
+def key_identity(record: tuple) -> Identity:
+    """The identity of a key record (``curation.clean.keys.KeyRecord``)."""
+    return record[1], record[2], record[0]
 
 
-class _PickUniqueFn(beam.DoFn):
-    """Rows whose id is in ``lost`` (id -> kept row's identity) become rejects."""
+class _PickFn(beam.DoFn):
+    """(dedup key, key records) -> the kept record; the others' (id, ("duplicate", kept
+    identity)) decisions on the ``DECISIONS`` output."""
 
-    def __init__(self, what: str):
-        self.what = what
+    def __init__(self) -> None:
         self.counters = StageCounters(DEDUP)
 
-    def process(self, row: dict[str, Any], lost: dict[str, Identity]) -> Iterator[Any]:
-        self.counters.inc("in")
-        kept = lost.get(row["id"])
-        if kept is None:
-            self.counters.inc("kept")
-            yield row
-        else:
-            self.counters.inc("rejected_duplicate")
-            yield beam.pvalue.TaggedOutput(REJECTS_TAG, duplicate_reject(row, kept, self.what))
+    def process(self, group: tuple[str, list[tuple]]) -> Iterator[Any]:
+        _, records = group
+        ordered = sorted(records, key=key_identity)
+        self.counters.add(Counter(**{"in": len(ordered), "kept": 1, "rejected_duplicate": len(ordered) - 1}))
+        yield ordered[0]
+        for row_id, kept in losers(map(key_identity, ordered)):
+            yield beam.pvalue.TaggedOutput(DECISIONS, (row_id, ("duplicate", kept)))
 
 
 class Deduplicate(beam.PTransform):
-    """Exact dedup of schema-shaped rows. table: "pairs" or "parallel"; key: DedupConfig.key.
+    """Exact dedup, decided on key records (``curation.clean.keys``). table: "pairs" or
+    "parallel"; key: DedupConfig.key; directory: where the records are grouped by their
+    dedup key (``GroupOnDisk``).
 
-    Returns (unique rows, rejects).
+    Returns (the kept key records, decisions (id, ("duplicate", kept identity)) for the
+    others), applied to the rows by ``keys.ApplyDecisions``.
     """
 
-    def __init__(self, table: str, key: str):
+    def __init__(self, table: str, key: str, directory: str):
         super().__init__()
-        self.table = table
-        self.key = key
+        self.table, self.key, self.directory = table, key, directory
 
-    def expand(self, rows: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+    def expand(self, keys: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
         if self.key == "none":
-            empty = rows.pipeline | "NoDuplicates" >> beam.Create([])
-            return rows, empty
-        key_fn = pair_key if self.table == "pairs" else parallel_key
-        what = self.key if self.table == "pairs" else "source and target text"
-        key = self.key
-        lost = (
-            rows
-            | "Key" >> beam.Map(lambda r: (key_fn(r, key), identity(r)))
-            | "Group" >> beam.GroupByKey()
-            | "Losers" >> beam.FlatMap(lambda group: losers(group[1]))
+            return keys, keys.pipeline | "NoDuplicates" >> beam.Create([])
+        out = (
+            keys
+            | "Key" >> beam.Map(lambda k: (k[6], k))
+            | "Group" >> GroupOnDisk(self.directory)
+            | "Pick" >> beam.ParDo(_PickFn()).with_outputs(DECISIONS, main="kept")
         )
-        out = rows | "Pick" >> beam.ParDo(_PickUniqueFn(what), beam.pvalue.AsDict(lost)).with_outputs(
-            REJECTS_TAG, main="main")
-        return out.main, out[REJECTS_TAG]
+        return out.kept, out[DECISIONS]
+
+
+def what_is_compared(table: str, key: str) -> str:
+    """How a duplicate's reject names what it shares with the kept row."""
+    return key if table == "pairs" else "source and target text"

@@ -4,11 +4,12 @@ A row's id is a digest of its source and its key (``curation.read.records.record
 two input rows with one ``key`` (a repeated id column, the same shard listed twice...)
 would give two rows with one id, which the writer refuses at the end of the build. Here,
 before content dedup, the first of them by provenance (file, row, tar member) is kept and
-the others are rejected, naming it. Only ids are shuffled to find the repeated ones; the
-rows of a repeated id (few) are then grouped to pick the keeper, so image bytes travel
-through a shuffle only for rows that collide.
+the others are rejected, naming it. The choice is taken twice with the same rule, never
+with image bytes in a shuffle: on the key records (grouped by id on disk), for the
+decisions downstream, and on the rows where those are applied (``curation.clean.keys``),
+where rows sharing an id are neighbours.
 
-Counters (namespace ``dedup``): ``rejected_duplicate_id``.
+Counters (namespace ``dedup``): ``rejected_duplicate_id`` (counted where the rows are).
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from typing import Any
 
 import apache_beam as beam
 
+from curation.output.spill import GroupOnDisk
 from curation.stages import DEDUP
 from schemas.rows import REJECTS_TAG, Reject, without_image_bytes
-from schemas.stage import StageCounters
 
 DUPLICATE_ID = "duplicate_id"
 
@@ -45,39 +46,28 @@ def pick_first(group: tuple[str, Iterable[dict[str, Any]]]) -> Iterator[Any]:
                                                            dup["source_id"], without_image_bytes(dup), dup["id"]))
 
 
-class _RouteFn(beam.DoFn):
-    def process(self, row: dict[str, Any], repeated: dict[str, bool]) -> Iterator[Any]:
-        if row["id"] in repeated:
-            yield beam.pvalue.TaggedOutput("repeated", (row["id"], row))
-        else:
-            yield row
-
-
-class _CountFn(beam.DoFn):
-    def __init__(self) -> None:
-        self.counters = StageCounters(DEDUP)
-
-    def process(self, reject: Reject) -> Iterator[Reject]:
-        self.counters.inc(f"rejected_{reject.reason}")
-        yield reject
+def first_by_provenance(group: tuple[str, list[tuple]]) -> Iterator[tuple]:
+    """The key record of an id that came first in its input (``provenance_key``'s order)."""
+    _, records = group
+    yield min(records, key=lambda k: tuple(k[3]))
 
 
 class UniqueIds(beam.PTransform):
-    """Rows (pairs or parallel) -> (rows with unique ids, rejects): module docstring."""
+    """Key records (``curation.clean.keys``) -> one per id, the first by provenance.
 
-    def expand(self, rows: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
-        repeated = (
-            rows
-            | "Ids" >> beam.Map(lambda r: (r["id"], 1))
-            | "PerId" >> beam.CombinePerKey(sum)
-            | "Repeated" >> beam.FlatMap(lambda kv: [(kv[0], True)] if kv[1] > 1 else [])
+    The rows themselves are picked the same way where the decisions are applied
+    (``keys.ApplyDecisions``, with ``pick_first``), which also makes the rejects.
+    directory: where the key records are grouped by id (``GroupOnDisk``).
+    """
+
+    def __init__(self, directory: str):
+        super().__init__()
+        self.directory = directory
+
+    def expand(self, keys: beam.PCollection) -> beam.PCollection:
+        return (
+            keys
+            | "ById" >> beam.Map(lambda k: (k[0], k))
+            | "Group" >> GroupOnDisk(self.directory)
+            | "First" >> beam.FlatMap(first_by_provenance)
         )
-        routed = rows | "Route" >> beam.ParDo(_RouteFn(), repeated=beam.pvalue.AsDict(repeated)).with_outputs(
-            "repeated", main="unique")
-        picked = (
-            routed.repeated
-            | "ById" >> beam.GroupByKey()
-            | "PickFirst" >> beam.FlatMap(pick_first).with_outputs(REJECTS_TAG, main="kept")
-        )
-        kept = (routed.unique, picked.kept) | "All" >> beam.Flatten()
-        return kept, picked[REJECTS_TAG] | "Count" >> beam.ParDo(_CountFn())

@@ -13,12 +13,14 @@ image the model trained on is inflated, so before any row stage runs:
 
 Rank: ``test`` > ``val`` (also ``valid``, ``validation``, ``dev``) > any other split name
 > ``train`` (ties between other names break alphabetically, so the result never depends
-on the runner). Held-out splits only ever gain rows; nothing is dropped. Only image
-digests, caption keys and ids are shuffled, never image bytes: the moves (usually few)
-reach the rows as a side input. ``parallel`` rows pass through; the ``mt`` stage runs after
-this one, so the parallel rows it derives carry the moved split.
+on the runner). Held-out splits only ever gain rows; nothing is dropped. The moves are
+found on the rows' key records (image digest, caption keys, id, split), grouped on disk,
+never on the rows (``curation.clean.keys``), and applied where the rows stream back from
+disk. ``parallel`` rows pass through; the ``mt`` stage runs after this one, so the
+parallel rows it derives carry the moved split.
 
-Counters (namespace ``split``): ``in``, ``kept`` (rows), ``moved_<from>_to_<to>``.
+Counters (namespace ``split``, counted where the moves are applied): ``in``, ``kept``
+(rows), ``moved_<from>_to_<to>``.
 """
 
 from __future__ import annotations
@@ -29,8 +31,7 @@ from typing import Any
 
 import apache_beam as beam
 
-from curation.stages import SPLIT
-from schemas.stage import StageCounters
+from curation.output.spill import GroupOnDisk
 
 HELD_OUT = ("test", "val", "valid", "validation", "dev")
 
@@ -48,12 +49,13 @@ def caption_keys(row: dict[str, Any]) -> list[str]:
             for t in row["texts"] if t["kind"] == "caption"]
 
 
-def leak_keys(row: dict[str, Any], moved: dict[str, str]) -> Iterator[tuple[str, tuple[str, str]]]:
-    """(key, (row id, split)) for the row's image and each of its captions, with the split
-    the earlier rounds moved the row to."""
-    member = (row["id"], moved.get(row["id"], row["split"]))
-    yield "i:" + row["image"]["sha256"], member
-    for key in caption_keys(row):
+def leak_keys(record: tuple, moved: dict[str, str]) -> Iterator[tuple[str, tuple[str, str]]]:
+    """(key, (row id, split)) for a key record's image and each of its captions
+    (``curation.clean.keys.KeyRecord``), with the split the earlier rounds moved it to."""
+    row_id, split, image, captions = record[0], record[4], record[5], record[7]
+    member = (row_id, moved.get(row_id, split))
+    yield "i:" + image, member
+    for key in captions:
         yield "c:" + key, member
 
 
@@ -72,23 +74,12 @@ def most_held_out(splits: Iterable[str]) -> str:
     return min(splits, key=rank)
 
 
-class _ApplyFn(beam.DoFn):
-    def __init__(self) -> None:
-        self.counters = StageCounters(SPLIT)
-
-    def process(self, row: dict[str, Any], moved: dict[str, str]) -> Iterator[dict[str, Any]]:
-        self.counters.inc("in")
-        self.counters.inc("kept")
-        target = moved.get(row["id"])
-        if target is None or target == row["split"]:
-            yield row
-            return
-        self.counters.inc(f"moved_{row['split']}_to_{target}")
-        yield {**row, "split": target}
-
-
 class AssignSplits(beam.PTransform):
-    """Pairs rows -> the same rows with leak-free splits (module docstring).
+    """Key records of pairs rows (``curation.clean.keys``) -> (row id, ("split", new
+    split)) for the rows that move (module docstring); ``keys.ApplyDecisions`` moves them.
+
+    splits: the splits the sources declare; with one, nothing can move and no key is
+    grouped. directory: where the leak keys are grouped (``GroupOnDisk``).
 
     A move can make a new leak (a row moved for its caption shares its image with a row
     that stayed), so the moves are found in ``ROUNDS`` rounds, each on the splits the
@@ -98,16 +89,20 @@ class AssignSplits(beam.PTransform):
 
     ROUNDS = 3
 
-    def expand(self, pairs: beam.PCollection) -> beam.PCollection:
-        moved = pairs.pipeline | "NoMoves" >> beam.Create([])
-        for r in range(self.ROUNDS):
-            found = (
-                pairs
-                | f"LeakKeys{r}" >> beam.FlatMap(leak_keys, moved=beam.pvalue.AsDict(moved))
-                | f"ByKey{r}" >> beam.GroupByKey()
-                | f"Moves{r}" >> beam.FlatMap(moves)
-            )
-            moved = ((moved, found) | f"All{r}" >> beam.Flatten()
-                     | f"PerRow{r}" >> beam.CombinePerKey(most_held_out))
-        return pairs | "Apply" >> beam.ParDo(_ApplyFn(), moved=beam.pvalue.AsDict(moved))
+    def __init__(self, splits: Iterable[str], directory: str):
+        super().__init__()
+        self.splits, self.directory = frozenset(splits), directory
 
+    def expand(self, keys: beam.PCollection) -> beam.PCollection:
+        moved = keys.pipeline | "NoMoves" >> beam.Create([])
+        if len(self.splits) > 1:
+            for r in range(self.ROUNDS):
+                found = (
+                    keys
+                    | f"LeakKeys{r}" >> beam.FlatMap(leak_keys, moved=beam.pvalue.AsDict(moved))
+                    | f"ByKey{r}" >> GroupOnDisk(f"{self.directory}{r}")
+                    | f"Moves{r}" >> beam.FlatMap(moves)
+                )
+                moved = ((moved, found) | f"All{r}" >> beam.Flatten()
+                         | f"PerRow{r}" >> beam.CombinePerKey(most_held_out))
+        return moved | "Decisions" >> beam.Map(lambda kv: (kv[0], ("split", kv[1])))

@@ -7,11 +7,13 @@ from the row count and ``rows_per_shard``. Each row group is validated against t
 shard; a shard that fails stops the build with the offending column named, rather than
 writing data the trainer would refuse.
 
-Rows never go through a shuffle (their image bytes would make it, and FnApiRunner's memory,
-grow with the dataset): each bundle sorts its rows into runs on disk under the staging
-directory (``curation.output.runs``), only the runs' small descriptors are grouped by
-shard, and each shard is written by a streaming merge of its runs, one row group at a
-time. ``remove_runs`` deletes the runs once the pipeline has finished.
+Rows never go through a shuffle, nor wait in the runner's memory for a count (their image
+bytes would make both, and FnApiRunner's memory, grow with the dataset): each bundle sorts
+its rows by key into runs on disk under the staging directory (``curation.output.runs``),
+the shard count comes from the runs' row counts, each run is split by shard into a new
+run (streaming), only the runs' small descriptors are grouped by shard, and each shard is
+written by a streaming merge of its runs, one row group at a time. ``remove_runs`` deletes
+the runs once the pipeline has finished.
 
 Shards are written into a staging directory; ``curation.outdir.commit`` moves them into
 place and writes ``manifest.json`` last, so readers never see a partial dataset.
@@ -19,7 +21,6 @@ place and writes ``manifest.json`` last, so readers never see a partial dataset.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import posixpath
@@ -29,8 +30,6 @@ from typing import Any
 import apache_beam as beam
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.transforms.window import GlobalWindows
-from apache_beam.utils.windowed_value import WindowedValue
 
 from curation.config import OutputConfig
 from curation.output.runs import (
@@ -39,9 +38,10 @@ from curation.output.runs import (
     Segment,
     decode_row,
     delete_runs,
-    encode_row,
     merge_segments,
+    read_segment,
 )
+from curation.output.spill import RUNS, SpillFn, partition_of
 from curation.stages import WRITE
 from schemas import SCHEMAS, SchemaError, validate_rows
 from schemas.rows import Reject, reject_row
@@ -49,7 +49,6 @@ from schemas.stage import StageCounters
 
 TABLES = ("pairs", "parallel", "rejects")
 INPUT_COUNTS = "_counts/inputs.json"
-RUNS = "_runs"  # sorted runs under the staging directory while a table is written
 
 
 def shard_name(index: int, total: int) -> str:
@@ -65,8 +64,7 @@ def row_key(row: dict[str, Any], table: str) -> str:
 
 
 def shard_of(key: str, num_shards: int) -> int:
-    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % num_shards
+    return partition_of(key, num_shards)
 
 
 def write_shard(rows: list[dict[str, Any]], table: str, path: str, cfg: OutputConfig) -> int:
@@ -105,23 +103,22 @@ def _write_group(writer: pq.ParquetWriter, rows: list[dict[str, Any]], table: st
     return arrow.num_rows
 
 
-class _SortIntoRunsFn(beam.DoFn):
-    """Rows -> (shard index, Segment): each bundle's rows sorted into runs under ``directory``."""
+class _RepartitionFn(beam.DoFn):
+    """(0, Segment) of a run sorted by key -> (shard index, Segment) of the same entries
+    sorted into one new run by (shard, key): one run in memory at a time."""
 
-    def __init__(self, table: str, directory: str, budget: int):
-        self.table, self.directory, self.budget = table, directory, budget
-        self.runs: RunWriter | None = None
+    def __init__(self, directory: str):
+        self.directory = directory
 
-    def start_bundle(self) -> None:
-        self.runs = RunWriter(self.directory, self.budget)
-
-    def process(self, row: dict[str, Any], num_shards: int) -> Iterator[tuple[int, Segment]]:
-        key = row_key(row, self.table)
-        yield from self.runs.add(shard_of(key, num_shards), key, encode_row(row))
-
-    def finish_bundle(self) -> Iterator[WindowedValue]:
-        for segment in self.runs.flush():
-            yield GlobalWindows.windowed_value(segment)
+    def process(self, element: tuple[int, Segment], num_shards: int) -> Iterator[tuple[int, Segment]]:
+        _, segment = element
+        if num_shards == 1:
+            yield 0, segment
+            return
+        runs = RunWriter(self.directory, budget=1 << 62)
+        for key, value in read_segment(segment):
+            runs.add(shard_of(key, num_shards), key, value)
+        yield from runs.flush()
 
 
 class _MergeShardFn(beam.DoFn):
@@ -162,17 +159,22 @@ class WriteTable(beam.PTransform):
         self.run_bytes = run_bytes
 
     def expand(self, rows: beam.PCollection) -> beam.PCollection:
-        per_shard = self.cfg.rows_per_shard
-        num_shards = beam.pvalue.AsSingleton(
+        per_shard, table = self.cfg.rows_per_shard, self.table
+        runs_dir = posixpath.join(self.directory, RUNS, self.table)
+        runs = (
             rows
-            | "Count" >> beam.combiners.Count.Globally()
+            | "Keyed" >> beam.Map(lambda row: (row_key(row, table), row))
+            | "SortIntoRuns" >> beam.ParDo(SpillFn(runs_dir, partitions=1, budget=self.run_bytes))
+        )
+        num_shards = beam.pvalue.AsSingleton(
+            runs
+            | "Rows" >> beam.Map(lambda run: run[1].rows)
+            | "Count" >> beam.CombineGlobally(sum)
             | "Shards" >> beam.Map(lambda n: max(1, math.ceil(n / per_shard)))
         )
-        runs_dir = posixpath.join(self.directory, RUNS, self.table)
-        segments = rows | "SortIntoRuns" >> beam.ParDo(
-            _SortIntoRunsFn(self.table, runs_dir, self.run_bytes), num_shards=num_shards)
         return (
-            segments
+            runs
+            | "Repartition" >> beam.ParDo(_RepartitionFn(runs_dir), num_shards=num_shards)
             | "Group" >> beam.GroupByKey()
             | "Write" >> beam.ParDo(_MergeShardFn(self.table, self.directory, self.cfg), num_shards=num_shards)
         )

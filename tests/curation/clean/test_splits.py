@@ -3,18 +3,31 @@ caption's duplicates join it; nothing is dropped; moves chain across rounds."""
 
 from __future__ import annotations
 
+import tempfile
+
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
 
-from curation.clean.splits import AssignSplits, moves, rank
+from curation.clean.keys import unique_rows
+from curation.clean.splits import moves, rank
 from schemas.rows import text_entry
 
 
 def row(rid: str, split: str, image: str, caption: str) -> dict:
-    return {"id": rid, "split": split, "image": {"sha256": image}, "texts": [
-        text_entry(caption, "caption", "src", "en"), text_entry("ein Bild", "weak", "src", "de", anchor=0)]}
+    return {"id": rid, "source": "src", "source_id": rid, "split": split,
+            "provenance": {"file": "f", "row": 0, "url": None, "member": None},
+            "image": {"sha256": image}, "texts": [
+                text_entry(caption, "caption", "src", "en"), text_entry("ein Bild", "weak", "src", "de", anchor=0)]}
+
+
+def assign_splits(p: beam.Pipeline, rows: list[dict]) -> beam.PCollection:
+    """The rows through the spine's decisions with dedup off: only split moves apply."""
+    splits = {r["split"] for r in rows}
+    directory = tempfile.mkdtemp(prefix="splits-")
+    kept, _ = unique_rows(p | beam.Create(rows), "Pairs", "none", splits, directory)
+    return kept
 
 
 def test_rank_puts_test_first_and_train_last():
@@ -25,7 +38,7 @@ def test_rank_puts_test_first_and_train_last():
 
 def run(rows: list[dict], expected: list[tuple[str, str]]) -> dict[str, int]:
     p = beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"]))
-    out = p | beam.Create(rows) | AssignSplits()
+    out = assign_splits(p, rows)
     assert_that(out | beam.Map(lambda r: (r["id"], r["split"])), equal_to(expected))
     result = p.run()
     result.wait_until_finish()
@@ -50,6 +63,6 @@ def test_an_image_and_its_duplicate_captions_stay_in_one_split():
 def test_rows_are_unchanged_apart_from_their_split():
     rows = [row("t1", "train", "img-a", "x"), row("x1", "test", "img-a", "y")]
     p = beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"]))
-    out = p | beam.Create(rows) | AssignSplits()
+    out = assign_splits(p, rows)
     assert_that(out, equal_to([{**rows[0], "split": "test"}, rows[1]]))
     p.run().wait_until_finish()

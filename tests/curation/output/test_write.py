@@ -10,8 +10,10 @@ import apache_beam as beam
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing.util import assert_that, equal_to
 
-from curation.clean.dedup import Deduplicate, pair_key, pick_unique
+from curation.clean.dedup import pair_key
+from curation.clean.keys import unique_rows
 from curation.config import OutputConfig
 from curation.output import manifest as manifest_lib
 from curation.output import outdir
@@ -38,14 +40,15 @@ def options() -> PipelineOptions:
     return PipelineOptions([], runner="FnApiRunner")
 
 
-def test_pick_unique_keeps_smallest_source_id_and_names_it():
-    rows = [row(3), row(1), row(2)]
-    out = list(pick_unique("k", rows, "image+caption"))
-    assert out[0]["source_id"] == "k0001"
-    rejects = [o.value for o in out[1:]]
-    assert [r.source_id for r in rejects] == ["k0002", "k0003"]
-    assert all(r.key == "dedup/duplicate" and "s:k0001" in r.detail for r in rejects)
-    assert all("bytes" not in r.raw["image"] for r in rejects)
+def test_dedup_keeps_smallest_source_id_and_names_it(tmp_path):
+    rows = [row(3, image=b"same"), row(1, image=b"same"), row(2, image=b"same")]
+    with beam.Pipeline(options=options()) as p:
+        kept, rejects = unique_rows(p | beam.Create(rows), "Pairs", "image+caption", ["train"], str(tmp_path))
+        assert_that(kept | "Ids" >> beam.Map(lambda r: r["source_id"]), equal_to(["k0001"]), label="kept")
+        assert_that(rejects | "Rejects" >> beam.Map(lambda r: (r.source_id, r.key, "s:k0001" in r.detail,
+                                                                "bytes" in r.raw["image"])),
+                    equal_to([("k0002", "dedup/duplicate", True, False), ("k0003", "dedup/duplicate", True, False)]),
+                    label="rejects")
 
 
 def test_dedup_keys():
@@ -74,7 +77,7 @@ def run_write(tmp_path, rows, rejects, per_shard=7):
     directory = str(tmp_path / "stage")
     with beam.Pipeline(options=options()) as p:
         pairs = p | "Pairs" >> beam.Create(rows)
-        uniq, dups = pairs | Deduplicate("pairs", "image+caption")
+        uniq, dups = unique_rows(pairs, "Pairs", "image+caption", ["train"], directory)
         read_rejects = p | "Rejects" >> beam.Create(rejects)
         rej = (read_rejects, dups) | beam.Flatten()
         par = p | "Parallel" >> beam.Create([])

@@ -1,0 +1,205 @@
+"""The spine's decisions taken on small key records, applied to rows kept on disk.
+
+Repeated ids (``ids.py``), exact duplicates (``dedup.py``) and split moves (``splits.py``)
+each need every row at once. Rows carry their image bytes, and FnApiRunner holds whatever
+crosses a fused stage in memory, so the rows themselves never do:
+
+1. ``SpillRows`` (fused with reading): each row goes, encoded, into sorted runs on disk
+   (by id, partitioned by a hash of the id, ``curation.output.spill``); what moves on is one
+   ``KeyRecord`` per row (id, source, key, provenance, split, image digest, dedup key,
+   caption keys: about 200 bytes).
+2. ``UniqueIds``, ``Deduplicate`` and ``AssignSplits`` decide on the key records, grouping
+   them on disk (``GroupOnDisk``); out come decisions: (id, ``("duplicate", kept
+   identity)``) and (id, ``("split", new split)``).
+3. ``ApplyDecisions`` sorts the decisions into runs partitioned like the rows', and each
+   partition streams its rows back in id order beside its decisions: rows sharing an id
+   are neighbours there, and the first by provenance is kept (the rule of ``ids.py``);
+   a duplicate becomes a ``dedup/duplicate`` reject; a moved row gets its new split.
+
+Memory: one run buffer per bundle and one read chunk per run, whatever the row count.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Iterable, Iterator
+from operator import itemgetter
+from typing import Any, NamedTuple
+
+import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindows
+
+from curation.clean.dedup import (
+    Deduplicate,
+    duplicate_reject,
+    pair_key,
+    parallel_key,
+    what_is_compared,
+)
+from curation.clean.ids import DUPLICATE_ID, UniqueIds, pick_first, provenance_key
+from curation.clean.splits import AssignSplits, caption_keys
+from curation.output.runs import Segment, decode_row, encode_row, merge_segments
+from curation.output.spill import PARTITIONS, SpillFn, runs_folder
+from curation.stages import DEDUP, SPLIT
+from schemas.rows import REJECTS_TAG
+from schemas.stage import StageCounters
+
+RUNS_TAG = "runs"
+
+
+class KeyRecord(NamedTuple):
+    """What the decisions read of a row (a plain tuple between steps: ``tuple(record)``)."""
+
+    id: str
+    source: str
+    source_id: str
+    provenance: tuple[str, int, str]
+    split: str
+    image: str  # sha256 of the stored image bytes ("" for parallel rows)
+    dedup: str | None  # the dedup key (None: dedup off)
+    captions: tuple[str, ...]  # caption keys (``splits.caption_keys``)
+
+
+def key_record(row: dict[str, Any], table: str, dedup_key: str) -> tuple:
+    if table == "pairs":
+        return tuple(KeyRecord(row["id"], row["source"], row["source_id"], provenance_key(row), row["split"],
+                               row["image"]["sha256"], pair_key(row, dedup_key), tuple(caption_keys(row))))
+    return tuple(KeyRecord(row["id"], row["source"], row["source_id"], provenance_key(row), row.get("split", ""),
+                           "", parallel_key(row, dedup_key), ()))
+
+
+class _SpillRowsFn(SpillFn):
+    """Rows -> key records; the rows themselves into runs by id, their (partition,
+    Segment) descriptors on the ``RUNS_TAG`` output."""
+
+    def __init__(self, directory: str, table: str, dedup_key: str, partitions: int):
+        super().__init__(directory, partitions)
+        self.table, self.dedup_key = table, dedup_key
+
+    def process(self, row: dict[str, Any]) -> Iterator[Any]:
+        for segment in self.spill(row["id"], encode_row(row)):
+            yield beam.pvalue.TaggedOutput(RUNS_TAG, segment)
+        yield key_record(row, self.table, self.dedup_key)
+
+    def finish_bundle(self) -> Iterator[Any]:
+        for segment in self.runs.flush():
+            yield beam.pvalue.TaggedOutput(RUNS_TAG, GlobalWindows.windowed_value(segment))
+
+
+class SpillRows(beam.PTransform):
+    """Rows of ``table`` -> (key records, row run descriptors); see the module docstring."""
+
+    def __init__(self, directory: str, table: str, dedup_key: str, partitions: int = PARTITIONS):
+        super().__init__()
+        self.directory, self.table, self.dedup_key, self.partitions = directory, table, dedup_key, partitions
+
+    def expand(self, rows: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        out = rows | "Spill" >> beam.ParDo(
+            _SpillRowsFn(self.directory, self.table, self.dedup_key, self.partitions)).with_outputs(RUNS_TAG, main="keys")
+        return out.keys, out[RUNS_TAG]
+
+
+class _ApplyFn(beam.DoFn):
+    """(partition, [(kind, Segment)]) -> rows with the decisions applied, and rejects."""
+
+    def __init__(self, table: str, what: str):
+        self.table, self.what = table, what
+        self.dedup = StageCounters(DEDUP)
+        self.split = StageCounters(SPLIT)
+
+    def process(self, part: tuple[int, Iterable[tuple[str, Segment]]]) -> Iterator[Any]:
+        _, tagged = part
+        tagged = list(tagged)
+        rows = merge_segments([s for kind, s in tagged if kind == "rows"])
+        decisions = merge_segments([s for kind, s in tagged if kind == "decisions"])
+        pending = next(decisions, None)
+        for row_id, entries in itertools.groupby(rows, key=itemgetter(0)):
+            values = [value for _, value in entries]
+            if len(values) == 1:
+                row = decode_row(values[0])
+            else:
+                row = yield from self.unique(values)
+            while pending is not None and pending[0] < row_id:
+                pending = next(decisions, None)
+            decision = None
+            if pending is not None and pending[0] == row_id:
+                decision = decode_row(pending[1])
+            yield from self.decide(row, decision)
+
+    def unique(self, values: list[bytes]) -> Iterator[Any]:
+        """Rows of one id: the rejects of all but the first by provenance; returns that one."""
+        kept = None
+        for out in pick_first((None, [decode_row(v) for v in values])):
+            if isinstance(out, beam.pvalue.TaggedOutput):
+                self.dedup.inc(f"rejected_{DUPLICATE_ID}")
+                yield out
+            else:
+                kept = out
+        return kept
+
+    def decide(self, row: dict[str, Any], decision: tuple | None) -> Iterator[Any]:
+        if decision is not None and decision[0] == "duplicate":
+            yield beam.pvalue.TaggedOutput(REJECTS_TAG, duplicate_reject(row, tuple(decision[1]), self.what))
+            return
+        if self.table != "pairs":
+            yield row
+            return
+        self.split.inc("in")
+        self.split.inc("kept")
+        if decision is not None and decision[1] != row["split"]:
+            self.split.inc(f"moved_{row['split']}_to_{decision[1]}")
+            row = {**row, "split": decision[1]}
+        yield row
+
+
+def _tag(kind: str):
+    return lambda part_segment: (part_segment[0], (kind, part_segment[1]))
+
+
+class ApplyDecisions(beam.PTransform):
+    """(row run descriptors, decisions...) -> (rows, rejects); see the module docstring.
+
+    Applied to a tuple: the descriptors from ``SpillRows``, then any number of
+    PCollections of (id, decision). table: "pairs" or "parallel"; what: how a
+    duplicate reject names the dedup key; directory: where the decisions' runs go.
+    """
+
+    def __init__(self, directory: str, table: str, what: str, partitions: int = PARTITIONS):
+        super().__init__()
+        self.directory, self.table, self.what, self.partitions = directory, table, what, partitions
+
+    def expand(self, inputs: tuple[beam.PCollection, ...]) -> tuple[beam.PCollection, beam.PCollection]:
+        runs, *decisions = inputs
+        decided = (
+            tuple(decisions) | "Decisions" >> beam.Flatten()
+            | "SpillDecisions" >> beam.ParDo(SpillFn(self.directory, self.partitions))
+            | "TagDecisions" >> beam.Map(_tag("decisions"))
+        )
+        out = (
+            (runs | "TagRows" >> beam.Map(_tag("rows")), decided)
+            | "Both" >> beam.Flatten()
+            | "ByPartition" >> beam.GroupByKey()
+            | "Apply" >> beam.ParDo(_ApplyFn(self.table, self.what)).with_outputs(REJECTS_TAG, main="rows")
+        )
+        return out.rows, out[REJECTS_TAG]
+
+
+def unique_rows(rows: beam.PCollection, name: str, dedup_key: str, splits: Iterable[str], directory: str
+                ) -> tuple[beam.PCollection, beam.PCollection]:
+    """Wire the spine's decisions for one table (name "Pairs" or "Parallel") into the
+    pipeline as top-level steps (``Spill<name>``, ``UniqueIds<name>``, ``Dedup<name>``,
+    ``AssignSplits`` for pairs, ``Apply<name>``); runs go under the staging ``directory``.
+    dedup_key: DedupConfig.key; splits: the splits the sources declare. Returns (rows,
+    rejects)."""
+    table = name.lower()
+    runs = functools.partial(runs_folder, directory)
+    keys, row_runs = rows | f"Spill{name}" >> SpillRows(runs(f"{table}-rows"), table, dedup_key)
+    keys = keys | f"UniqueIds{name}" >> UniqueIds(runs(f"{table}-ids"))
+    keys, decisions = keys | f"Dedup{name}" >> Deduplicate(table, dedup_key, runs(f"{table}-dedup"))
+    decided = [decisions]
+    if table == "pairs":
+        decided.append(keys | "AssignSplits" >> AssignSplits(splits, runs(f"{table}-leaks")))
+    what = what_is_compared(table, dedup_key)
+    return (row_runs, *decided) | f"Apply{name}" >> ApplyDecisions(runs(f"{table}-decisions"), table, what)
+

@@ -1,0 +1,100 @@
+"""Beam steps around sorted runs (``curation.output.runs``): a group-by-key whose groups are
+put together on disk, not in the runner's memory.
+
+FnApiRunner holds every PCollection that crosses a fused stage, and everything behind a
+GroupByKey, in memory; a build of millions of rows must not send anything that grows
+with the rows through either. ``GroupOnDisk`` is a GroupByKey for that: each bundle
+sorts its (key, value) entries into runs on disk (``SpillFn``), partitioned by a hash of
+the key; only the runs' descriptors (``Segment``, a few hundred bytes each) are grouped,
+by partition; each partition's segments are then merged in key order, streaming, and the
+entries of one key come out as one group. Memory: one run buffer per bundle and one group
+at a time, whatever the number of entries.
+
+Values are encoded with Beam's coder for Python objects (``runs.encode_row``); a group's
+values come in the order of their encoded bytes, so the result never depends on bundles,
+workers or runners. Runs live under a folder of the build's staging directory and are
+deleted with it (``curation.output.write.remove_runs``) after the pipeline has finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import posixpath
+from collections.abc import Iterable, Iterator
+from operator import itemgetter
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindows
+from apache_beam.utils.windowed_value import WindowedValue
+
+from curation.output.runs import (
+    RUN_BYTES,
+    RunWriter,
+    Segment,
+    decode_row,
+    encode_row,
+    merge_segments,
+)
+
+PARTITIONS = 16  # partitions of a GroupOnDisk: the units of work of its merge step
+KEY_RUN_BYTES = 16 << 20  # what a bundle holds of small entries (key records) before it writes a run
+RUNS = "_runs"  # the folder of the staging directory that holds every run of a build
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """A key's partition (also the writer's shard: ``curation.output.write.shard_of``)."""
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % partitions
+
+
+class SpillFn(beam.DoFn):
+    """(key, value) -> (partition, Segment): each bundle's entries sorted into runs under
+    ``directory`` (a value is encoded here unless it is bytes already, ``encoded``)."""
+
+    def __init__(self, directory: str, partitions: int = PARTITIONS, budget: int = RUN_BYTES, encoded: bool = False):
+        self.directory, self.partitions, self.budget, self.encoded = directory, partitions, budget, encoded
+        self.runs: RunWriter | None = None
+
+    def start_bundle(self) -> None:
+        self.runs = RunWriter(self.directory, self.budget)
+
+    def process(self, entry: tuple[str, Any]) -> Iterator[tuple[int, Segment]]:
+        key, value = entry
+        yield from self.spill(key, value if self.encoded else encode_row(value))
+
+    def spill(self, key: str, value: bytes) -> list[tuple[int, Segment]]:
+        return self.runs.add(partition_of(key, self.partitions) if self.partitions > 1 else 0, key, value)
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        for segment in self.runs.flush():
+            yield GlobalWindows.windowed_value(segment)
+
+
+def merged_groups(segments: Iterable[Segment]) -> Iterator[tuple[str, list[Any]]]:
+    """(key, values) of the entries of ``segments``, key by key, values decoded."""
+    for key, entries in itertools.groupby(merge_segments(segments), key=itemgetter(0)):
+        yield key, [decode_row(value) for _, value in entries]
+
+
+class GroupOnDisk(beam.PTransform):
+    """(key, value) -> (key, [values]) like GroupByKey, grouped through sorted runs on disk
+    (module docstring). directory: where the runs go; partitions: how many merges."""
+
+    def __init__(self, directory: str, partitions: int = PARTITIONS, budget: int = KEY_RUN_BYTES):
+        super().__init__()
+        self.directory, self.partitions, self.budget = directory, partitions, budget
+
+    def expand(self, entries: beam.PCollection) -> beam.PCollection:
+        return (
+            entries
+            | "Spill" >> beam.ParDo(SpillFn(self.directory, self.partitions, self.budget))
+            | "Parts" >> beam.GroupByKey()
+            | "Merge" >> beam.FlatMap(lambda part: merged_groups(part[1]))
+        )
+
+
+def runs_folder(directory: str, label: str) -> str:
+    """The runs folder ``label`` under the staging ``directory`` (``write.RUNS``)."""
+    return posixpath.join(directory, RUNS, label)
