@@ -19,6 +19,9 @@ Runs (same steps, seeds, data order and model; only the weak texts' treatment di
   g  constructed grades  default form, the generator's grades (1.0 / 0.6 / 0.3 / 0.0)
   h  calibrated          default form, the pipeline's raw scores through an isotonic calibration
                          (``m3curate relevance calibrate`` on the validation split's parallel pairs)
+  w  warm-up form        regularizer after a soft_target warm-up as long as the LR warm-up
+                         (loss.weak_warmup = steps // 10), pipeline relevance: a third candidate
+                         for the default, compared with c and d on validation (``--report``)
 The default form is chosen on validation only (``--form auto``: the higher mean validation mR
 of the soft_target and regularizer runs with pipeline relevance, i.e. c and d); every run is
 then reported on test, per seed, paired with c of the same seed (sign-flip permutation over
@@ -65,7 +68,10 @@ ROLES = {
     "e": ("default form, constant r = 0.5", "half", "default"),
     "g": ("default form, constructed grades", "grades", "default"),
     "h": ("default form, calibrated pipeline relevance", "calibrated", "default"),
+    "w": ("soft_target warm-up (steps // 10), then the regulariser, pipeline relevance", "built", "warmup_regularizer"),
 }
+# Candidates for the default whose validation means the report lists (the choice of c is among FORMS).
+CANDIDATES = (*FORMS, "warmup_regularizer")
 NEEDS_FORM = {k for k, (_, _, form) in ROLES.items() if form in ("default", "other")} - {"c", "d"}
 
 
@@ -89,7 +95,10 @@ def overrides(letter: str, form: str | None, steps: int, seed: int, no_aux: bool
     ident = run_id(letter, form)
     if ident == "strict_only":
         return merge(cfg, {"data": {"kind_weights": {"weak": 0.0}}})
-    return merge(cfg, {"loss": {"weak_form": ident.split("-", 1)[1]}})
+    form = ident.split("-", 1)[1]
+    if form == "warmup_regularizer":  # the regulariser after a soft_target warm-up as long as the LR's
+        return merge(cfg, {"loss": {"weak_form": "regularizer", "weak_warmup": steps // 10}})
+    return merge(cfg, {"loss": {"weak_form": form}})
 
 
 def weak_similarity(run_dir: Path, data: Path, truth: dict[str, dict]) -> dict[str, float]:
@@ -132,7 +141,7 @@ def run_one(args: argparse.Namespace) -> int:
     trained = run_training(cfg, str(data), str(run_dir), quiet=True)
     seconds = time.perf_counter() - t0
     res = {"id": ident, "seed": args.seed, "steps": args.steps, "no_aux": args.no_aux, "corpus": args.corpus,
-           "weak_form": cfg.loss.weak_form, "data": str(data), "train_seconds": round(seconds, 1),
+           "weak_form": cfg.loss.weak_form, "weak_warmup": cfg.loss.weak_warmup, "data": str(data), "train_seconds": round(seconds, 1),
            "load_start": round(load0, 2), "load_end": round(os.getloadavg()[0], 2), "final_metrics": trained["metrics"]}
     for split, folder in (("validation", "validation"), ("test", "heldout")):
         ev = evaluate(str(run_dir), str(root / "inputs" / folder))
@@ -169,6 +178,20 @@ def choose_form(results: dict[tuple[str, int], dict], seeds: list[int]) -> tuple
             return None, means
         means[form] = statistics.mean(vals)
     return max(FORMS, key=lambda f: (means[f], f == FORMS[0])), means
+
+
+def candidates_table(results: dict[tuple[str, int], dict], seeds: list[int]) -> str:
+    """Markdown: validation mR per seed of each CANDIDATES form (pipeline relevance) and which
+    of the candidates with every seed validation picks. Test numbers are never read here."""
+    lines, means = ["| form | validation mR per seed | mean |", "|---|---|---|"], {}
+    for form in CANDIDATES:
+        vals = {s: results[(f"built-{form}", s)]["validation"]["mean_r_mean"] for s in seeds if (f"built-{form}", s) in results}
+        if len(vals) == len(seeds):
+            means[form] = statistics.mean(vals.values())
+        mean = f"{statistics.mean(vals.values()):.2f}" if vals else "-"
+        lines.append(f"| {form} | {' / '.join(f'{s}: {v:.2f}' for s, v in vals.items()) or 'missing'} | {mean} |")
+    best = max(means, key=lambda f: (means[f], f == FORMS[0])) if means else None
+    return "\n".join(lines) + f"\n\nvalidation picks {best} among the forms with every seed ({', '.join(means) or 'none'})"
 
 
 def plan(letters: str, seeds: list[int]) -> list[tuple[str, str | None, int]]:
@@ -294,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     results = load_results(results_dir(args))
     form, means = (args.form, {}) if args.form != "auto" else choose_form(results, seeds)
     text = (f"default form on validation: {form} (validation mean mR {means})\n\n"
-            + report(results, seeds, form, args.runs) + "".join(f"\n- not run: {f}" for f in failed))
+            + candidates_table(results, seeds) + "\n\n" + report(results, seeds, form, args.runs) + "".join(f"\n- not run: {f}" for f in failed))
     print(text)
     if args.report:
         Path(args.report).write_text(text + "\n", encoding="utf-8")

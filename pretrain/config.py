@@ -23,6 +23,8 @@ WEAK_FORMS = ("soft_target", "regularizer", "weighted_infonce", "strict")
 # InfoNCE's name before it stopped being the default (it never was RC3's objective).
 WEAK_FORM_ALIASES = {"soft": "weighted_infonce"}
 PRECISIONS = ("auto", "fp32", "bf16")
+# The two stages loss.weak_warmup trains in: soft_target first, then the regulariser.
+WEAK_WARMUP_STAGES = ("weak_warmup", "rc3")
 
 
 class ConfigError(ValueError):
@@ -135,6 +137,12 @@ class LossConfig:
         pairs; the ablation baseline).
     weak_spread: weighted_infonce only: also spread the text's remaining 1 - r uniformly
         over all images (text side only).
+    weak_warmup: regularizer only: the first N optimiser steps train every weak row with
+        soft_target, the regulariser takes over from step N (0 = from the start). The
+        regulariser learns slowly from an untrained model (pretrain/README.md). It runs as
+        a two-stage schedule ("weak_warmup", then "rc3", same weights; ``stage_loss``), so
+        a resumed run is in the form the uninterrupted one is in; not combinable with a
+        [[schedule]] of one's own.
     itm_negatives: sample (ALBEF/CCLM: draw by softmax of the temperature-scaled ITC
         similarities, same text or same image excluded) or hardest (the most similar of those);
         TTM draws its negatives the same way.
@@ -169,6 +177,7 @@ class LossConfig:
     wca: float = 0.0
     weak_form: str = "soft_target"
     weak_spread: bool = False
+    weak_warmup: int = 0
     temperature: float = 0.07
     learn_temperature: bool = True
     itm_negatives: str = "sample"
@@ -267,6 +276,7 @@ def config_from_dict(data: dict[str, Any]) -> PretrainConfig:
         raise ConfigError(str(err)) from err
     if cfg.schedule:
         _schedule_weights(cfg, data.get("loss", {}))
+    cfg.schedule = _weak_warmup_schedule(cfg)
     validate(cfg)
     return cfg
 
@@ -282,9 +292,28 @@ def _schedule_weights(cfg: PretrainConfig, given: dict[str, Any]) -> None:
     cfg.loss = replace(cfg.loss, **union)
 
 
+def _weak_warmup_schedule(cfg: PretrainConfig) -> list[Stage]:
+    """With loss.weak_warmup = N > 0: the stages WEAK_WARMUP_STAGES (N steps, then the rest),
+    each with [loss]'s weights; a config read back from a run (its schedule is exactly these
+    stages) keeps them. Any other [[schedule]] is refused."""
+    steps = cfg.loss.weak_warmup
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
+        return cfg.schedule  # 0 = no warm-up; a wrong value is named by validate()
+    weights = {o: float(getattr(cfg.loss, o)) for o in OBJECTIVES if getattr(cfg.loss, o) > 0}
+    stages = [Stage(WEAK_WARMUP_STAGES[0], steps, False, dict(weights)), Stage(WEAK_WARMUP_STAGES[1], 1, False, dict(weights))]
+    if cfg.schedule and cfg.schedule != stages:
+        raise ConfigError(f"loss.weak_warmup = {steps} runs as a schedule of its own ({list(WEAK_WARMUP_STAGES)}) and "
+                          "cannot be combined with a [[schedule]]; drop one of them")
+    return stages
+
+
 def stage_loss(cfg: PretrainConfig, stage: Stage | None) -> LossConfig:
-    """The loss settings of one stage: [loss] with the stage's weights (None: [loss] itself)."""
-    return cfg.loss if stage is None else replace(cfg.loss, **{o: stage.weight(o) for o in OBJECTIVES})
+    """The loss settings of one stage: [loss] with the stage's weights (None: [loss] itself);
+    in loss.weak_warmup's first stage, weak rows train with soft_target."""
+    if stage is None:
+        return cfg.loss
+    loss = replace(cfg.loss, **{o: stage.weight(o) for o in OBJECTIVES})
+    return replace(loss, weak_form="soft_target") if cfg.loss.weak_warmup and stage.name == WEAK_WARMUP_STAGES[0] else loss
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> PretrainConfig:

@@ -87,6 +87,12 @@ def validate_config(cfg: PretrainConfig) -> None:
     _check(not loss.weak_spread or loss.weak_form == "weighted_infonce",
            f"loss.weak_spread applies to weak_form = \"weighted_infonce\" only (weak_form is {loss.weak_form!r}); "
            "soft_target already spreads 1 - r, in both directions")
+    wu = loss.weak_warmup
+    _check(isinstance(wu, int) and not isinstance(wu, bool) and 0 <= wu < train.steps,
+           f"loss.weak_warmup = {wu!r}: steps of soft_target before the regulariser, an integer in [0, train.steps) "
+           f"(train.steps = {train.steps})")
+    _check(wu == 0 or loss.weak_form == "regularizer",
+           f"loss.weak_warmup applies to weak_form = \"regularizer\" only (weak_form is {loss.weak_form!r}); set it to 0")
     _check(loss.itm_negatives in ("sample", "hardest"), "loss.itm_negatives: use \"sample\" or \"hardest\"")
     _check(loss.temperature > 0, "loss.temperature must be > 0")
     _validate_objectives(cfg)

@@ -86,3 +86,24 @@ def test_report_pairs_by_seed_and_marks_missing_runs(abl):
     row_a = next(line for line in text.splitlines() if line.startswith("| (a)"))
     assert "+2.00, +3.00, +4.00" in row_a and "+3.00 ± 1.00" in row_a and "0.250" in row_a
     assert "| (g)" in text and "missing" in text.splitlines()[-1]
+
+
+def test_warmup_run_is_the_regularizer_after_a_soft_target_warmup_as_long_as_the_lr_warmup(abl):
+    assert abl.run_id("w", "soft_target") == abl.run_id("w", "regularizer") == "built-warmup_regularizer"
+    w = abl.overrides("w", "soft_target", 400, 2, False)
+    assert w["loss"] == {"weak_form": "regularizer", "weak_warmup": 40} and w["train"]["warmup_steps"] == 40
+    from pretrain.config import load_config
+
+    cfg = load_config(None, w)  # a valid trainer config, in two stages
+    assert [(s.name, s.steps) for s in cfg.schedule] == [("weak_warmup", 40), ("rc3", 1)]
+    assert [j for j in abl.plan("w", [0, 1]) if j[0] == "w"] == [("w", None, 0), ("w", None, 1)]
+
+
+def test_candidates_table_picks_on_validation_among_complete_forms(abl):
+    results = {(f"built-{f}", s): _res(v, 100.0 - v) for f, v in (("soft_target", 10.0), ("regularizer", 11.0)) for s in (0, 1, 2)}
+    results |= {("built-warmup_regularizer", s): _res(12.0, 0.0) for s in (0, 1)}
+    text = abl.candidates_table(results, [0, 1, 2])
+    assert text.endswith("validation picks regularizer among the forms with every seed (soft_target, regularizer)")
+    results[("built-warmup_regularizer", 2)] = _res(12.0, 0.0)
+    assert "validation picks warmup_regularizer" in abl.candidates_table(results, [0, 1, 2])
+    assert "| warmup_regularizer | 0: 12.00 / 1: 12.00 / 2: 12.00 | 12.00 |" in abl.candidates_table(results, [0, 1, 2])

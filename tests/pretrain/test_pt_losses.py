@@ -4,6 +4,7 @@ cross-view terms (TTM, conditional MLM) and masked region modelling (MRFR, MRC) 
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -187,6 +188,55 @@ def test_rc3_loss_forms_split_strict_and_weak_rows():
     assert scaled["loss"].item() == pytest.approx(2 * scaled["itc"].item() + 0.5 * scaled["weak"].item(), abs=1e-6)
 
 
+def _warmup_config(**loss: object):
+    return load_config(None, {"loss": {"weak_form": "regularizer", "weak_warmup": 3, **loss}, "train": {"steps": 10, "warmup_steps": 1}})
+
+
+def test_weak_warmup_trains_soft_target_then_the_regularizer():
+    """loss.weak_warmup = 3: steps 0-2 give the weak row the soft target (SOFT_TARGET / 2, as
+    in soft_target), steps 3+ the regulariser ((1 - 0.5 * 0)^2 / 2 = 0.5, row 1 out of the
+    InfoNCE); the strict row's ITC is HARD / 2 throughout. The stage follows the step alone,
+    so a run resumed at step 5 is in the regulariser's stage."""
+    from types import SimpleNamespace
+
+    from pretrain.config import WEAK_WARMUP_STAGES, config_from_dict, stage_loss
+    from pretrain.train import enter_stage
+
+    cfg = _warmup_config()
+    assert [(s.name, s.steps) for s in cfg.schedule] == [(WEAK_WARMUP_STAGES[0], 3), (WEAK_WARMUP_STAGES[1], 1)]
+    assert cfg.schedule[0].loss == cfg.schedule[1].loss == {"itc": 1.0, "weak": 1.0, "ttc": 1.0, "mlm": 1.0, "itm": 1.0}
+    kwargs = dict(image_features=EYE, text_features=EYE, logit_scale=torch.tensor(1.0), relevance=torch.tensor([1.0, 0.5]),
+                  is_weak=torch.tensor([False, True]), has_anchor=torch.tensor([False, True]), anchor_features=EYE.flip(0))
+    expected = {0: SOFT_TARGET / 2, 2: SOFT_TARGET / 2, 3: 0.5, 9: 0.5}
+    for step, weak in expected.items():
+        run = SimpleNamespace(cfg=cfg, step=step, stage=-1, model=SimpleNamespace(set_stage=lambda *_: None), loss=None)
+        enter_stage(run)
+        out = run.loss(**kwargs)
+        assert out["weak"].item() == pytest.approx(weak, abs=1e-6), step
+        assert out["itc"].item() == pytest.approx(HARD / 2, abs=1e-6)
+    assert [stage_loss(cfg, s).weak_form for s in cfg.schedule] == ["soft_target", "regularizer"]
+    assert cfg.loss.weak_form == "regularizer"  # the model encodes anchors from the start
+    assert config_from_dict(cfg.to_dict()) == cfg  # a run's saved config (resume, evaluate) reads back as it was
+    assert load_config(None, {"loss": {"weak_form": "regularizer"}}).schedule == []  # 0: no warm-up, no stages
+
+
+@pytest.mark.parametrize(("loss", "message"), [
+    ({"weak_form": "soft_target", "weak_warmup": 3}, "weak_warmup applies to weak_form = \"regularizer\" only"),
+    ({"weak_form": "regularizer", "weak_warmup": 10}, r"weak_warmup = 10: .* in \[0, train.steps\) \(train.steps = 10\)"),
+    ({"weak_form": "regularizer", "weak_warmup": -1}, "weak_warmup = -1"),
+    ({"weak_form": "regularizer", "weak_warmup": 2.5}, "weak_warmup = 2.5"),
+])
+def test_weak_warmup_is_refused_where_it_means_nothing(loss, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, {"loss": loss, "train": {"steps": 10, "warmup_steps": 1}})
+
+
+def test_weak_warmup_and_a_schedule_of_ones_own_are_refused_together():
+    with pytest.raises(ConfigError, match=r"weak_warmup = 2 runs as a schedule of its own .* cannot be combined"):
+        load_config(None, {"loss": {"weak_form": "regularizer", "weak_warmup": 2}, "train": {"steps": 10, "warmup_steps": 1},
+                           "schedule": [{"name": "one", "steps": 5, "loss": {"itc": 1.0, "weak": 1.0}}]})
+
+
 def test_weak_form_names():
     assert LossConfig().weak_form == "soft_target"
     # "soft" is the old name of the relevance-weighted InfoNCE: read as it, saved as it
@@ -258,3 +308,25 @@ def test_new_objectives_are_off_by_default_and_refused_without_their_data():
         load_config(None, {"data": {"cmlm_max_masks": 0}})
     on = load_config(None, {"loss": {"ttm": 1.0, "cmlm": 1.0, "mrfr": 1.0}, "model": {"region_dim": 8, "max_regions": 4}})
     assert (on.loss.ttm, on.loss.cmlm, on.loss.mrfr) == (1.0, 1.0, 1.0)
+
+
+def test_weak_warmup_resumes_bit_for_bit_across_the_switch(tmp_path):
+    """6 steps with weak_warmup = 3 straight == 2 steps, stop, resume: the resumed run enters
+    the soft_target stage, then the regulariser's, at the step the straight run does."""
+    from pretrain_helpers import micro_config, write_dataset
+
+    from pretrain.checkpoint import load_checkpoint
+    from pretrain.train import run_training
+
+    torch.set_num_threads(1)
+    root = write_dataset(tmp_path / "ds", n=24)
+    cfg = micro_config(data={"batch_size": 6, "parallel_batch_size": 4}, loss={"weak_form": "regularizer", "weak_warmup": 3},
+                       train={"steps": 6, "ckpt_every": 2, "keep_checkpoints": 0, "device": "cpu"})
+    straight = run_training(cfg, str(root), str(tmp_path / "a"), quiet=True)
+    run_training(cfg, str(root), str(tmp_path / "b"), stop_at=2, quiet=True)
+    resumed = run_training(cfg, str(root), str(tmp_path / "b"), resume=True, quiet=True)
+    a, b = load_checkpoint(straight["checkpoint"]), load_checkpoint(resumed["checkpoint"])
+    for name, value in a["model"].items():
+        assert torch.equal(value, b["model"][name]), name
+    logged = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["stage"] for m in logged] == [0, 0, 0, 1, 1, 1]
