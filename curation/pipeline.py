@@ -29,7 +29,7 @@ from curation.config import BuildConfig
 from curation.output import manifest as manifest_lib
 from curation.output import outdir
 from curation.output.card import CARD, render_card
-from curation.output.write import CountInputs, WriteDataset, remove_runs, source_of
+from curation.output.write import CountInputs, SortIntoRuns, WriteDataset, remove_runs, source_of
 from curation.progress import ProgressLine, Ticker, progress_enabled
 from curation.read.source import (
     IN_PROCESS_RUNNERS,
@@ -153,9 +153,7 @@ def build_pipeline(p: beam.Pipeline, cfg: BuildConfig, directory: str, progress_
     raw = _flatten("AllRecords", records, p)
     rejects = [_flatten("ReadRejects", read_rejects, p)]
     (
-        (raw, rejects[0])
-        | "AllInputs" >> beam.Flatten()
-        | "InputSource" >> beam.Map(source_of)
+        (raw | "RecordSources" >> beam.Map(source_of), rejects[0] | "RejectSources" >> beam.Map(source_of))
         | "CountInputs" >> CountInputs(directory)
     )
     valid, image_rejects = raw | "ValidateImages" >> ValidateImages(cfg.image)
@@ -168,7 +166,7 @@ def build_pipeline(p: beam.Pipeline, cfg: BuildConfig, directory: str, progress_
     for stage in active_stages(cfg):
         tables, stage_rejects = tables | stage.name >> stage.make(cfg, stage.name)
         rejects.append(stage_rejects)
-    all_rejects = tuple(rejects) | "AllRejects" >> beam.Flatten()
+    all_rejects = tuple(rejects) | "AllRejects" >> SortIntoRuns("rejects", directory)
     {**tables, "rejects": all_rejects} | "WriteDataset" >> WriteDataset(directory, cfg.output)
 
 

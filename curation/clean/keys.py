@@ -171,14 +171,14 @@ class ApplyDecisions(beam.PTransform):
 
     def expand(self, inputs: tuple[beam.PCollection, ...]) -> tuple[beam.PCollection, beam.PCollection]:
         runs, *decisions = inputs
-        decided = (
-            tuple(decisions) | "Decisions" >> beam.Flatten()
-            | "SpillDecisions" >> beam.ParDo(SpillFn(self.directory, self.partitions))
-            | "TagDecisions" >> beam.Map(_tag("decisions"))
-        )
+        decided = [
+            pc | f"SpillDecisions{i}" >> beam.ParDo(SpillFn(self.directory, self.partitions))
+            | f"TagDecisions{i}" >> beam.Map(_tag("decisions"))
+            for i, pc in enumerate(decisions)  # each where it is made: no decision waits in memory
+        ]
         out = (
-            (runs | "TagRows" >> beam.Map(_tag("rows")), decided)
-            | "Both" >> beam.Flatten()
+            (runs | "TagRows" >> beam.Map(_tag("rows")), *decided)
+            | "All" >> beam.Flatten()
             | "ByPartition" >> beam.GroupByKey()
             | "Apply" >> beam.ParDo(_ApplyFn(self.table, self.what)).with_outputs(REJECTS_TAG, main="rows")
         )

@@ -140,44 +140,78 @@ class _MergeShardFn(beam.DoFn):
         yield name
 
 
-class WriteTable(beam.PTransform):
-    """Write schema-shaped rows of one table ("pairs", "parallel" or "rejects") as shards.
+def keyed(row: Any, table: str) -> tuple[str, dict[str, Any]]:
+    """(sort key, row) of a row of ``table`` (a Reject becomes its row of the rejects table)."""
+    row = reject_row(row) if isinstance(row, Reject) else row
+    return row_key(row, table), row
 
-    table: the table. directory: the staging directory (its ``RUNS`` folder holds the
-    sorted runs until ``remove_runs``). cfg: the OutputConfig. run_bytes: what one
-    bundle holds in memory before it writes a run. Returns the PCollection of written
-    shard file names.
-    """
 
-    def __init__(self, table: str, directory: str, cfg: OutputConfig, run_bytes: int = RUN_BYTES):
+class SortIntoRuns(beam.PTransform):
+    """Rows of ``table`` -> (0, Segment) descriptors of runs sorted by key, under the
+    staging ``directory``. Applied to one PCollection or a tuple of them (the rejects,
+    made by every step): each is sorted into runs in the step that makes it, and only the
+    descriptors are flattened, so no row waits in the runner's memory."""
+
+    def __init__(self, table: str, directory: str, run_bytes: int = RUN_BYTES):
         super().__init__()
         if table not in SCHEMAS:
             raise ValueError(f"unknown table {table!r}")
-        self.table = table
-        self.directory = directory
-        self.cfg = cfg
-        self.run_bytes = run_bytes
+        self.table, self.directory, self.run_bytes = table, directory, run_bytes
 
-    def expand(self, rows: beam.PCollection) -> beam.PCollection:
-        per_shard, table = self.cfg.rows_per_shard, self.table
-        runs_dir = posixpath.join(self.directory, RUNS, self.table)
-        runs = (
-            rows
-            | "Keyed" >> beam.Map(lambda row: (row_key(row, table), row))
-            | "SortIntoRuns" >> beam.ParDo(SpillFn(runs_dir, partitions=1, budget=self.run_bytes))
-        )
+    def expand(self, rows: beam.PCollection | tuple[beam.PCollection, ...]) -> beam.PCollection:
+        parts = rows if isinstance(rows, tuple) else (rows,)
+        spill = SpillFn(posixpath.join(self.directory, RUNS, self.table), partitions=1, budget=self.run_bytes)
+        runs = [pc | f"Keyed{i}" >> beam.Map(keyed, self.table) | f"Spill{i}" >> beam.ParDo(spill)
+                for i, pc in enumerate(parts)]
+        return runs[0] if len(runs) == 1 else tuple(runs) | "All" >> beam.Flatten()
+
+
+class WriteRuns(beam.PTransform):
+    """Runs of ``table`` (descriptors from ``SortIntoRuns``) -> the written shards' file
+    names: the shard count from the runs' row counts, each run split by shard
+    (``_RepartitionFn``), each shard a merge of its runs (``_MergeShardFn``)."""
+
+    def __init__(self, table: str, directory: str, cfg: OutputConfig):
+        super().__init__()
+        self.table, self.directory, self.cfg = table, directory, cfg
+
+    def expand(self, runs: beam.PCollection) -> beam.PCollection:
+        per_shard = self.cfg.rows_per_shard
         num_shards = beam.pvalue.AsSingleton(
             runs
             | "Rows" >> beam.Map(lambda run: run[1].rows)
             | "Count" >> beam.CombineGlobally(sum)
             | "Shards" >> beam.Map(lambda n: max(1, math.ceil(n / per_shard)))
         )
+        runs_dir = posixpath.join(self.directory, RUNS, self.table)
         return (
             runs
             | "Repartition" >> beam.ParDo(_RepartitionFn(runs_dir), num_shards=num_shards)
             | "Group" >> beam.GroupByKey()
             | "Write" >> beam.ParDo(_MergeShardFn(self.table, self.directory, self.cfg), num_shards=num_shards)
         )
+
+
+class WriteTable(beam.PTransform):
+    """Write schema-shaped rows of one table ("pairs", "parallel" or "rejects") as shards.
+
+    table: the table. directory: the staging directory (its ``RUNS`` folder holds the
+    sorted runs until ``remove_runs``). cfg: the OutputConfig. run_bytes: what one
+    bundle holds in memory before it writes a run. presorted: the input is already run
+    descriptors (``SortIntoRuns``), not rows. Returns the PCollection of written shard
+    file names.
+    """
+
+    def __init__(self, table: str, directory: str, cfg: OutputConfig, run_bytes: int = RUN_BYTES,
+                 presorted: bool = False):
+        super().__init__()
+        if table not in SCHEMAS:
+            raise ValueError(f"unknown table {table!r}")
+        self.table, self.directory, self.cfg, self.run_bytes, self.presorted = table, directory, cfg, run_bytes, presorted
+
+    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+        runs = rows if self.presorted else rows | "SortIntoRuns" >> SortIntoRuns(self.table, self.directory, self.run_bytes)
+        return runs | WriteRuns(self.table, self.directory, self.cfg)
 
 
 def remove_runs(directory: str) -> int:
@@ -197,17 +231,21 @@ def _write_json(obj: dict[str, Any], path: str) -> None:
 
 class CountInputs(beam.PTransform):
     """Count input records per source, independently of the outputs, for the manifest's
-    reconciliation (input = output + rejected). Writes ``_counts/inputs.json``."""
+    reconciliation (input = output + rejected). Applied to source names (one PCollection
+    or a tuple of them, each counted where it is made); writes ``_counts/inputs.json``."""
 
     def __init__(self, directory: str):
         super().__init__()
         self.directory = directory
 
-    def expand(self, sources: beam.PCollection) -> beam.PCollection:
+    def expand(self, sources: beam.PCollection | tuple[beam.PCollection, ...]) -> beam.PCollection:
         path = posixpath.join(self.directory, INPUT_COUNTS)
+        parts = sources if isinstance(sources, tuple) else (sources,)
+        counted = [pc | f"PerSource{i}" >> beam.combiners.Count.PerElement() for i, pc in enumerate(parts)]
         return (
-            sources
-            | "PerSource" >> beam.combiners.Count.PerElement()
+            tuple(counted)
+            | "All" >> beam.Flatten()
+            | "Sum" >> beam.CombinePerKey(sum)
             | "ToDict" >> beam.combiners.ToDict()
             | "Save" >> beam.Map(lambda d: _write_json(d, path))
         )
@@ -219,9 +257,11 @@ def source_of(element: Any) -> str:
 
 
 class WriteDataset(beam.PTransform):
-    """Write pairs, parallel rows and rejects (Reject objects) under ``directory``.
+    """Write pairs, parallel rows and rejects under ``directory``.
 
-    Applied to a dict {"pairs": pc, "parallel": pc, "rejects": pc}.
+    Applied to a dict {"pairs": rows, "parallel": rows, "rejects": runs}: the rejects come
+    from every step, so they arrive as the run descriptors of ``SortIntoRuns("rejects",
+    directory)`` applied to all of them.
     """
 
     def __init__(self, directory: str, cfg: OutputConfig):
@@ -230,6 +270,6 @@ class WriteDataset(beam.PTransform):
         self.cfg = cfg
 
     def expand(self, tables: dict[str, beam.PCollection]) -> dict[str, beam.PCollection]:
-        rejects = tables["rejects"] | "RejectRows" >> beam.Map(lambda r: reject_row(r) if isinstance(r, Reject) else r)
-        rows = {"pairs": tables["pairs"], "parallel": tables["parallel"], "rejects": rejects}
-        return {name: rows[name] | f"Write_{name}" >> WriteTable(name, self.directory, self.cfg) for name in TABLES}
+        return {name: tables[name] | f"Write_{name}" >> WriteTable(name, self.directory, self.cfg,
+                                                                   presorted=name == "rejects")
+                for name in TABLES}

@@ -17,7 +17,7 @@ from curation.clean.keys import unique_rows
 from curation.config import OutputConfig
 from curation.output import manifest as manifest_lib
 from curation.output import outdir
-from curation.output.write import CountInputs, WriteDataset, shard_name, write_shard
+from curation.output.write import CountInputs, SortIntoRuns, WriteDataset, shard_name, write_shard
 from schemas.dataset import DatasetError, validate_dataset
 from schemas.rows import Reject, text_entry
 
@@ -79,11 +79,11 @@ def run_write(tmp_path, rows, rejects, per_shard=7):
         pairs = p | "Pairs" >> beam.Create(rows)
         uniq, dups = unique_rows(pairs, "Pairs", "image+caption", ["train"], directory)
         read_rejects = p | "Rejects" >> beam.Create(rejects)
-        rej = (read_rejects, dups) | beam.Flatten()
+        rej = (read_rejects, dups) | SortIntoRuns("rejects", directory)
         par = p | "Parallel" >> beam.Create([])
         {"pairs": uniq, "parallel": par, "rejects": rej} | WriteDataset(directory, OutputConfig(rows_per_shard=per_shard))
         sources = (pairs | "S1" >> beam.Map(lambda r: r["source"]), read_rejects | "S2" >> beam.Map(lambda r: r.source))
-        sources | "AllSources" >> beam.Flatten() | CountInputs(directory)
+        sources | CountInputs(directory)
     return directory
 
 
