@@ -194,13 +194,16 @@ def candidates_table(results: dict[tuple[str, int], dict], seeds: list[int]) -> 
     return "\n".join(lines) + f"\n\nvalidation picks {best} among the forms with every seed ({', '.join(means) or 'none'})"
 
 
-def plan(letters: str, seeds: list[int]) -> list[tuple[str, str | None, int]]:
-    """(letter, form, seed) jobs in priority order; c and d become one job per RC3 form and
-    seed (the default is not known until both have run); form "default" waits for it."""
+def plan(letters: str, seeds: list[int], form: str | None = None) -> list[tuple[str, str | None, int]]:
+    """(letter, form, seed) jobs in priority order. With the default ``form`` given (``--form``),
+    c and d are jobs of their own in their letter's place; else c and d become one job per RC3
+    form and seed (the default is not known until both have run) and form "default" waits for it."""
     jobs: list[tuple[str, str | None, int]] = []
     for letter in letters:
         for seed in seeds:
-            if letter in "cd":
+            if letter in "cd" and form:
+                jobs.append((letter, form, seed))
+            elif letter in "cd":
                 jobs += [("c", form, seed) for form in FORMS if ("c", form, seed) not in jobs]
             else:
                 jobs.append((letter, "default" if letter in NEEDS_FORM else None, seed))
@@ -210,7 +213,7 @@ def plan(letters: str, seeds: list[int]) -> list[tuple[str, str | None, int]]:
 def orchestrate(args: argparse.Namespace, seeds: list[int]) -> list[str]:
     """Run the plan, ``args.jobs`` children at a time; returns what did not run, and why."""
     done = load_results(results_dir(args))
-    pending = [j for j in plan(args.runs, seeds)
+    pending = [j for j in plan(args.runs, seeds, None if args.form == "auto" else args.form)
                if j[1] == "default" or (run_id(j[0], j[1]), j[2]) not in done]
     running: dict[subprocess.Popen, tuple] = {}
     failed, t_end = [], time.time() + 60 * args.deadline_min

@@ -107,3 +107,11 @@ def test_candidates_table_picks_on_validation_among_complete_forms(abl):
     results[("built-warmup_regularizer", 2)] = _res(12.0, 0.0)
     assert "validation picks warmup_regularizer" in abl.candidates_table(results, [0, 1, 2])
     assert "| warmup_regularizer | 0: 12.00 / 1: 12.00 / 2: 12.00 | 12.00 |" in abl.candidates_table(results, [0, 1, 2])
+
+
+def test_plan_with_a_given_form_runs_c_and_d_in_their_letters_place(abl):
+    jobs = abl.plan("cabd", [0, 1], "regularizer")
+    assert jobs == [("c", "regularizer", 0), ("c", "regularizer", 1), ("a", None, 0), ("a", None, 1),
+                    ("b", None, 0), ("b", None, 1), ("d", "regularizer", 0), ("d", "regularizer", 1)]
+    assert [abl.run_id(letter, f) for letter, f, _ in jobs[::2]] == ["built-regularizer", "strict_only", "built-strict",
+                                                                     "built-soft_target"]
