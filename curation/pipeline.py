@@ -14,7 +14,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import apache_beam as beam
@@ -136,32 +136,34 @@ def check_inputs(cfg: BuildConfig) -> dict[str, list[str]]:
     return {src.name: match_paths(src) for src in cfg.sources}
 
 
-def _flatten(label: str, pcolls: list[beam.PCollection], pipeline: beam.Pipeline) -> beam.PCollection:
-    if not pcolls:
-        return pipeline | label >> beam.Create([])
-    return tuple(pcolls) | label >> beam.Flatten()
+class EachSource(beam.PTransform):
+    """``make()`` applied to each source's PCollection (a tuple), its outputs kept apart: a
+    tuple of the per-source outputs. Records are never flattened across sources (FnApiRunner
+    holds a multi-input Flatten's elements, image bytes and all, in memory); what joins them
+    is small (key records grouped on disk, run descriptors, counts)."""
+
+    def __init__(self, make: Callable[[], beam.PTransform]):
+        super().__init__()
+        self.make = make
+
+    def expand(self, inputs: tuple[beam.PCollection, ...]) -> tuple[Any, ...]:
+        return tuple(pc | str(i) >> self.make() for i, pc in enumerate(inputs))
 
 
 def build_pipeline(p: beam.Pipeline, cfg: BuildConfig, directory: str, progress_dir: str | None = None) -> None:
     """Wire the whole build into pipeline ``p``, writing shards under ``directory`` (the
     readers report to ``progress_dir`` when given)."""
-    records, read_rejects = [], []
-    for src in cfg.sources:
-        recs, rejs = p | f"Read[{src.name}]" >> ReadSource(src, progress_dir)
-        records.append(recs)
-        read_rejects.append(rejs)
-    raw = _flatten("AllRecords", records, p)
-    rejects = [_flatten("ReadRejects", read_rejects, p)]
-    (
-        (raw | "RecordSources" >> beam.Map(source_of), rejects[0] | "RejectSources" >> beam.Map(source_of))
-        | "CountInputs" >> CountInputs(directory)
-    )
-    valid, image_rejects = raw | "ValidateImages" >> ValidateImages(cfg.image)
-    pairs, parallel, text_rejects = valid | "NormaliseTexts" >> NormaliseTexts(cfg.text)
+    reads = [p | f"Read[{src.name}]" >> ReadSource(src, progress_dir) for src in cfg.sources]
+    records, rejects = tuple(r[0] for r in reads), [r[1] for r in reads]
+    sources = [pc | f"Sources{i}" >> beam.Map(source_of) for i, pc in enumerate([*records, *rejects])]
+    tuple(sources) | "CountInputs" >> CountInputs(directory)
+    valid = records | "ValidateImages" >> EachSource(lambda: ValidateImages(cfg.image))
+    texts = tuple(v for v, _ in valid) | "NormaliseTexts" >> EachSource(lambda: NormaliseTexts(cfg.text))
+    rejects += [r for _, r in valid] + [r for *_, r in texts]
     splits = {src.split for src in cfg.sources}
-    pairs, pair_rejects = unique_rows(pairs, "Pairs", cfg.dedup.key, splits, directory)
-    parallel, parallel_rejects = unique_rows(parallel, "Parallel", cfg.dedup.key, splits, directory)
-    rejects += [image_rejects, text_rejects, pair_rejects, parallel_rejects]
+    pairs, pair_rejects = unique_rows(tuple(t[0] for t in texts), "Pairs", cfg.dedup.key, splits, directory)
+    parallel, parallel_rejects = unique_rows(tuple(t[1] for t in texts), "Parallel", cfg.dedup.key, splits, directory)
+    rejects += [pair_rejects, parallel_rejects]
     tables = {"pairs": pairs, "parallel": parallel}
     for stage in active_stages(cfg):
         tables, stage_rejects = tables | stage.name >> stage.make(cfg, stage.name)

@@ -19,7 +19,7 @@ from typing import Any
 
 import apache_beam as beam
 
-from curation.output.spill import GroupOnDisk
+from curation.output.spill import GroupOnDisk, each_input
 from curation.stages import DEDUP
 from schemas.rows import REJECTS_TAG, Reject, without_image_bytes
 
@@ -53,7 +53,8 @@ def first_by_provenance(group: tuple[str, list[tuple]]) -> Iterator[tuple]:
 
 
 class UniqueIds(beam.PTransform):
-    """Key records (``curation.clean.keys``) -> one per id, the first by provenance.
+    """Key records (``curation.clean.keys``; one PCollection or one per source) -> one per
+    id, the first by provenance.
 
     The rows themselves are picked the same way where the decisions are applied
     (``keys.ApplyDecisions``, with ``pick_first``), which also makes the rejects.
@@ -64,10 +65,10 @@ class UniqueIds(beam.PTransform):
         super().__init__()
         self.directory = directory
 
-    def expand(self, keys: beam.PCollection) -> beam.PCollection:
+    def expand(self, keys: beam.PCollection | tuple[beam.PCollection, ...]) -> beam.PCollection:
+        by_id = tuple(pc | f"ById{i}" >> beam.Map(lambda k: (k[0], k)) for i, pc in each_input(keys))
         return (
-            keys
-            | "ById" >> beam.Map(lambda k: (k[0], k))
+            (by_id if len(by_id) > 1 else by_id[0])
             | "Group" >> GroupOnDisk(self.directory)
             | "First" >> beam.FlatMap(first_by_provenance)
         )

@@ -40,7 +40,7 @@ from curation.clean.dedup import (
 from curation.clean.ids import DUPLICATE_ID, UniqueIds, pick_first, provenance_key
 from curation.clean.splits import AssignSplits, caption_keys
 from curation.output.runs import Segment, decode_row, encode_row, merge_segments
-from curation.output.spill import PARTITIONS, SpillFn, runs_folder
+from curation.output.spill import PARTITIONS, SpillFn, each_input, flatten, runs_folder
 from curation.stages import DEDUP, SPLIT
 from schemas.rows import REJECTS_TAG
 from schemas.stage import StageCounters
@@ -88,16 +88,18 @@ class _SpillRowsFn(SpillFn):
 
 
 class SpillRows(beam.PTransform):
-    """Rows of ``table`` -> (key records, row run descriptors); see the module docstring."""
+    """Rows of ``table`` (one PCollection or a tuple, one per source) -> (key records, one
+    PCollection per input, and the rows' run descriptors); see the module docstring."""
 
     def __init__(self, directory: str, table: str, dedup_key: str, partitions: int = PARTITIONS):
         super().__init__()
         self.directory, self.table, self.dedup_key, self.partitions = directory, table, dedup_key, partitions
 
-    def expand(self, rows: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
-        out = rows | "Spill" >> beam.ParDo(
-            _SpillRowsFn(self.directory, self.table, self.dedup_key, self.partitions)).with_outputs(RUNS_TAG, main="keys")
-        return out.keys, out[RUNS_TAG]
+    def expand(self, rows: beam.PCollection | tuple[beam.PCollection, ...]) -> tuple[Any, beam.PCollection]:
+        spill = _SpillRowsFn(self.directory, self.table, self.dedup_key, self.partitions)
+        outs = [pc | f"Spill{i}" >> beam.ParDo(spill).with_outputs(RUNS_TAG, main="keys") for i, pc in each_input(rows)]
+        keys = tuple(out.keys for out in outs)
+        return keys if len(keys) > 1 else keys[0], flatten([out[RUNS_TAG] for out in outs], "AllRuns")
 
 
 class _ApplyFn(beam.DoFn):

@@ -72,6 +72,21 @@ class SpillFn(beam.DoFn):
             yield GlobalWindows.windowed_value(segment)
 
 
+def each_input(inputs: beam.PCollection | tuple[beam.PCollection, ...]) -> list[tuple[str, beam.PCollection]]:
+    """(label suffix, PCollection) for one PCollection or each of a tuple of them.
+
+    Steps whose input comes from several producers (sources, stages) are applied to each
+    input where it is made, and only their small outputs are flattened: FnApiRunner holds
+    every element of a multi-input Flatten in memory until its consumer runs."""
+    parts = inputs if isinstance(inputs, tuple) else (inputs,)
+    return [("" if len(parts) == 1 else str(i), pc) for i, pc in enumerate(parts)]
+
+
+def flatten(pcolls: list[beam.PCollection], label: str) -> beam.PCollection:
+    """One PCollection of ``pcolls`` (at least one): itself, or their Flatten."""
+    return pcolls[0] if len(pcolls) == 1 else tuple(pcolls) | label >> beam.Flatten()
+
+
 def merged_groups(segments: Iterable[Segment]) -> Iterator[tuple[str, list[Any]]]:
     """(key, values) of the entries of ``segments``, key by key, values decoded."""
     for key, entries in itertools.groupby(merge_segments(segments), key=itemgetter(0)):
@@ -80,16 +95,18 @@ def merged_groups(segments: Iterable[Segment]) -> Iterator[tuple[str, list[Any]]
 
 class GroupOnDisk(beam.PTransform):
     """(key, value) -> (key, [values]) like GroupByKey, grouped through sorted runs on disk
-    (module docstring). directory: where the runs go; partitions: how many merges."""
+    (module docstring). Applied to one PCollection or a tuple of them (``each_input``).
+    directory: where the runs go; partitions: how many merges."""
 
     def __init__(self, directory: str, partitions: int = PARTITIONS, budget: int = KEY_RUN_BYTES):
         super().__init__()
         self.directory, self.partitions, self.budget = directory, partitions, budget
 
-    def expand(self, entries: beam.PCollection) -> beam.PCollection:
+    def expand(self, entries: beam.PCollection | tuple[beam.PCollection, ...]) -> beam.PCollection:
+        spill = SpillFn(self.directory, self.partitions, self.budget)
+        runs = [pc | f"Spill{i}" >> beam.ParDo(spill) for i, pc in each_input(entries)]
         return (
-            entries
-            | "Spill" >> beam.ParDo(SpillFn(self.directory, self.partitions, self.budget))
+            flatten(runs, "AllRuns")
             | "Parts" >> beam.GroupByKey()
             | "Merge" >> beam.FlatMap(lambda part: merged_groups(part[1]))
         )

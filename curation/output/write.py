@@ -41,7 +41,7 @@ from curation.output.runs import (
     merge_segments,
     read_segment,
 )
-from curation.output.spill import RUNS, SpillFn, partition_of
+from curation.output.spill import RUNS, SpillFn, each_input, flatten, partition_of
 from curation.stages import WRITE
 from schemas import SCHEMAS, SchemaError, validate_rows
 from schemas.rows import Reject, reject_row
@@ -159,37 +159,10 @@ class SortIntoRuns(beam.PTransform):
         self.table, self.directory, self.run_bytes = table, directory, run_bytes
 
     def expand(self, rows: beam.PCollection | tuple[beam.PCollection, ...]) -> beam.PCollection:
-        parts = rows if isinstance(rows, tuple) else (rows,)
         spill = SpillFn(posixpath.join(self.directory, RUNS, self.table), partitions=1, budget=self.run_bytes)
         runs = [pc | f"Keyed{i}" >> beam.Map(keyed, self.table) | f"Spill{i}" >> beam.ParDo(spill)
-                for i, pc in enumerate(parts)]
-        return runs[0] if len(runs) == 1 else tuple(runs) | "All" >> beam.Flatten()
-
-
-class WriteRuns(beam.PTransform):
-    """Runs of ``table`` (descriptors from ``SortIntoRuns``) -> the written shards' file
-    names: the shard count from the runs' row counts, each run split by shard
-    (``_RepartitionFn``), each shard a merge of its runs (``_MergeShardFn``)."""
-
-    def __init__(self, table: str, directory: str, cfg: OutputConfig):
-        super().__init__()
-        self.table, self.directory, self.cfg = table, directory, cfg
-
-    def expand(self, runs: beam.PCollection) -> beam.PCollection:
-        per_shard = self.cfg.rows_per_shard
-        num_shards = beam.pvalue.AsSingleton(
-            runs
-            | "Rows" >> beam.Map(lambda run: run[1].rows)
-            | "Count" >> beam.CombineGlobally(sum)
-            | "Shards" >> beam.Map(lambda n: max(1, math.ceil(n / per_shard)))
-        )
-        runs_dir = posixpath.join(self.directory, RUNS, self.table)
-        return (
-            runs
-            | "Repartition" >> beam.ParDo(_RepartitionFn(runs_dir), num_shards=num_shards)
-            | "Group" >> beam.GroupByKey()
-            | "Write" >> beam.ParDo(_MergeShardFn(self.table, self.directory, self.cfg), num_shards=num_shards)
-        )
+                for i, pc in each_input(rows)]
+        return flatten(runs, "All")
 
 
 class WriteTable(beam.PTransform):
@@ -210,8 +183,23 @@ class WriteTable(beam.PTransform):
         self.table, self.directory, self.cfg, self.run_bytes, self.presorted = table, directory, cfg, run_bytes, presorted
 
     def expand(self, rows: beam.PCollection) -> beam.PCollection:
+        """The shard count from the runs' row counts, each run split by shard
+        (``_RepartitionFn``), each shard a merge of its runs (``_MergeShardFn``)."""
         runs = rows if self.presorted else rows | "SortIntoRuns" >> SortIntoRuns(self.table, self.directory, self.run_bytes)
-        return runs | WriteRuns(self.table, self.directory, self.cfg)
+        per_shard = self.cfg.rows_per_shard
+        num_shards = beam.pvalue.AsSingleton(
+            runs
+            | "Rows" >> beam.Map(lambda run: run[1].rows)
+            | "Count" >> beam.CombineGlobally(sum)
+            | "Shards" >> beam.Map(lambda n: max(1, math.ceil(n / per_shard)))
+        )
+        runs_dir = posixpath.join(self.directory, RUNS, self.table)
+        return (
+            runs
+            | "Repartition" >> beam.ParDo(_RepartitionFn(runs_dir), num_shards=num_shards)
+            | "Group" >> beam.GroupByKey()
+            | "Write" >> beam.ParDo(_MergeShardFn(self.table, self.directory, self.cfg), num_shards=num_shards)
+        )
 
 
 def remove_runs(directory: str) -> int:
@@ -240,11 +228,9 @@ class CountInputs(beam.PTransform):
 
     def expand(self, sources: beam.PCollection | tuple[beam.PCollection, ...]) -> beam.PCollection:
         path = posixpath.join(self.directory, INPUT_COUNTS)
-        parts = sources if isinstance(sources, tuple) else (sources,)
-        counted = [pc | f"PerSource{i}" >> beam.combiners.Count.PerElement() for i, pc in enumerate(parts)]
+        counted = [pc | f"PerSource{i}" >> beam.combiners.Count.PerElement() for i, pc in each_input(sources)]
         return (
-            tuple(counted)
-            | "All" >> beam.Flatten()
+            flatten(counted, "All")
             | "Sum" >> beam.CombinePerKey(sum)
             | "ToDict" >> beam.combiners.ToDict()
             | "Save" >> beam.Map(lambda d: _write_json(d, path))
