@@ -155,3 +155,5 @@ def probe(ctx: Ctx, rec: Recorder) -> None:
                fairseq=version("fairseq-fixed"), ctranslate2=ctranslate2.__version__,
                ct2_cuda_devices=ctranslate2.get_cuda_device_count(),
                load=" ".join(f"{x:.1f}" for x in os.getloadavg()))
+    if os.environ.get("M3_CUBLAS_SHIM"):  # benchmarks/gpu_offline.sh: CTranslate2 on cuBLAS 13
+        rec.figure(ct2_cublas=os.environ["M3_CUBLAS_SHIM"])
