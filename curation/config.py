@@ -23,6 +23,8 @@ from translate.config import TranslateConfig, translate_config_from_dict
 FORMATS = ("jsonl", "csv", "tsv", "parquet", "webdataset", "parallel_files")
 KINDS = ("pair", "weak", "parallel")
 IMAGE_FORMATS = ("JPEG", "PNG", "WEBP")
+# [image] resize_method: Pillow's resampling filter for downscaling (see ImageConfig).
+RESIZE_METHODS = ("lanczos", "bicubic", "bilinear")
 DEDUP_KEYS = ("image+caption", "image", "caption", "none")
 IMAGE_PATH_POLICIES = ("confined", "any")
 
@@ -103,6 +105,10 @@ class ImageConfig:
     max_side: images are downscaled so their long side is at most this. quality: JPEG/WEBP.
     reencode: "always" (strips metadata, uniform format) or "if_needed" (keeps the
     original bytes when format, size and orientation already conform).
+    resize_method: the downscaling filter, one of RESIZE_METHODS. "lanczos" (default)
+    scores highest against a full-resolution reference; "bicubic" makes the image stage
+    about 15 % faster for about 0.1 dB PSNR (level with img2dataset's OpenCV INTER_AREA);
+    "bilinear" about 35 % faster for about 0.5 dB. Measured in curation/clean/README.md.
     """
 
     min_side: int = 32
@@ -113,6 +119,7 @@ class ImageConfig:
     max_side: int = 512
     quality: int = 90
     reencode: str = "always"
+    resize_method: str = "lanczos"
 
 
 @dataclass
@@ -263,6 +270,11 @@ def validate(cfg: BuildConfig) -> BuildConfig:
         raise ConfigError(f"image.max_side ({im.max_side}) is below image.min_side ({im.min_side})")
     if im.reencode not in ("always", "if_needed"):
         raise ConfigError(f"image.reencode = {im.reencode!r}: use 'always' or 'if_needed'")
+    if im.resize_method not in RESIZE_METHODS:
+        raise ConfigError(
+            f"image.resize_method = {im.resize_method!r}: use one of {RESIZE_METHODS} "
+            "(lanczos: best quality; bicubic, bilinear: faster, slightly softer)"
+        )
     tx = cfg.text
     if not 0 <= tx.min_chars <= tx.max_chars or not 0 <= tx.min_words <= tx.max_words:
         raise ConfigError("text: need 0 <= min_chars <= max_chars and 0 <= min_words <= max_words")

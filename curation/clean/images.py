@@ -47,7 +47,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from curation.config import ImageConfig
+from curation.config import RESIZE_METHODS, ImageConfig
 from curation.read.paths import UnsafePath, open_target
 from curation.read.records import RawRecord
 from curation.stages import IMAGE
@@ -61,6 +61,12 @@ INPUT_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 # JPEG draft decoding (DCT scaling by 1/2, 1/4, 1/8) is used from this downscaling factor on.
 _DRAFT_MIN_FACTOR = 2
 _EXIF_ORIENTATION = 0x0112
+# [image] resize_method -> Pillow filter. All keep the region box and the DCT-scaled decode.
+_RESAMPLING = {
+    "lanczos": Image.Resampling.LANCZOS,
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+}
 _WHITE = (255, 255, 255, 255)
 
 _PIL_GLOBALS_LOCK = threading.Lock()
@@ -95,7 +101,7 @@ def process_image(data: bytes, cfg: ImageConfig) -> dict[str, Any]:
         return _image_struct(data, width, height, fmt)
     if orientation >= 5:  # these orientations swap width and height
         target = (target[1], target[0])
-    img = _oriented_rgb(img, orientation, target, box)
+    img = _oriented_rgb(img, orientation, target, box, resampling(cfg.resize_method))
     if min(img.size) < cfg.min_side:
         raise ImageRejected(
             "too_small", f"{width}x{height} is {img.width}x{img.height} after downscaling to max side {cfg.max_side}, min side {cfg.min_side}"
@@ -124,6 +130,14 @@ def _open(data: bytes, bomb_pixels: int) -> Image.Image:
             raise _decode_failure(err, data) from None
         finally:
             Image.MAX_IMAGE_PIXELS = saved
+
+
+def resampling(method: str) -> Image.Resampling:
+    """The Pillow filter for ``[image] resize_method``; ValueError names the choices."""
+    try:
+        return _RESAMPLING[method]
+    except (KeyError, TypeError):
+        raise ValueError(f"image.resize_method = {method!r}: use one of {RESIZE_METHODS}") from None
 
 
 def _check_header(width: int, height: int, cfg: ImageConfig) -> None:
@@ -213,9 +227,16 @@ def _orientation(img: Image.Image) -> int:
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
-def _oriented_rgb(img: Image.Image, orientation: int, target: tuple[int, int], box: Box | None = None) -> Image.Image:
+def _oriented_rgb(
+    img: Image.Image,
+    orientation: int,
+    target: tuple[int, int],
+    box: Box | None = None,
+    filt: Image.Resampling = Image.Resampling.LANCZOS,
+) -> Image.Image:
     """Apply the EXIF orientation, convert to RGB and resize the region ``box`` (of the
-    decoded pixels, see ``_decode``; None: all of them) to ``target`` (display order)."""
+    decoded pixels, see ``_decode``; None: all of them) to ``target`` (display order)
+    with the filter ``filt``."""
     try:
         if box is not None and orientation != 1:
             box = _oriented_box(box, orientation, img.size)
@@ -223,7 +244,7 @@ def _oriented_rgb(img: Image.Image, orientation: int, target: tuple[int, int], b
             img = ImageOps.exif_transpose(img)
         img = to_rgb(img)
         if img.size != target or box is not None:
-            img = img.resize(target, Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
+            img = img.resize(target, filt, box=box, reducing_gap=3.0)
     except Exception as err:  # e.g. a mode Pillow cannot convert to RGB
         raise ImageRejected("decode_error", f"{type(err).__name__}: {err}") from None
     return img
@@ -316,6 +337,7 @@ class ValidateImagesFn(beam.DoFn):
     """
 
     def __init__(self, cfg: ImageConfig):
+        resampling(cfg.resize_method)  # a wrong setting fails when the pipeline is built
         self.cfg = cfg
         self.counters = StageCounters(IMAGE)
 
