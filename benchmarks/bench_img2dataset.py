@@ -10,16 +10,19 @@ them as JPEG q90 and write Parquet:
   ``image_size``, as m3curate's ``max_side``), ``resize_only_if_bigger``, its default
   downscale filter (OpenCV ``INTER_AREA``), ``extract_exif=False`` (less work for it);
 - ``m3curate build`` on a JSONL naming the same files, ``max_side = 256``, ``quality = 90``,
-  the default local runner (one worker, in process).
+  the default local runner (one worker, in process), once per ``[image] resize_method``
+  named by ``--methods`` (default: ``lanczos``, the default filter, and ``bicubic``).
 
 Each runs as a child process tree; reported: wall seconds, CPU seconds (user + sys of
 the tree), peak RSS of the tree (sum over its processes, sampled every 20 ms), images per
 CPU second, and quality: PSNR of each output image against a reference made from the
 original at full resolution (Pillow LANCZOS on float channels, no rounding, no JPEG), at
-the output's own size. Image generation is not timed.
+the output's own size. Image generation is not timed. Also printed: the resident memory
+of a bare ``import apache_beam`` (the floor of every m3curate build process).
 
     python3.11 -m venv /tmp/i2d && /tmp/i2d/bin/pip install img2dataset
-    .venv/bin/python benchmarks/bench_img2dataset.py --images 3000 --img2dataset /tmp/i2d/bin/img2dataset
+    .venv/bin/python benchmarks/bench_img2dataset.py --images 3000 --img2dataset /tmp/i2d/bin/img2dataset \
+        --methods lanczos,bicubic,bilinear --rounds 2
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import psutil
 import pyarrow.parquet as pq
 from PIL import Image
 
+from curation.config import RESIZE_METHODS
 from curation.demo.synth import caption, render, sample_rng, sample_scene
 
 MAX_SIDE = 256
@@ -134,19 +138,27 @@ def run_img2dataset(exe: str, items: list[tuple[str, str]], work: Path) -> dict[
     return measured(cmd, {**os.environ, "OMP_NUM_THREADS": "1"})
 
 
-def run_m3curate(items: list[tuple[str, str]], work: Path) -> dict[str, float]:
+def run_m3curate(items: list[tuple[str, str]], work: Path, method: str) -> dict[str, float]:
+    """``m3curate build`` with ``[image] resize_method = method``, into work/m3_out_<method>."""
     corpus = work / "m3_in"
     corpus.mkdir(parents=True, exist_ok=True)
     lines = [json.dumps({"key": Path(p).stem, "caption": c, "image": p}) for p, c in items]
     (corpus / "pairs.jsonl").write_text("\n".join(lines) + "\n")
-    toml = corpus / "build.toml"
+    toml = corpus / f"build-{method}.toml"
     toml.write_text(
         f'[[sources]]\nname = "photos"\nformat = "jsonl"\npaths = ["{corpus}/pairs.jsonl"]\nlang = "en"\n'
         f'image_paths = "any"\n\n[image]\nmax_side = {MAX_SIDE}\nquality = {QUALITY}\nmin_side = 16\n'
+        f'resize_method = "{method}"\n'
     )
     exe = str(Path(sys.executable).with_name("m3curate"))
-    cmd = [exe, "build", "--config", str(toml), "--out", str(work / "m3_out"), "--overwrite"]
+    cmd = [exe, "build", "--config", str(toml), "--out", str(work / f"m3_out_{method}"), "--overwrite"]
     return measured(cmd, {**os.environ, "M3CURATE_PROGRESS": "0"})
+
+
+def beam_import_rss_mb() -> float:
+    """Resident MB of a fresh interpreter after ``import apache_beam`` (and psutil)."""
+    code = "import apache_beam, psutil; print(psutil.Process().memory_info().rss)"
+    return int(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout) / 2**20
 
 
 def reference(original: Image.Image, size: tuple[int, int]) -> np.ndarray:
@@ -163,18 +175,24 @@ def psnr(out_bytes: bytes, ref: np.ndarray) -> float:
     return 10 * np.log10(255.0**2 / mse) if mse else float("inf")
 
 
-def outputs(work: Path) -> dict[str, dict[str, bytes]]:
+def outputs(work: Path, methods: list[str]) -> dict[str, dict[str, bytes]]:
     """tool -> original file's stem -> output JPEG bytes."""
     i2d: dict[str, bytes] = {}
     for shard in sorted((work / "i2d_out").glob("*.parquet")):
         for row in pq.read_table(shard, columns=["url", "jpg", "status"]).to_pylist():
             if row["status"] == "success":
                 i2d[Path(row["url"]).stem] = row["jpg"]
-    m3: dict[str, bytes] = {}
-    for shard in sorted((work / "m3_out" / "pairs").glob("*.parquet")):
-        for row in pq.read_table(shard, columns=["image", "source_id"]).to_pylist():
-            m3[row["source_id"]] = row["image"]["bytes"]
-    return {"img2dataset": i2d, "m3curate": m3}
+    outs = {"img2dataset": i2d}
+    for method in methods:
+        m3 = outs[m3_name(method)] = {}
+        for shard in sorted((work / f"m3_out_{method}" / "pairs").glob("*.parquet")):
+            for row in pq.read_table(shard, columns=["image", "source_id"]).to_pylist():
+                m3[row["source_id"]] = row["image"]["bytes"]
+    return outs
+
+
+def m3_name(method: str) -> str:
+    return f"m3curate {method}"
 
 
 def quality(items: list[tuple[str, str]], outs: dict[str, dict[str, bytes]], sample: int) -> dict[str, dict[str, float]]:
@@ -204,8 +222,13 @@ def main() -> None:
     parser.add_argument("--img2dataset", default="/tmp/i2d/bin/img2dataset", help="img2dataset's console script")
     parser.add_argument("--psnr-sample", type=int, default=500, help="images scored for PSNR")
     parser.add_argument("--workdir", default="/tmp/m3curate-bench-i2d")
-    parser.add_argument("--rounds", type=int, default=1, help="alternate the two tools this many times")
+    parser.add_argument("--rounds", type=int, default=1, help="alternate the tools this many times")
+    parser.add_argument("--methods", default="lanczos,bicubic",
+                        help=f"m3curate [image] resize_method values to run, comma-separated ({', '.join(RESIZE_METHODS)})")
     args = parser.parse_args()
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if not methods or any(m not in RESIZE_METHODS for m in methods):
+        parser.error(f"--methods {args.methods!r}: use values from {RESIZE_METHODS}")
     work = Path(args.workdir)
     marker = work / f"images-{args.images}-{args.seed}.json"
     if marker.exists():
@@ -215,33 +238,40 @@ def main() -> None:
         items = make_images(work, args.images, args.seed)
         marker.write_text(json.dumps(items))
     load = os.getloadavg()
-    runs: dict[str, list[dict[str, float]]] = {"img2dataset": [], "m3curate": []}
+    runs: dict[str, list[dict[str, float]]] = {"img2dataset": [], **{m3_name(m): [] for m in methods}}
     for _ in range(args.rounds):
         runs["img2dataset"].append(run_img2dataset(args.img2dataset, items, work))
-        runs["m3curate"].append(run_m3curate(items, work))
-    outs = outputs(work)
+        for method in methods:
+            runs[m3_name(method)].append(run_m3curate(items, work, method))
+    outs = outputs(work, methods)
     for tool, got in outs.items():
         if len(got) != len(items):
             raise SystemExit(f"{tool} wrote {len(got)} of {len(items)} images")
     q = quality(items, outs, args.psnr_sample)
-    report(args, items, runs, q, load)
+    report(args, items, runs, q, (load, os.getloadavg()))
+    print(f"RSS of a bare `import apache_beam`: {beam_import_rss_mb():.0f} MB")
 
 
-def report(args, items, runs, q, load) -> None:
+def report(args, items, runs, q, loads) -> None:
     n = len(items)
+    load, end = loads
     print(f"\n{n} JPEGs 400-640 px -> long side {MAX_SIDE}, JPEG q{QUALITY}; {platform.machine()}, "
-          f"{os.cpu_count()} CPUs; load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
-          f"best of {args.rounds} round(s) by CPU")
+          f"{os.cpu_count()} CPUs; load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, "
+          f"at end {end[0]:.2f} {end[1]:.2f} {end[2]:.2f}; best of {args.rounds} round(s) by CPU")
     print("| tool | wall s | CPU s | peak RSS MB, tree (largest process) | images / CPU s | PSNR dB (mean, min) |")
     print("|---|---|---|---|---|---|")
     best = {tool: min(r, key=lambda x: x["cpu"]) for tool, r in runs.items()}
     for tool, r in best.items():
         print(f"| {tool} | {r['wall']:.1f} | {r['cpu']:.1f} | {r['rss_mb']:.0f} ({r['rss_one_mb']:.0f}) | {n / r['cpu']:.0f} | "
               f"{q[tool]['psnr']:.2f}, {q[tool]['min']:.2f} |")
-    m3, i2d = best["m3curate"], best["img2dataset"]
-    print(f"\nm3curate vs img2dataset: throughput per core {i2d['cpu'] / m3['cpu']:.2f}x, wall {m3['wall'] / i2d['wall']:.2f}x, "
-          f"peak RSS {m3['rss_mb'] / i2d['rss_mb']:.2f}x, PSNR {q['m3curate']['psnr'] - q['img2dataset']['psnr']:+.2f} dB "
-          f"({q['m3curate']['n']} images scored; output sizes differ on {q['m3curate']['sizes_differ']})")
+    i2d = best["img2dataset"]
+    print()
+    for tool, m3 in best.items():
+        if tool != "img2dataset":
+            print(f"{tool} vs img2dataset: throughput per core {i2d['cpu'] / m3['cpu']:.2f}x, wall {m3['wall'] / i2d['wall']:.2f}x, "
+                  f"peak RSS {m3['rss_mb'] / i2d['rss_mb']:.2f}x of its tree, {m3['rss_mb'] / i2d['rss_one_mb']:.2f}x of its "
+                  f"largest process, PSNR {q[tool]['psnr'] - q['img2dataset']['psnr']:+.2f} dB "
+                  f"({q[tool]['n']} images scored; output sizes differ on {q[tool]['sizes_differ']})")
     print("all rounds:", json.dumps({t: [{k: round(v, 2) for k, v in r.items()} for r in rs] for t, rs in runs.items()}))
 
 
