@@ -39,7 +39,7 @@ from curation.clean.dedup import (
 )
 from curation.clean.ids import DUPLICATE_ID, UniqueIds, pick_first, provenance_key
 from curation.clean.splits import AssignSplits, caption_keys
-from curation.output.runs import Segment, decode_row, encode_row, merge_segments
+from curation.output.runs import RUN_BYTES, Segment, decode_row, encode_row, merge_segments
 from curation.output.spill import PARTITIONS, SpillFn, each_input, flatten, runs_folder
 from curation.stages import DEDUP, SPLIT
 from schemas.rows import REJECTS_TAG
@@ -74,7 +74,7 @@ class _SpillRowsFn(SpillFn):
     Segment) descriptors on the ``RUNS_TAG`` output."""
 
     def __init__(self, directory: str, table: str, dedup_key: str, partitions: int):
-        super().__init__(directory, partitions)
+        super().__init__(directory, partitions, RUN_BYTES)
         self.table, self.dedup_key = table, dedup_key
 
     def process(self, row: dict[str, Any]) -> Iterator[Any]:

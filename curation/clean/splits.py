@@ -31,7 +31,8 @@ from typing import Any
 
 import apache_beam as beam
 
-from curation.output.spill import GroupOnDisk
+from curation.output.runs import Segment
+from curation.output.spill import SpillFn, merged_groups
 
 HELD_OUT = ("test", "val", "valid", "validation", "dev")
 
@@ -49,14 +50,20 @@ def caption_keys(row: dict[str, Any]) -> list[str]:
             for t in row["texts"] if t["kind"] == "caption"]
 
 
-def leak_keys(record: tuple, moved: dict[str, str]) -> Iterator[tuple[str, tuple[str, str]]]:
+def leak_keys(record: tuple) -> Iterator[tuple[str, tuple[str, str]]]:
     """(key, (row id, split)) for a key record's image and each of its captions
-    (``curation.clean.keys.KeyRecord``), with the split the earlier rounds moved it to."""
-    row_id, split, image, captions = record[0], record[4], record[5], record[7]
-    member = (row_id, moved.get(row_id, split))
-    yield "i:" + image, member
-    for key in captions:
+    (``curation.clean.keys.KeyRecord``)."""
+    member = (record[0], record[4])
+    yield "i:" + record[5], member
+    for key in record[7]:
         yield "c:" + key, member
+
+
+def round_moves(part: tuple[int, Iterable[Segment]], moved: dict[str, str]) -> Iterator[tuple[str, str]]:
+    """The moves of one partition of the leak keys' runs, on the splits ``moved`` (the
+    earlier rounds' moves) gives the rows."""
+    for key, members in merged_groups(part[1]):
+        yield from moves((key, [(row_id, moved.get(row_id, split)) for row_id, split in members]))
 
 
 def moves(group: tuple[str, Iterable[tuple[str, str]]]) -> Iterator[tuple[str, str]]:
@@ -79,7 +86,8 @@ class AssignSplits(beam.PTransform):
     split)) for the rows that move (module docstring); ``keys.ApplyDecisions`` moves them.
 
     splits: the splits the sources declare; with one, nothing can move and no key is
-    grouped. directory: where the leak keys are grouped (``GroupOnDisk``).
+    grouped. directory: where the leak keys (image digests and caption keys with row ids)
+    are sorted into runs, once: each round merges the same runs, with the moves so far.
 
     A move can make a new leak (a row moved for its caption shares its image with a row
     that stayed), so the moves are found in ``ROUNDS`` rounds, each on the splits the
@@ -96,12 +104,17 @@ class AssignSplits(beam.PTransform):
     def expand(self, keys: beam.PCollection) -> beam.PCollection:
         moved = keys.pipeline | "NoMoves" >> beam.Create([])
         if len(self.splits) > 1:
+            parts = (  # the leak keys sorted into runs once; each round merges them again
+                keys
+                | "LeakKeys" >> beam.FlatMap(leak_keys)
+                | "Spill" >> beam.ParDo(SpillFn(self.directory))
+                | "Parts" >> beam.GroupByKey()
+            )
             for r in range(self.ROUNDS):
-                found = (
-                    keys
-                    | f"LeakKeys{r}" >> beam.FlatMap(leak_keys, moved=beam.pvalue.AsDict(moved))
-                    | f"ByKey{r}" >> GroupOnDisk(f"{self.directory}{r}")
-                    | f"Moves{r}" >> beam.FlatMap(moves)
+                found = (  # a shuffle of the few descriptors per round: FnApiRunner would fuse the
+                    # rounds' readers of one GroupByKey into one stage, each waiting on the one before
+                    parts | f"Round{r}" >> beam.Reshuffle()
+                    | f"Moves{r}" >> beam.FlatMap(round_moves, moved=beam.pvalue.AsDict(moved))
                 )
                 moved = ((moved, found) | f"All{r}" >> beam.Flatten()
                          | f"PerRow{r}" >> beam.CombinePerKey(most_held_out))

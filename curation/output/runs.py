@@ -29,7 +29,7 @@ from apache_beam.coders import FastPrimitivesCoder
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-RUN_BYTES = 64 << 20  # what a RunWriter holds before it writes a run
+RUN_BYTES = 16 << 20  # what a RunWriter holds before it writes a run
 READ_CHUNK = 64 << 10  # what a segment reader holds of its run at a time
 _HEADER = struct.Struct(">II")
 _CODER = FastPrimitivesCoder()

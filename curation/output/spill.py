@@ -30,7 +30,6 @@ from apache_beam.transforms.window import GlobalWindows
 from apache_beam.utils.windowed_value import WindowedValue
 
 from curation.output.runs import (
-    RUN_BYTES,
     RunWriter,
     Segment,
     decode_row,
@@ -39,7 +38,7 @@ from curation.output.runs import (
 )
 
 PARTITIONS = 16  # partitions of a GroupOnDisk: the units of work of its merge step
-KEY_RUN_BYTES = 16 << 20  # what a bundle holds of small entries (key records) before it writes a run
+KEY_RUN_BYTES = 8 << 20  # what a bundle holds of small entries (key records) before it writes a run
 RUNS = "_runs"  # the folder of the staging directory that holds every run of a build
 
 
@@ -51,10 +50,10 @@ def partition_of(key: str, partitions: int) -> int:
 
 class SpillFn(beam.DoFn):
     """(key, value) -> (partition, Segment): each bundle's entries sorted into runs under
-    ``directory`` (a value is encoded here unless it is bytes already, ``encoded``)."""
+    ``directory``, ``budget`` bytes at most held before a run is written."""
 
-    def __init__(self, directory: str, partitions: int = PARTITIONS, budget: int = RUN_BYTES, encoded: bool = False):
-        self.directory, self.partitions, self.budget, self.encoded = directory, partitions, budget, encoded
+    def __init__(self, directory: str, partitions: int = PARTITIONS, budget: int = KEY_RUN_BYTES):
+        self.directory, self.partitions, self.budget = directory, partitions, budget
         self.runs: RunWriter | None = None
 
     def start_bundle(self) -> None:
@@ -62,7 +61,7 @@ class SpillFn(beam.DoFn):
 
     def process(self, entry: tuple[str, Any]) -> Iterator[tuple[int, Segment]]:
         key, value = entry
-        yield from self.spill(key, value if self.encoded else encode_row(value))
+        yield from self.spill(key, encode_row(value))
 
     def spill(self, key: str, value: bytes) -> list[tuple[int, Segment]]:
         return self.runs.add(partition_of(key, self.partitions) if self.partitions > 1 else 0, key, value)
