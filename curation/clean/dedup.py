@@ -57,10 +57,6 @@ DECISIONS = "decisions"
 Identity = tuple[str, str, str]  # (source, source_id, id): what dedup orders rows by and names them with
 
 
-def identity(row: dict[str, Any]) -> Identity:
-    return row["source"], row["source_id"], row["id"]
-
-
 def losers(identities: Iterable[Identity]) -> Iterator[tuple[str, Identity]]:
     """(id, kept row's identity) for every row of a group but the kept one, the smallest."""
     ordered = sorted(identities)
