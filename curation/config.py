@@ -106,9 +106,10 @@ class ImageConfig:
     reencode: "always" (strips metadata, uniform format) or "if_needed" (keeps the
     original bytes when format, size and orientation already conform).
     resize_method: the downscaling filter, one of RESIZE_METHODS. "lanczos" (default)
-    scores highest against a full-resolution reference; "bicubic" makes the image stage
-    about 15 % faster for about 0.1 dB PSNR (level with img2dataset's OpenCV INTER_AREA);
-    "bilinear" about 35 % faster for about 0.5 dB. Measured in curation/clean/README.md.
+    scores highest against a full-resolution reference; "bicubic" takes about 17 % less
+    CPU in the image stage for about 0.1 dB PSNR (level with img2dataset's OpenCV
+    INTER_AREA); "bilinear" about 30 % less for about 0.5 dB. Measured in
+    curation/clean/README.md.
     """
 
     min_side: int = 32
