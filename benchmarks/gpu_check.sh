@@ -17,6 +17,8 @@
 #      the venv nor the system has it (a CUDA 13 torch), nvidia-cublas-cu12 is installed and
 #      its folder put on LD_LIBRARY_PATH.
 # M3_WHEELS=DIR takes every package from a folder of wheels instead (a machine without network).
+# A machine without network whose python3 already has CUDA torch (a stock PyTorch image): make the
+# pack here with benchmarks/gpu_pack.sh, run benchmarks/gpu_offline.sh there (no venv, no Beam).
 # A rehearsal installs nothing: it runs on the environment `make install` made.
 # Then benchmarks/gpu_check.py runs the parts; results in out/gpu-check/ (gpu_check.json,
 # gpu_check.md to paste into benchmarks/RESULTS.md, logs/). Exit status 0: every part ran and
