@@ -50,6 +50,7 @@ from curation.config import RESIZE_METHODS
 from curation.demo.synth import caption, render, sample_rng, sample_scene
 
 MAX_SIDE = 256
+Variant = tuple[str, str | None]  # (resize_method, folder put first on PYTHONPATH or None)
 QUALITY = 90
 
 
@@ -138,8 +139,10 @@ def run_img2dataset(exe: str, items: list[tuple[str, str]], work: Path) -> dict[
     return measured(cmd, {**os.environ, "OMP_NUM_THREADS": "1"})
 
 
-def run_m3curate(items: list[tuple[str, str]], work: Path, method: str) -> dict[str, float]:
-    """``m3curate build`` with ``[image] resize_method = method``, into work/m3_out_<method>."""
+def run_m3curate(items: list[tuple[str, str]], work: Path, variant: Variant) -> dict[str, float]:
+    """``m3curate build`` with ``[image] resize_method = method``, into work/<out_dir(variant)>;
+    with ``pythonpath`` put first on the build's PYTHONPATH (another Pillow build there)."""
+    method, pythonpath = variant
     corpus = work / "m3_in"
     corpus.mkdir(parents=True, exist_ok=True)
     lines = [json.dumps({"key": Path(p).stem, "caption": c, "image": p}) for p, c in items]
@@ -151,8 +154,11 @@ def run_m3curate(items: list[tuple[str, str]], work: Path, method: str) -> dict[
         f'resize_method = "{method}"\n'
     )
     exe = str(Path(sys.executable).with_name("m3curate"))
-    cmd = [exe, "build", "--config", str(toml), "--out", str(work / f"m3_out_{method}"), "--overwrite"]
-    return measured(cmd, {**os.environ, "M3CURATE_PROGRESS": "0"})
+    cmd = [exe, "build", "--config", str(toml), "--out", str(work / out_dir(variant)), "--overwrite"]
+    env = {**os.environ, "M3CURATE_PROGRESS": "0"}
+    if pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (pythonpath, env.get("PYTHONPATH")) if p)
+    return measured(cmd, env)
 
 
 def beam_import_rss_mb() -> float:
@@ -175,7 +181,7 @@ def psnr(out_bytes: bytes, ref: np.ndarray) -> float:
     return 10 * np.log10(255.0**2 / mse) if mse else float("inf")
 
 
-def outputs(work: Path, methods: list[str]) -> dict[str, dict[str, bytes]]:
+def outputs(work: Path, variants: list[Variant]) -> dict[str, dict[str, bytes]]:
     """tool -> original file's stem -> output JPEG bytes."""
     i2d: dict[str, bytes] = {}
     for shard in sorted((work / "i2d_out").glob("*.parquet")):
@@ -183,16 +189,20 @@ def outputs(work: Path, methods: list[str]) -> dict[str, dict[str, bytes]]:
             if row["status"] == "success":
                 i2d[Path(row["url"]).stem] = row["jpg"]
     outs = {"img2dataset": i2d}
-    for method in methods:
-        m3 = outs[m3_name(method)] = {}
-        for shard in sorted((work / f"m3_out_{method}" / "pairs").glob("*.parquet")):
+    for variant in variants:
+        m3 = outs[m3_name(variant)] = {}
+        for shard in sorted((work / out_dir(variant) / "pairs").glob("*.parquet")):
             for row in pq.read_table(shard, columns=["image", "source_id"]).to_pylist():
                 m3[row["source_id"]] = row["image"]["bytes"]
     return outs
 
 
-def m3_name(method: str) -> str:
-    return f"m3curate {method}"
+def m3_name(variant: Variant) -> str:
+    return f"m3curate {variant[0]}" + (", Pillow-SIMD" if variant[1] else "")
+
+
+def out_dir(variant: Variant) -> str:
+    return f"m3_out_{variant[0]}" + ("_simd" if variant[1] else "")
 
 
 def quality(items: list[tuple[str, str]], outs: dict[str, dict[str, bytes]], sample: int) -> dict[str, dict[str, float]]:
@@ -225,6 +235,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="alternate the tools this many times")
     parser.add_argument("--methods", default="lanczos,bicubic",
                         help=f"m3curate [image] resize_method values to run, comma-separated ({', '.join(RESIZE_METHODS)})")
+    parser.add_argument("--simd-pythonpath", help="also run each method with this folder first on PYTHONPATH: one "
+                        "holding a Pillow-SIMD build's PIL package (see curation/clean/README.md)")
     args = parser.parse_args()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if not methods or any(m not in RESIZE_METHODS for m in methods):
@@ -238,12 +250,15 @@ def main() -> None:
         items = make_images(work, args.images, args.seed)
         marker.write_text(json.dumps(items))
     load = os.getloadavg()
-    runs: dict[str, list[dict[str, float]]] = {"img2dataset": [], **{m3_name(m): [] for m in methods}}
+    variants: list[Variant] = [(m, None) for m in methods]
+    if args.simd_pythonpath:
+        variants += [(m, args.simd_pythonpath) for m in methods]
+    runs: dict[str, list[dict[str, float]]] = {"img2dataset": [], **{m3_name(v): [] for v in variants}}
     for _ in range(args.rounds):
         runs["img2dataset"].append(run_img2dataset(args.img2dataset, items, work))
-        for method in methods:
-            runs[m3_name(method)].append(run_m3curate(items, work, method))
-    outs = outputs(work, methods)
+        for variant in variants:
+            runs[m3_name(variant)].append(run_m3curate(items, work, variant))
+    outs = outputs(work, variants)
     for tool, got in outs.items():
         if len(got) != len(items):
             raise SystemExit(f"{tool} wrote {len(got)} of {len(items)} images")
