@@ -245,6 +245,10 @@ def _f(x: float, sign: bool = False) -> str:
     return "n/a" if x != x else (f"{x:+.2f}" if sign else f"{x:.2f}")
 
 
+def _p(x: float) -> str:
+    return "n/a" if x != x else ("<0.001" if x < 0.001 else f"{x:.3f}")
+
+
 def report(rows: list[dict[str, Any]], seeds: list[int]) -> str:
     """Markdown: per variant the chosen weight, validation means, test mR per seed, mean ± sd,
     per language; then the paired comparisons."""
@@ -273,7 +277,7 @@ def report(rows: list[dict[str, Any]], seeds: list[int]) -> str:
         per_lang = " / ".join(_f(statistics.mean(ra[s]["test_langs"][lang] - rb[s]["test_langs"][lang] for s in seeds), True)
                               for lang in langs)
         lines.append(f"| {a} − {b} | " + ", ".join(_f(d, True) for d in diffs) + f" | {_f(st['mean'], True)} ± {_f(st['sd'])} | "
-                     f"{st['sign_flip_p']:.3f} | {_f(st['t_p'])} | {per_lang} |")
+                     f"{_p(st['sign_flip_p'])} | {_p(st['t_p'])} | {per_lang} |")
     return "\n".join(lines)
 
 
