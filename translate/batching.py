@@ -18,13 +18,16 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-def token_budget_batches(lengths: Sequence[int], max_tokens: int, max_sentences: int = 0) -> list[list[int]]:
+def token_budget_batches(lengths: Sequence[int], max_tokens: int, max_sentences: int = 0,
+                         same_length: bool = False) -> list[list[int]]:
     """Indices of ``lengths`` grouped into batches, shortest sentences first.
 
     A batch holds as many sentences as fit ``count * longest <= max_tokens`` (and at most
     ``max_sentences`` when that is > 0). A sentence longer than the budget on its own
     gets a batch of its own rather than being dropped. Ties keep input order (stable
-    sort), so the same input always gives the same batches.
+    sort), so the same input always gives the same batches. ``same_length``: a new batch
+    also starts at every change of length, so no batch is padded and a sentence's result
+    does not depend on which sentences it was sent with (``Decoding.same_length``).
     """
     if max_tokens < 1:
         raise ValueError(f"max_tokens = {max_tokens}: must be >= 1")
@@ -35,7 +38,8 @@ def token_budget_batches(lengths: Sequence[int], max_tokens: int, max_sentences:
     for i in order:
         longer = max(longest, lengths[i])
         full = max_sentences > 0 and len(current) >= max_sentences
-        if current and (full or longer * (len(current) + 1) > max_tokens):
+        changed = same_length and lengths[i] != longest
+        if current and (full or changed or longer * (len(current) + 1) > max_tokens):
             batches.append(current)
             current, longer = [], lengths[i]
         current.append(i)

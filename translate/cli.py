@@ -77,6 +77,9 @@ def _decoding_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-repeat-ngram-size", type=int, default=0, help="forbid repeated n-grams of this size")
     p.add_argument("--max-tokens", type=int, default=d.max_tokens,
                    help=f"token budget per model batch (default {d.max_tokens})")
+    p.add_argument("--padded-batches", action="store_true",
+                   help="model batches of mixed source lengths (fuller, faster on GPU); the default batches one "
+                        "source length at a time, so scores do not depend on batch-mates")
 
 
 def _translate(args: argparse.Namespace, beam_args: list[str]) -> int:
@@ -90,7 +93,8 @@ def _translate(args: argparse.Namespace, beam_args: list[str]) -> int:
     cfg = translate_config_from_dict({
         "model": args.model, "engine": args.engine, "source_langs": [args.src], "targets": [args.tgt],
         "beam": args.beam, "lenpen": args.lenpen, "max_len_a": args.max_len_a, "max_len_b": args.max_len_b,
-        "no_repeat_ngram_size": args.no_repeat_ngram_size, "max_tokens": args.max_tokens, "device": args.device,
+        "no_repeat_ngram_size": args.no_repeat_ngram_size, "max_tokens": args.max_tokens,
+        "same_length_batches": not args.padded_batches, "device": args.device,
         "dtype": args.dtype, "compute_type": args.compute_type, "cpu_threads": args.threads,
         "checkpoint": args.checkpoint, "remove_bpe": args.remove_bpe,
     })

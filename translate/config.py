@@ -46,6 +46,11 @@ class TranslateConfig:
         as a ``translation`` text derived from the weak text; no parallel row).
     beam, lenpen, max_len_a, max_len_b, no_repeat_ngram_size: decoding, as fairseq-generate.
     max_tokens, max_sentences: the engine's batch budget (padded source tokens; sentences).
+    same_length_batches: model batches of one source token length only (default true): no
+        padding, so translations and their scores are the same bytes however the runner
+        groups requests (DESIGN: same inputs and config, same output bytes). false: padded
+        batches, fewer and fuller, whose scores vary in the last float32 bits with their
+        batch-mates (translate/README.md, Batching).
     device: cpu | cuda. dtype: float32 | float16 | bfloat16 (the last two on CUDA only).
     compute_type: CTranslate2's (default: as converted). cpu_threads: 0 = library default.
     accelerator: the Beam accelerator resource hint of the inference step. Empty: on
@@ -86,6 +91,7 @@ class TranslateConfig:
     no_repeat_ngram_size: int = Decoding.no_repeat_ngram_size
     max_tokens: int = Decoding.max_tokens
     max_sentences: int = Decoding.max_sentences
+    same_length_batches: bool = True
     device: str = "cpu"
     dtype: str = "float32"
     compute_type: str = "default"
@@ -105,7 +111,7 @@ class TranslateConfig:
     def decoding(self) -> Decoding:
         return Decoding(beam=self.beam, lenpen=self.lenpen, max_len_a=self.max_len_a, max_len_b=self.max_len_b,
                         no_repeat_ngram_size=self.no_repeat_ngram_size, max_tokens=self.max_tokens,
-                        max_sentences=self.max_sentences)
+                        max_sentences=self.max_sentences, same_length=self.same_length_batches)
 
     def model_code(self, lang: str) -> str:
         """The model's code for pipeline language ``lang``."""
@@ -154,6 +160,9 @@ def _check_types(cfg: TranslateConfig) -> None:
             raise _fail(name, getattr(cfg, name), "expected a list")
     if not isinstance(cfg.lang_codes, dict):
         raise _fail("lang_codes", cfg.lang_codes, "expected a table {pipeline code = model code}")
+    for name in ("back_translate", "same_length_batches"):
+        if not isinstance(getattr(cfg, name), bool):
+            raise _fail(name, getattr(cfg, name), "expected true or false")
 
 
 def validate(cfg: TranslateConfig) -> TranslateConfig:

@@ -193,7 +193,8 @@ class CT2Translator(Translator):
             else:
                 todo.append(i)
         lengths = [len(encoded[i]) + 1 for i in todo]  # + EOS, as fairseq counts
-        batches = token_budget_batches(lengths, self.decoding.max_tokens, self.decoding.max_sentences)
+        batches = token_budget_batches(lengths, self.decoding.max_tokens, self.decoding.max_sentences,
+                                       self.decoding.same_length)
         prefix = self._lang(tgt_lang) if self.info.multilingual and self.info.decoder_langtok else None
         results = [self._generate([encoded[todo[k]] for k in batch], prefix) for batch in batches]
         for k, hyp in enumerate(restore_order(batches, results)):

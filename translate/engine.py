@@ -44,6 +44,10 @@ class Decoding:
     min_len: generate at least this many tokens before EOS (fairseq's --min-len).
     max_tokens: token budget of one model batch (padded source tokens).
     max_sentences: at most this many sentences per model batch (0 = no limit).
+    same_length: model batches hold sources of one token length only (no padding), so a
+    sentence's translation and score do not depend on its batch-mates: the same output
+    bytes however requests are grouped (runners batch differently). Costs more, smaller
+    batches. The pipeline's ``[mt]`` turns it on (``same_length_batches``).
     """
 
     beam: int = 4
@@ -54,6 +58,7 @@ class Decoding:
     max_tokens: int = 4096
     max_sentences: int = 0
     min_len: int = 1
+    same_length: bool = False
 
     def check(self) -> None:
         """Raise ValueError naming the setting that is out of range."""

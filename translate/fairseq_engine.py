@@ -228,7 +228,7 @@ class FairseqTranslator(Translator):
             else:
                 todo.append(i)
         batches = token_budget_batches([len(encoded[i]) for i in todo], self.decoding.max_tokens,
-                                       self.decoding.max_sentences)
+                                       self.decoding.max_sentences, self.decoding.same_length)
         prefix = self._lang_id(tgt_lang) if self.info.multilingual and self.info.decoder_langtok else None
         results = [self._generate([encoded[todo[k]] for k in batch], prefix) for batch in batches]
         for k, hyp in enumerate(restore_order(batches, results)):

@@ -37,3 +37,16 @@ def test_restore_order_puts_results_back():
         restore_order(batches, [r[:-1] for r in results])
     with pytest.raises(ValueError, match="two batches"):
         restore_order([[0], [0]], [["a"], ["b"]])
+
+
+def test_same_length_batches_are_never_padded():
+    rng = random.Random(5)
+    lengths = [rng.randint(3, 12) for _ in range(300)]
+    batches = token_budget_batches(lengths, max_tokens=64, max_sentences=8, same_length=True)
+    assert sorted(i for b in batches for i in b) == list(range(300))
+    for b in batches:
+        assert len({lengths[i] for i in b}) == 1, "a batch mixes source lengths"
+        assert len(b) <= 8 and len(b) * lengths[b[0]] <= 64
+    padded = token_budget_batches(lengths, max_tokens=64, max_sentences=8)
+    assert any(len({lengths[i] for i in b}) > 1 for b in padded), "the default packs mixed lengths"
+    assert len(batches) > len(padded)
