@@ -33,6 +33,7 @@ OUT/results/<corpus>[-noaux]/ and a finished run is never repeated (delete it to
 usage: python benchmarks/ablation_rc3.py --corpus web --out /tmp/rc3 [--samples 4000]
            [--held-out 1000] [--validation 400] [--steps 400] [--seeds 0,1,2] [--runs cdabpegh]
            [--jobs 2] [--no-aux] [--report results.md]
+       python benchmarks/ablation_rc3.py --gate --seeds 0,1,2,3,4,5,6,7 --out /tmp/rc3 [--report gate.md]
 """
 
 from __future__ import annotations
@@ -288,6 +289,47 @@ def report(results: dict[tuple[str, int], dict], seeds: list[int], form: str | N
     return "\n".join(lines)
 
 
+# The 50-step learning test's setting (tests/pretrain/test_pt_learns.py) per candidate form;
+# the warm-up is as long as that test's LR warm-up (5 steps), as w's is at 400 steps.
+GATE_FORMS = {"soft_target": {}, "regularizer": {"weak_form": "regularizer"},
+              "warmup_regularizer": {"weak_form": "regularizer", "weak_warmup": 5}}
+
+
+def gate(out: Path, seeds: list[int]) -> str:
+    """Markdown: held-out r_mean per language of test_pt_learns's run (micro model, 50 steps,
+    32 test images, chance 16.7; pass = every language above 2 x chance) per form and
+    train.seed, run one after another in this process."""
+    import torch
+
+    sys.path.insert(0, str(ROOT / "tests" / "pretrain"))
+    from pretrain_helpers import micro_config
+    from test_pt_learns import STEPS, write_scenes
+
+    from pretrain.demo import chance_r_mean
+    from pretrain.evaluate import evaluate
+    from pretrain.train import run_training
+
+    torch.set_num_threads(1)
+    bar, lines = 2 * chance_r_mean(32), ["| form | " + " | ".join(f"seed {s} de / en" for s in seeds) + " | passes |",
+                                         "|---|" + "---|" * (len(seeds) + 1)]
+    for name, loss in GATE_FORMS.items():
+        cells, passed = [], 0
+        for seed in seeds:
+            tmp = out / "gate" / f"{name}-seed{seed}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            data = write_scenes(tmp / "scenes")
+            cfg = micro_config(data={"batch_size": 32, "parallel_batch_size": 0, "shuffle_buffer": 64}, loss=loss,
+                               train={"steps": STEPS, "warmup_steps": 5, "lr": 2e-3, "ckpt_every": STEPS, "log_every": 10,
+                                      "seed": seed})
+            run_training(cfg, str(data), str(tmp / "run"), quiet=True)
+            got = evaluate(str(tmp / "run"), str(data), split="test", device="cpu")["languages"]
+            passed += all(m["r_mean"] > bar for m in got.values())
+            cells.append(" / ".join(f"{got[lang]['r_mean']:.2f}" for lang in ("de", "en")))
+            shutil.rmtree(tmp)
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {passed} of {len(seeds)} |")
+    return "\n".join(lines) + f"\n\npass: every language above 2 x chance = {bar:.2f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", choices=("demo", "web"), default="web")
@@ -304,12 +346,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--deadline-min", type=float, default=90.0, help="start no run after this many minutes")
     ap.add_argument("--no-aux", action="store_true", help="no code-switched captions, no TTC (see above)")
     ap.add_argument("--report", help="only write the Markdown report of what has run to this file")
+    ap.add_argument("--gate", action="store_true", help="instead: the 50-step learning test's run per candidate "
+                    "form and --seeds (e.g. --seeds 0,1,2,3,4,5,6,7), table to --report if given")
     ap.add_argument("--one", choices=sorted(ROLES), help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
         return run_one(args)
     seeds = [int(s) for s in args.seeds.split(",")]
+    if args.gate:
+        text = gate(Path(args.out), seeds)
+        print(text)
+        if args.report:
+            Path(args.report).write_text(text + "\n", encoding="utf-8")
+        return 0
     root = Path(args.out) / args.corpus
     failed: list[str] = []
     if not args.report:
