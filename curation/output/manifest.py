@@ -26,7 +26,7 @@ from curation.output.write import INPUT_COUNTS, TABLES
 from curation.stages import SPINE
 from schemas import SCHEMA_VERSION
 
-TOOLS = ("m3curate", "apache-beam", "pyarrow", "pillow", "numpy", "fasttext", "torch", "fairseq-fixed", "ctranslate2")
+TOOLS = ("m3curate", "apache-beam", "pyarrow", "pillow", "pillow-simd", "numpy", "fasttext", "torch", "fairseq-fixed", "ctranslate2")
 
 
 class ReconciliationError(RuntimeError):
@@ -78,7 +78,12 @@ def relevance_histogram(rows: Iterable[dict[str, Any]], bins: int = HIST_BINS) -
 
 
 def tool_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
+    """Installed versions of the tools the output bytes depend on, plus ``PIL``: the Pillow
+    that was imported (Pillow-SIMD, e.g. "12.1.1.post0", resizes to other bytes than Pillow
+    and may be on the path without a distribution of its own)."""
+    import PIL
+
+    versions = {"python": platform.python_version(), "PIL": PIL.__version__}
     for name in TOOLS:
         try:
             versions[name] = metadata.version(name)
