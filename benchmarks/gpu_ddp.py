@@ -104,17 +104,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _compare(single: dict[str, torch.Tensor], other: dict[str, torch.Tensor], device: str) -> tuple[bool, float, float]:
-    """(within tolerance, worst gradient difference, worst parameter difference)."""
+def _compare(single: dict[str, torch.Tensor], other: dict[str, torch.Tensor], device: str) -> tuple[bool, float, float, int]:
+    """(within tolerance, worst gradient difference, worst parameter difference, parameter
+    elements not compared). A parameter element whose first gradient is within the gradient
+    tolerance of zero is not compared after the steps: there the two runs' gradients are
+    float noise of either sign, which AdamW's normalised step turns into moves of up to its
+    learning rate (seen on the demo data: a gradient of 1.4e-9 in one run, -7.5e-9 in the
+    other, parameters 3.6e-5 apart after 3 steps)."""
     grad_atol, param_atol = TOLERANCE[device]
-    ok, worst = True, {True: 0.0, False: 0.0}
+    ok, worst, skipped = True, {True: 0.0, False: 0.0}, 0
     for name, value in single.items():
         is_grad = name.startswith("grad/")
         a, b = value.double(), other[name].double()
         diff = (a - b).abs()
+        if not is_grad and f"grad/{name}" in single:
+            noise = single[f"grad/{name}"].double().abs() <= grad_atol
+            skipped += int(noise.sum())
+            diff = diff.masked_fill(noise, 0.0)
         ok &= bool((diff <= (grad_atol if is_grad else param_atol) + 1e-4 * a.abs()).all())
         worst[is_grad] = max(worst[is_grad], float(diff.max()) if diff.numel() else 0.0)
-    return ok, worst[True], worst[False]
+    return ok, worst[True], worst[False], skipped
 
 
 def _modes(ctx: Ctx) -> list[tuple[str, str, list[int]]]:
@@ -161,9 +170,10 @@ def parity(ctx: Ctx, rec: Recorder) -> None:
         except Exception as err:  # the other mode still runs; this one fails its check
             rec.check(f"{label} = one process", False, f"the ranks failed: {str(err).strip().splitlines()[-1][:300]}")
             continue
-        ok, grad_diff, param_diff = _compare(single, torch.load(out, weights_only=True), dev)
+        ok, grad_diff, param_diff, skipped = _compare(single, torch.load(out, weights_only=True), dev)
         rec.row("parity", {"run": label, "max_grad_diff": f"{grad_diff:.1e}", "max_param_diff": f"{param_diff:.1e}",
-                           "tolerance": "grad {:.0e}, param {:.0e}, rtol 1e-4".format(*TOLERANCE[dev])})
+                           "tolerance": "grad {:.0e}, param {:.0e}, rtol 1e-4".format(*TOLERANCE[dev]),
+                           "params_not_compared": f"{skipped} (first gradient within grad tolerance of 0)"})
         rec.check(f"{label} = one process", ok, f"max diff: gradients {grad_diff:.1e}, parameters {param_diff:.1e}")
     initial = _initial(vocab, pad)
     moved = sum(not torch.equal(v, single[k]) for k, v in initial.items())
