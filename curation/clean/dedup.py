@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from operator import itemgetter
 from typing import Any
 
 import apache_beam as beam
@@ -108,8 +109,7 @@ class Deduplicate(beam.PTransform):
             return keys, keys.pipeline | "NoDuplicates" >> beam.Create([])
         out = (
             keys
-            | "Key" >> beam.Map(lambda k: (k[6], k))
-            | "Group" >> GroupOnDisk(self.directory)
+            | "Group" >> GroupOnDisk(self.directory, key=itemgetter(6))
             | "Pick" >> beam.ParDo(_PickFn()).with_outputs(DECISIONS, main="kept")
         )
         return out.kept, out[DECISIONS]

@@ -15,11 +15,12 @@ Counters (namespace ``dedup``): ``rejected_duplicate_id`` (counted where the row
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from operator import itemgetter
 from typing import Any
 
 import apache_beam as beam
 
-from curation.output.spill import GroupOnDisk, each_input
+from curation.output.spill import GroupOnDisk
 from curation.stages import DEDUP
 from schemas.rows import REJECTS_TAG, Reject, without_image_bytes
 
@@ -66,9 +67,8 @@ class UniqueIds(beam.PTransform):
         self.directory = directory
 
     def expand(self, keys: beam.PCollection | tuple[beam.PCollection, ...]) -> beam.PCollection:
-        by_id = tuple(pc | f"ById{i}" >> beam.Map(lambda k: (k[0], k)) for i, pc in each_input(keys))
         return (
-            (by_id if len(by_id) > 1 else by_id[0])
-            | "Group" >> GroupOnDisk(self.directory)
+            keys
+            | "Group" >> GroupOnDisk(self.directory, key=itemgetter(0))
             | "First" >> beam.FlatMap(first_by_provenance)
         )

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import posixpath
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from operator import itemgetter
 from typing import Any
 
@@ -50,17 +50,19 @@ def partition_of(key: str, partitions: int) -> int:
 
 class SpillFn(beam.DoFn):
     """(key, value) -> (partition, Segment): each bundle's entries sorted into runs under
-    ``directory``, ``budget`` bytes at most held before a run is written."""
+    ``directory``, ``budget`` bytes at most held before a run is written. With ``key``,
+    the elements are the values and ``key(value)`` their keys."""
 
-    def __init__(self, directory: str, partitions: int = PARTITIONS, budget: int = KEY_RUN_BYTES):
-        self.directory, self.partitions, self.budget = directory, partitions, budget
+    def __init__(self, directory: str, partitions: int = PARTITIONS, budget: int = KEY_RUN_BYTES,
+                 key: Callable[[Any], str] | None = None):
+        self.directory, self.partitions, self.budget, self.key = directory, partitions, budget, key
         self.runs: RunWriter | None = None
 
     def start_bundle(self) -> None:
         self.runs = RunWriter(self.directory, self.budget)
 
-    def process(self, entry: tuple[str, Any]) -> Iterator[tuple[int, Segment]]:
-        key, value = entry
+    def process(self, entry: Any) -> Iterator[tuple[int, Segment]]:
+        key, value = (self.key(entry), entry) if self.key else entry
         yield from self.spill(key, encode_row(value))
 
     def spill(self, key: str, value: bytes) -> list[tuple[int, Segment]]:
@@ -95,14 +97,16 @@ def merged_groups(segments: Iterable[Segment]) -> Iterator[tuple[str, list[Any]]
 class GroupOnDisk(beam.PTransform):
     """(key, value) -> (key, [values]) like GroupByKey, grouped through sorted runs on disk
     (module docstring). Applied to one PCollection or a tuple of them (``each_input``).
-    directory: where the runs go; partitions: how many merges."""
+    directory: where the runs go; partitions: how many merges; key: when given, the
+    elements are the values, grouped by ``key(value)``."""
 
-    def __init__(self, directory: str, partitions: int = PARTITIONS, budget: int = KEY_RUN_BYTES):
+    def __init__(self, directory: str, partitions: int = PARTITIONS, budget: int = KEY_RUN_BYTES,
+                 key: Callable[[Any], str] | None = None):
         super().__init__()
-        self.directory, self.partitions, self.budget = directory, partitions, budget
+        self.directory, self.partitions, self.budget, self.key = directory, partitions, budget, key
 
     def expand(self, entries: beam.PCollection | tuple[beam.PCollection, ...]) -> beam.PCollection:
-        spill = SpillFn(self.directory, self.partitions, self.budget)
+        spill = SpillFn(self.directory, self.partitions, self.budget, self.key)
         runs = [pc | f"Spill{i}" >> beam.ParDo(spill) for i, pc in each_input(entries)]
         return (
             flatten(runs, "AllRuns")

@@ -38,6 +38,7 @@ from curation.output.runs import (
     Segment,
     decode_row,
     delete_runs,
+    encode_row,
     merge_segments,
     read_segment,
 )
@@ -140,10 +141,17 @@ class _MergeShardFn(beam.DoFn):
         yield name
 
 
-def keyed(row: Any, table: str) -> tuple[str, dict[str, Any]]:
-    """(sort key, row) of a row of ``table`` (a Reject becomes its row of the rejects table)."""
-    row = reject_row(row) if isinstance(row, Reject) else row
-    return row_key(row, table), row
+class _SortFn(SpillFn):
+    """Rows of ``table`` (a Reject becomes its row of the rejects table) -> (0, Segment) of
+    runs sorted by ``row_key``."""
+
+    def __init__(self, table: str, directory: str, budget: int):
+        super().__init__(directory, partitions=1, budget=budget)
+        self.table = table
+
+    def process(self, row: Any) -> Iterator[tuple[int, Segment]]:
+        row = reject_row(row) if isinstance(row, Reject) else row
+        yield from self.spill(row_key(row, self.table), encode_row(row))
 
 
 class SortIntoRuns(beam.PTransform):
@@ -159,9 +167,8 @@ class SortIntoRuns(beam.PTransform):
         self.table, self.directory, self.run_bytes = table, directory, run_bytes
 
     def expand(self, rows: beam.PCollection | tuple[beam.PCollection, ...]) -> beam.PCollection:
-        spill = SpillFn(posixpath.join(self.directory, RUNS, self.table), partitions=1, budget=self.run_bytes)
-        runs = [pc | f"Keyed{i}" >> beam.Map(keyed, self.table) | f"Spill{i}" >> beam.ParDo(spill)
-                for i, pc in each_input(rows)]
+        spill = _SortFn(self.table, posixpath.join(self.directory, RUNS, self.table), self.run_bytes)
+        runs = [pc | f"Spill{i}" >> beam.ParDo(spill) for i, pc in each_input(rows)]
         return flatten(runs, "All")
 
 
