@@ -115,3 +115,17 @@ def test_plan_with_a_given_form_runs_c_and_d_in_their_letters_place(abl):
                     ("b", None, 0), ("b", None, 1), ("d", "regularizer", 0), ("d", "regularizer", 1)]
     assert [abl.run_id(letter, f) for letter, f, _ in jobs[::2]] == ["built-regularizer", "strict_only", "built-strict",
                                                                      "built-soft_target"]
+
+
+def test_report_on_a_subset_of_languages_pairs_their_mean(abl):
+    def res(seed: float, de: float, en: float) -> dict:
+        langs = {"de": {"r_mean": de}, "en": {"r_mean": en}}
+        return {"seed": seed, "weak_cos": {}, "test": {"mean_r_mean": (de + en) / 2, "languages": langs},
+                "validation": {"mean_r_mean": 1.0, "languages": langs}}
+
+    results = {("built-regularizer", s): res(s, 1.0 + s, 40.0) for s in (0, 1)}
+    results |= {("strict_only", s): res(s, 0.5, 50.0) for s in (0, 1)}
+    row_a = next(x for x in abl.report(results, [0, 1], "regularizer", "ca", ["de"]).splitlines() if x.startswith("| (a)"))
+    assert "0: 0.50, 1: 0.50" in row_a and "-0.50, -1.50" in row_a  # de only: a below c
+    row_a = next(x for x in abl.report(results, [0, 1], "regularizer", "ca").splitlines() if x.startswith("| (a)"))
+    assert "+4.75, +4.25" in row_a  # all languages: a above c
