@@ -166,7 +166,7 @@ def build_pipeline(p: beam.Pipeline, cfg: BuildConfig, directory: str, progress_
     rejects += [pair_rejects, parallel_rejects]
     tables = {"pairs": pairs, "parallel": parallel}
     for stage in active_stages(cfg):
-        tables, stage_rejects = tables | stage.name >> stage.make(cfg, stage.name)
+        tables, stage_rejects = tables | stage.name >> stage.make(cfg, stage.name, directory)
         rejects.append(stage_rejects)
     all_rejects = tuple(rejects) | "AllRejects" >> SortIntoRuns("rejects", directory)
     {**tables, "rejects": all_rejects} | "WriteDataset" >> WriteDataset(directory, cfg.output)

@@ -26,45 +26,48 @@ WRITE = "write"
 
 @dataclass(frozen=True)
 class RowStageEntry:
-    """A row stage: ``make(cfg, name)`` is a PTransform taking {"pairs": pc, "parallel": pc}
-    and returning ({"pairs", "parallel"}, rejects); it runs when ``enabled(cfg)``."""
+    """A row stage: ``make(cfg, name, directory)`` is a PTransform taking {"pairs": pc,
+    "parallel": pc} and returning ({"pairs", "parallel"}, rejects); it runs when
+    ``enabled(cfg)``. ``directory``: the build's staging directory, for a stage that groups
+    rows through sorted runs on disk (``curation.output.spill.runs_folder``)."""
 
     name: str
     enabled: Callable[[BuildConfig], bool]
-    make: Callable[[BuildConfig, str], Any]
+    make: Callable[[BuildConfig, str, str], Any]
 
 
-def _lid(cfg: BuildConfig, name: str) -> Any:
+def _lid(cfg: BuildConfig, name: str, directory: str) -> Any:
     from curation.lid.stage import DetectLanguage
 
     return DetectLanguage(cfg.lid, name)
 
 
-def _mt(cfg: BuildConfig, name: str) -> Any:
+def _mt(cfg: BuildConfig, name: str, directory: str) -> Any:
+    from curation.output.spill import GroupOnDisk, runs_folder
     from translate.beam import TranslateCaptions
 
-    return TranslateCaptions(cfg.mt, name)
+    return TranslateCaptions(cfg.mt, name, join=GroupOnDisk(runs_folder(directory, name)))
 
 
-def _codeswitch(cfg: BuildConfig, name: str) -> Any:
+def _codeswitch(cfg: BuildConfig, name: str, directory: str) -> Any:
     from codeswitch.beam import CodeSwitch
 
     return CodeSwitch(cfg.codeswitch, cfg.seed, name)
 
 
-def _relevance(cfg: BuildConfig, name: str) -> Any:
+def _relevance(cfg: BuildConfig, name: str, directory: str) -> Any:
     from curation.relevance.stage import ScoreRelevance
 
     return ScoreRelevance(cfg.relevance, name, mt=cfg.mt)
 
 
-def _regions(cfg: BuildConfig, name: str) -> Any:
+def _regions(cfg: BuildConfig, name: str, directory: str) -> Any:
     from curation.regions.stage import ExtractRegions
 
     return ExtractRegions(cfg.regions, name)
 
 
-def _concepts(cfg: BuildConfig, name: str) -> Any:
+def _concepts(cfg: BuildConfig, name: str, directory: str) -> Any:
     from curation.concepts.stage import MapConcepts
 
     return MapConcepts(cfg.concepts, name)

@@ -4,6 +4,8 @@
 (``__label__en``) for the demo languages en, de, fr, es, trained in well under a second
 on generated sentences (``curation.synth.lid_texts``), once per test session.
 ``lid_glot_model_path``: the same, labelled GlotLID/OpenLID-style (``__label__eng_Latn``).
+``runner_buffers``: the most FnApiRunner held between fused stages while the test ran
+(bytes in ListBuffers, values in GroupingBuffers, images in either), read live from a dict.
 ``--update-golden``: rewrite the golden build file (tests/curation/test_golden.py).
 """
 
@@ -60,3 +62,38 @@ def demo_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "demo-out"
     assert main(["demo", "--out", str(out), "--samples", "120", "--pretrain-minutes", "0.3"]) == 0
     return out
+
+
+@pytest.fixture
+def runner_buffers(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """{"list": peak bytes in live ListBuffers (whole PCollections between fused stages),
+    "group": peak values in live GroupingBuffers (what waits behind a GroupByKey), "images":
+    peak count of encoded images (JPEG, PNG, WebP signatures) in either}, updated after every
+    bundle FnApiRunner executes while the test runs."""
+    import weakref
+
+    from apache_beam.runners.portability.fn_api_runner import execution, fn_runner
+
+    alive = {"list": weakref.WeakSet(), "group": weakref.WeakSet()}
+    for kind, cls in (("list", execution.ListBuffer), ("group", execution.GroupingBuffer)):
+        def init(self, *a, _orig=cls.__init__, _kind=kind, **k):
+            _orig(self, *a, **k)
+            alive[_kind].add(self)
+        monkeypatch.setattr(cls, "__init__", init)
+    peaks = {"list": 0, "group": 0, "images": 0}
+    execute = fn_runner.FnApiRunner._execute_bundle
+    signatures = (b"\xff\xd8\xff", b"\x89PNG\r\n", b"WEBPVP8")
+
+    def noted(self, context, bundle, data_input):
+        result = execute(self, context, bundle, data_input)
+        held = {id(x): x for b in list(alive["list"]) for x in b._inputs}  # a copy shares its bytes
+        grouped = [v for b in list(alive["group"]) for vs in b._table.values() for v in vs]
+        peaks["list"] = max(peaks["list"], sum(len(x) for x in held.values()))
+        peaks["group"] = max(peaks["group"], len(grouped))
+        blobs = [x for x in [*held.values(), *grouped] if isinstance(x, bytes | bytearray | memoryview)]
+        images = sum(bytes(x).count(sig) for x in blobs for sig in signatures)
+        peaks["images"] = max(peaks["images"], images)
+        return result
+
+    monkeypatch.setattr(fn_runner.FnApiRunner, "_execute_bundle", noted)
+    return peaks

@@ -2,15 +2,18 @@
 
     pairs ──PlanRequests──► ((row id, text index, target), request) ──RunInference──► hypotheses
       │                                                    └─ dead letters (failed batches)
-      └──KeyRows──► (row id, row) ──CoGroupByKey with outcomes by row id──► MergeTranslations
+      └──KeyRows──► (row id, row) ──JoinByRow (on disk) with outcomes by row id──► MergeTranslations
                                                   ├─► pairs (translations appended)
                                                   ├─► parallel (one row per translation)
                                                   └─► rejects (stage "mt", level "text")
 
 Rows travel around inference, not through it: only the texts are batched and sent to
-the model, and the image bytes never enter a model batch. The join by row id then
-appends translations in a fixed order (``translate.rows.merge_row``), whatever order the
-outcomes arrived in.
+the model, and the image bytes never enter a model batch. The join by row id is a
+transform the caller gives (``join``): a build passes ``curation.output.spill.GroupOnDisk``,
+which groups rows and outcomes through sorted runs on disk, since FnApiRunner would hold
+every row, image bytes included, behind an in-memory grouping; on its own the stage groups
+with a GroupByKey (``InMemoryJoin``). It then appends translations in a fixed order
+(``translate.rows.merge_row``), whatever order the outcomes arrived in.
 
 Requests reach the model in batches of ``mt.batch_size`` that never cross a length
 bucket: on Beam's stateful ``BatchElements`` (RunInference's own batching), or, where the
@@ -123,16 +126,28 @@ def has_state(runner: Any) -> bool:
     return not any(cls.__module__.startswith("apache_beam.runners.dask") for cls in type(runner).__mro__)
 
 
+ROW, OUT = 0, 1  # tags of the joined values: the row, an outcome
+
+
+class InMemoryJoin(beam.PTransform):
+    """(key, value) PCollections -> (key, [values]) through a GroupByKey: the ``join`` of a
+    TranslateCaptions used outside a build (a build groups on disk instead)."""
+
+    def expand(self, entries: tuple[beam.PCollection, ...]) -> beam.PCollection:
+        return entries | "All" >> beam.Flatten() | "Group" >> beam.GroupByKey()
+
+
 class _MergeFn(beam.DoFn):
     def __init__(self, plan: Plan, stage: str):
         self.plan, self.stage = plan, stage
         self.counters = StageCounters(stage)
 
-    def process(self, joined: tuple[str, dict[str, list[Any]]]) -> Iterator[Any]:
-        _row_id, groups = joined
+    def process(self, joined: tuple[str, list[tuple[int, Any]]]) -> Iterator[Any]:
+        _row_id, values = joined
         stats: Counter[str] = Counter()
-        for row in groups["row"]:  # one: ids are unique after dedup
-            merged, parallel, rejects = merge_row(row, list(groups["out"]), self.plan, stats)
+        outcomes = [value for tag, value in values if tag == OUT]
+        for row in (value for tag, value in values if tag == ROW):  # one: ids are unique after dedup
+            merged, parallel, rejects = merge_row(row, outcomes, self.plan, stats)
             account(self.stage, 1, [merged], rejects, stats)
             yield merged
             for p in parallel:
@@ -157,13 +172,15 @@ class TranslateCaptions(beam.PTransform):
     ModelInfo); leave them None. stateful: how requests are batched: True, Beam's
     length-bucketed stateful ``BatchElements``; False, ``_BundleBatchFn`` (no state); None
     (the default), stateful unless the pipeline's runner has no state (``has_state``).
+    join: a PTransform taking a tuple of (row id, tagged value) PCollections to (row id,
+    [tagged values]); default ``InMemoryJoin``; a build passes one that groups on disk.
     Input ``{"pairs", "parallel"}``; output ``({"pairs", "parallel"}, rejects)``.
     """
 
     def __init__(self, cfg: TranslateConfig, stage: str, label: str | None = None, *, loader: Any = None,
-                 info: ModelInfo | None = None, stateful: bool | None = None):
+                 info: ModelInfo | None = None, stateful: bool | None = None, join: beam.PTransform | None = None):
         super().__init__(label)
-        self.stateful = stateful
+        self.stateful, self.join = stateful, join or InMemoryJoin()
         validate(cfg)
         if not cfg.enabled:
             raise ValueError("mt.model is empty: TranslateCaptions needs a model")
@@ -187,10 +204,11 @@ class TranslateCaptions(beam.PTransform):
             results | "Outcomes" >> beam.Map(to_outcome),
             dlq.failed_inferences | "FailedBatches" >> beam.FlatMap(failed_outcomes),
         ) | "AllOutcomes" >> beam.Flatten()
-        keyed_rows = pairs | "KeyRows" >> beam.Map(lambda row: (row["id"], row))
+        keyed_rows = pairs | "KeyRows" >> beam.Map(lambda row: (row["id"], (ROW, row)))
+        keyed_outcomes = outcomes | "KeyOutcomes" >> beam.MapTuple(lambda row_id, out: (row_id, (OUT, out)))
         merged = (
-            {"row": keyed_rows, "out": outcomes}
-            | "JoinByRow" >> beam.CoGroupByKey()
+            (keyed_rows, keyed_outcomes)
+            | "JoinByRow" >> self.join
             | "MergeTranslations" >> beam.ParDo(_MergeFn(self.plan, self.stage)).with_outputs(PARALLEL_TAG, REJECTS_TAG,
                                                                                   main="pairs")
         )

@@ -180,3 +180,16 @@ def test_dask_computes_each_bundle_once_through_chained_side_inputs(tmp_path: Pa
     p.run().wait_until_finish()
     lines = log.read_text(encoding="utf-8").split()
     assert {name: lines.count(name) for name in set(lines)} == {"first": 2, "second": 2, "third": 2, "fourth": 2}
+
+
+@pytest.mark.slow
+def test_a_build_with_mt_keeps_no_rows_in_the_runner_s_memory(tmp_path: Path, mt_model: Path, lid_model_path: str,
+                                                              runner_buffers: dict[str, int]):
+    """The join of rows and translations goes through runs on disk (``GroupOnDisk``), not a
+    grouping FnApiRunner holds: no image waits in the runner's memory (with the join as a
+    CoGroupByKey every row's image did). Text-only rows still do: the parallel table's
+    Flatten of input and derived rows (about 210 KB here)."""
+    config = load_config(_write_config(tmp_path, mt_model, lid_model_path, 8))
+    manifest = run_build(config, str(tmp_path / "out"), progress=False)
+    assert manifest["counts"]["pairs_rows"] > 30 and manifest["counts"]["derived_parallel_rows"] > 100
+    assert runner_buffers["images"] == 0, runner_buffers

@@ -6,11 +6,9 @@ hold only run descriptors, key records' runs and counts, whatever the build's si
 from __future__ import annotations
 
 import json
-import weakref
 from pathlib import Path
 
 import pytest
-from apache_beam.runners.portability.fn_api_runner import execution, fn_runner
 
 from curation.config import load_config
 from curation.demo.synth import encode_jpeg, render, sample_rng, sample_scene
@@ -45,24 +43,8 @@ def corpus(root: Path, n: int) -> tuple[Path, int]:
 
 
 @pytest.mark.slow
-def test_no_runner_buffer_holds_the_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    alive = {"list": weakref.WeakSet(), "group": weakref.WeakSet()}
-    for kind, cls in (("list", execution.ListBuffer), ("group", execution.GroupingBuffer)):
-        def init(self, *a, _orig=cls.__init__, _kind=kind, **k):
-            _orig(self, *a, **k)
-            alive[_kind].add(self)
-        monkeypatch.setattr(cls, "__init__", init)
-    peaks = {"list": 0, "group": 0}
-    execute = fn_runner.FnApiRunner._execute_bundle
-
-    def noted(self, context, bundle, data_input):
-        result = execute(self, context, bundle, data_input)
-        held = {id(x): len(x) for b in list(alive["list"]) for x in b._inputs}  # a copy shares its bytes
-        peaks["list"] = max(peaks["list"], sum(held.values()))
-        peaks["group"] = max(peaks["group"], sum(len(v) for b in list(alive["group"]) for v in b._table.values()))
-        return result
-
-    monkeypatch.setattr(fn_runner.FnApiRunner, "_execute_bundle", noted)
+def test_no_runner_buffer_holds_the_rows(tmp_path: Path, runner_buffers: dict[str, int]):
+    peaks = runner_buffers
     config, image_bytes = corpus(tmp_path / "in", PAIRS)
     manifest = run_build(load_config(config), str(tmp_path / "out"), progress=False)
     assert manifest["counts"]["rejected_by_reason"] == {"dedup/duplicate": PAIRS // 10}
