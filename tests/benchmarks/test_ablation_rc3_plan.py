@@ -3,7 +3,6 @@ validation only, and the paired statistics (no training here)."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -12,13 +11,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import ablation_rc3  # noqa: E402
+
+
 @pytest.fixture(scope="module")
 def abl():
-    spec = importlib.util.spec_from_file_location("ablation_rc3", ROOT / "benchmarks" / "ablation_rc3.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ablation_rc3"] = module
-    spec.loader.exec_module(module)
-    return module
+    return ablation_rc3
 
 
 def test_plan_runs_both_forms_before_the_default_ones(abl):

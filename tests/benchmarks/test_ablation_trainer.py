@@ -3,7 +3,6 @@ on validation only, the paired statistics (by hand), the report and resuming (no
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import re
@@ -16,13 +15,13 @@ ROOT = Path(__file__).resolve().parents[2]
 FACTS = {"region_dim": 24, "labels": True, "concepts": True, "text_concepts": True}
 
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import ablation_trainer  # noqa: E402
+
+
 @pytest.fixture(scope="module")
 def abl():
-    spec = importlib.util.spec_from_file_location("ablation_trainer", ROOT / "benchmarks" / "ablation_trainer.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ablation_trainer"] = module
-    spec.loader.exec_module(module)
-    return module
+    return ablation_trainer
 
 
 def test_each_variant_adds_only_its_own_inputs_and_objectives(abl):
