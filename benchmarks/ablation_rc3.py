@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import statistics
@@ -53,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from ablation_trainer import sign_flip_p  # noqa: E402
+from ablation_trainer import paired  # noqa: E402
 from rc3_corpora import build_corpus, dataset_for, weak_truth  # noqa: E402
 
 KINDS = ("whole", "part", "wrong_colour", "unrelated")
@@ -248,16 +247,6 @@ def orchestrate(args: argparse.Namespace, seeds: list[int]) -> list[str]:
 
 def child_flags(args: argparse.Namespace) -> list[str]:
     return ["--corpus", args.corpus, "--out", args.out, "--steps", str(args.steps)] + (["--no-aux"] if args.no_aux else [])
-
-
-def paired(diffs: list[float]) -> dict[str, float]:
-    """Mean paired difference, its sd, the exact sign-flip p and the paired t-test's p."""
-    from scipy import stats
-
-    n = len(diffs)
-    sd = statistics.stdev(diffs) if n > 1 else float("nan")
-    t_p = float(2 * stats.t.sf(abs(statistics.mean(diffs)) / (sd / math.sqrt(n)), n - 1)) if n > 1 and sd > 0 else float("nan")
-    return {"mean": statistics.mean(diffs), "sd": sd, "sign_flip_p": sign_flip_p(diffs), "t_p": t_p}
 
 
 def score(res: dict, split: str, langs: list[str] | None = None) -> float:

@@ -20,9 +20,10 @@ GPU_CHECK_T0=$(date +%s)
 export GPU_CHECK_T0
 say() { echo "[gpu-offline] $*"; }
 
-mkdir -p "$SITE/bin"
+mkdir -p "$SITE"
 tar xzf "$PACK/site.tgz" -C "$SITE"
 python3 -m pip install -q --no-index --no-deps --no-compile --target "$SITE" "$PACK"/wheels/*.whl
+mkdir -p "$SITE/bin"  # after pip: a bin/ already in its --target makes it warn
 for tool in preprocess train generate; do
     printf '#!/usr/bin/env python3\nimport sys\nfrom fairseq_cli.%s import cli_main\nsys.exit(cli_main())\n' "$tool" \
         >"$SITE/bin/fairseq-$tool"
