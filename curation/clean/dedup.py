@@ -24,6 +24,7 @@ from typing import Any
 
 import apache_beam as beam
 
+from curation.clean import keyrecord as kr
 from curation.output.spill import GroupOnDisk
 from curation.stages import DEDUP
 from schemas.rows import Reject, without_image_bytes
@@ -71,8 +72,8 @@ def duplicate_reject(dup: dict[str, Any], kept: Identity, what: str) -> Reject:
 
 
 def key_identity(record: tuple) -> Identity:
-    """The identity of a key record (``curation.clean.keys.KeyRecord``)."""
-    return record[1], record[2], record[0]
+    """The identity of a key record (``curation.clean.keyrecord``)."""
+    return record[kr.SOURCE], record[kr.SOURCE_ID], record[kr.ID]
 
 
 class _PickFn(beam.DoFn):
@@ -109,7 +110,7 @@ class Deduplicate(beam.PTransform):
             return keys, keys.pipeline | "NoDuplicates" >> beam.Create([])
         out = (
             keys
-            | "Group" >> GroupOnDisk(self.directory, key=itemgetter(6))
+            | "Group" >> GroupOnDisk(self.directory, key=itemgetter(kr.DEDUP))
             | "Pick" >> beam.ParDo(_PickFn()).with_outputs(DECISIONS, main="kept")
         )
         return out.kept, out[DECISIONS]

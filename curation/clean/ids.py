@@ -20,6 +20,7 @@ from typing import Any
 
 import apache_beam as beam
 
+from curation.clean import keyrecord as kr
 from curation.output.spill import GroupOnDisk
 from curation.stages import DEDUP
 from schemas.rows import REJECTS_TAG, Reject, without_image_bytes
@@ -50,7 +51,7 @@ def pick_first(group: tuple[str, Iterable[dict[str, Any]]]) -> Iterator[Any]:
 def first_by_provenance(group: tuple[str, list[tuple]]) -> Iterator[tuple]:
     """The key record of an id that came first in its input (``provenance_key``'s order)."""
     _, records = group
-    yield min(records, key=lambda k: tuple(k[3]))
+    yield min(records, key=lambda k: tuple(k[kr.PROVENANCE]))
 
 
 class UniqueIds(beam.PTransform):
@@ -69,6 +70,6 @@ class UniqueIds(beam.PTransform):
     def expand(self, keys: beam.PCollection | tuple[beam.PCollection, ...]) -> beam.PCollection:
         return (
             keys
-            | "Group" >> GroupOnDisk(self.directory, key=itemgetter(0))
+            | "Group" >> GroupOnDisk(self.directory, key=itemgetter(kr.ID))
             | "First" >> beam.FlatMap(first_by_provenance)
         )

@@ -6,7 +6,7 @@ crosses a fused stage in memory, so the rows themselves never do:
 
 1. ``SpillRows`` (fused with reading): each row goes, encoded, into sorted runs on disk
    (by id, partitioned by a hash of the id, ``curation.output.spill``); what moves on is one
-   ``KeyRecord`` per row (id, source, key, provenance, split, image digest, dedup key,
+   ``KeyRecord`` (``keyrecord.py``) per row (id, source, key, provenance, split, image digest, dedup key,
    caption keys: about 200 bytes).
 2. ``UniqueIds``, ``Deduplicate`` and ``AssignSplits`` decide on the key records, grouping
    them on disk (``GroupOnDisk``); out come decisions: (id, ``("duplicate", kept
@@ -25,7 +25,7 @@ import functools
 import itertools
 from collections.abc import Iterable, Iterator
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
@@ -38,6 +38,7 @@ from curation.clean.dedup import (
     what_is_compared,
 )
 from curation.clean.ids import DUPLICATE_ID, UniqueIds, pick_first, provenance_key
+from curation.clean.keyrecord import KeyRecord
 from curation.clean.splits import AssignSplits, caption_keys
 from curation.output.runs import RUN_BYTES, Segment, decode_row, encode_row, merge_segments
 from curation.output.spill import PARTITIONS, SpillFn, each_input, flatten, runs_folder
@@ -46,19 +47,6 @@ from schemas.rows import REJECTS_TAG
 from schemas.stage import StageCounters
 
 RUNS_TAG = "runs"
-
-
-class KeyRecord(NamedTuple):
-    """What the decisions read of a row (a plain tuple between steps: ``tuple(record)``)."""
-
-    id: str
-    source: str
-    source_id: str
-    provenance: tuple[str, int, str]
-    split: str
-    image: str  # sha256 of the stored image bytes ("" for parallel rows)
-    dedup: str | None  # the dedup key (None: dedup off)
-    captions: tuple[str, ...]  # caption keys (``splits.caption_keys``)
 
 
 def key_record(row: dict[str, Any], table: str, dedup_key: str) -> tuple:

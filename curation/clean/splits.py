@@ -31,6 +31,7 @@ from typing import Any
 
 import apache_beam as beam
 
+from curation.clean import keyrecord as kr
 from curation.output.runs import Segment
 from curation.output.spill import SpillFn, merged_groups
 
@@ -52,10 +53,10 @@ def caption_keys(row: dict[str, Any]) -> list[str]:
 
 def leak_keys(record: tuple) -> Iterator[tuple[str, tuple[str, str]]]:
     """(key, (row id, split)) for a key record's image and each of its captions
-    (``curation.clean.keys.KeyRecord``)."""
-    member = (record[0], record[4])
-    yield "i:" + record[5], member
-    for key in record[7]:
+    (``curation.clean.keyrecord``)."""
+    member = (record[kr.ID], record[kr.SPLIT])
+    yield "i:" + record[kr.IMAGE], member
+    for key in record[kr.CAPTIONS]:
         yield "c:" + key, member
 
 
