@@ -33,7 +33,7 @@ OUT/results/<corpus>[-noaux]/ and a finished run is never repeated (delete it to
 usage: python benchmarks/ablation_rc3.py --corpus web --out /tmp/rc3 [--samples 4000]
            [--held-out 1000] [--validation 400] [--steps 400] [--seeds 0,1,2] [--runs cdabpegh]
            [--jobs 2] [--no-aux] [--report results.md]
-       python benchmarks/ablation_rc3.py --gate --seeds 0,1,2,3,4,5,6,7 --out /tmp/rc3 [--report gate.md]
+       python benchmarks/ablation_rc3.py --gate --seeds 0,1,2,3,4,5,6,7 --out /tmp/rc3 [--gate-steps 50,100] [--report gate.md]
 """
 
 from __future__ import annotations
@@ -287,44 +287,45 @@ def report(results: dict[tuple[str, int], dict], seeds: list[int], form: str | N
     return "\n".join(lines)
 
 
-# The 50-step learning test's setting (tests/pretrain/test_pt_learns.py) per candidate form;
-# the warm-up is as long as that test's LR warm-up (5 steps), as w's is at 400 steps.
+# The learning test's setting (tests/pretrain/test_pt_learns.py) per candidate form; the
+# warm-up is as long as that test's LR warm-up (5 steps), as w's is at 400 steps.
 GATE_FORMS = {"soft_target": {}, "regularizer": {"weak_form": "regularizer"},
               "warmup_regularizer": {"weak_form": "regularizer", "weak_warmup": 5}}
 
 
-def gate(out: Path, seeds: list[int]) -> str:
-    """Markdown: held-out r_mean per language of test_pt_learns's run (micro model, 50 steps,
-    32 test images, chance 16.7; pass = every language above 2 x chance) per form and
-    train.seed, run one after another in this process."""
+def gate(out: Path, seeds: list[int], lengths: list[int]) -> str:
+    """Markdown: held-out r_mean per language of test_pt_learns's run (micro model, 32 test
+    images, chance 16.7; pass = every language above 2 x chance) per form, length in steps
+    and train.seed, run one after another in this process."""
     import torch
 
     sys.path.insert(0, str(ROOT / "tests" / "pretrain"))
     from pretrain_helpers import micro_config
-    from test_pt_learns import STEPS, write_scenes
+    from test_pt_learns import write_scenes
 
     from pretrain.demo import chance_r_mean
     from pretrain.evaluate import evaluate
     from pretrain.train import run_training
 
     torch.set_num_threads(1)
-    bar, lines = 2 * chance_r_mean(32), ["| form | " + " | ".join(f"seed {s} de / en" for s in seeds) + " | passes |",
-                                         "|---|" + "---|" * (len(seeds) + 1)]
-    for name, loss in GATE_FORMS.items():
+    bar, lines = 2 * chance_r_mean(32), ["| form | steps | " + " | ".join(f"seed {s} de / en" for s in seeds) + " | passes |",
+                                         "|---|---|" + "---|" * (len(seeds) + 1)]
+    for (name, loss), steps in ((f, n) for f in GATE_FORMS.items() for n in lengths):
         cells, passed = [], 0
         for seed in seeds:
             tmp = out / "gate" / f"{name}-seed{seed}"
             shutil.rmtree(tmp, ignore_errors=True)
             data = write_scenes(tmp / "scenes")
-            cfg = micro_config(data={"batch_size": 32, "parallel_batch_size": 0, "shuffle_buffer": 64}, loss=loss,
-                               train={"steps": STEPS, "warmup_steps": 5, "lr": 2e-3, "ckpt_every": STEPS, "log_every": 10,
+            cfg = micro_config(data={"batch_size": 32, "parallel_batch_size": 0, "shuffle_buffer": 64},
+                               loss={"weak_form": "soft_target", **loss},
+                               train={"steps": steps, "warmup_steps": 5, "lr": 2e-3, "ckpt_every": steps, "log_every": 10,
                                       "seed": seed})
             run_training(cfg, str(data), str(tmp / "run"), quiet=True)
             got = evaluate(str(tmp / "run"), str(data), split="test", device="cpu")["languages"]
             passed += all(m["r_mean"] > bar for m in got.values())
             cells.append(" / ".join(f"{got[lang]['r_mean']:.2f}" for lang in ("de", "en")))
             shutil.rmtree(tmp)
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {passed} of {len(seeds)} |")
+        lines.append(f"| {name} | {steps} | " + " | ".join(cells) + f" | {passed} of {len(seeds)} |")
     return "\n".join(lines) + f"\n\npass: every language above 2 x chance = {bar:.2f}"
 
 
@@ -346,8 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report", help="only write the Markdown report of what has run to this file")
     ap.add_argument("--langs", help="report only: recall as the mean over these languages (e.g. de,es,fr: those only "
                     "the weak texts carry under --no-aux) instead of all")
-    ap.add_argument("--gate", action="store_true", help="instead: the 50-step learning test's run per candidate "
-                    "form and --seeds (e.g. --seeds 0,1,2,3,4,5,6,7), table to --report if given")
+    ap.add_argument("--gate", action="store_true", help="instead: the learning test's run per candidate form, "
+                    "--gate-steps and --seeds (e.g. --seeds 0,1,2,3,4,5,6,7), table to --report if given")
+    ap.add_argument("--gate-steps", default="50,100", help="--gate: the run lengths to try")
     ap.add_argument("--one", choices=sorted(ROLES), help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -355,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_one(args)
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.gate:
-        text = gate(Path(args.out), seeds)
+        text = gate(Path(args.out), seeds, [int(n) for n in args.gate_steps.split(",")])
         print(text)
         if args.report:
             Path(args.report).write_text(text + "\n", encoding="utf-8")

@@ -20,7 +20,7 @@ PRETRAIN_EXAMPLE = """example:
   m3curate pretrain --data out/ds --out runs/tiny --resume
   m3curate pretrain --data out/ds --out runs/tiny --resume --steps 4000    # extend the run
   m3curate pretrain --data out/ds --out runs/base --config rc3_base.toml \\
-      --set loss.weak_form=regularizer --set data.lang_weights.en=0.5
+      --set loss.weak_form=soft_target --set data.lang_weights.en=0.5
   torchrun --nproc_per_node 8 $(which m3curate) pretrain --data out/ds --out runs/base \\
       --config rc3_base.toml
   m3curate pretrain tokenizer --data out/ds --out runs/spm.model --vocab-size 32000

@@ -128,10 +128,10 @@ class LossConfig:
     """Objective weights (0 switches an objective and its heads off) and their settings.
 
     weak_form: how a weak pair's proximity follows its relevance r (formulas and the reason
-        for the default in pretrain/README.md). RC3's forms: soft_target (default; contrastive
-        target r on the own pair, 1 - r spread over the batch's other candidates, both
-        directions) and regularizer (cos(image, weak) aimed at r * cos(image, anchor), the
-        target detached; weak texts without an anchor use soft_target). Also
+        for the default in pretrain/README.md). RC3's forms: regularizer (default, chosen on
+        validation: cos(image, weak) aimed at r * cos(image, anchor), the target detached;
+        weak texts without an anchor use soft_target) and soft_target (contrastive target r
+        on the own pair, 1 - r spread over the batch's other candidates, both directions). Also
         weighted_infonce (InfoNCE with the row weighted by r: not RC3's, kept for comparison;
         "soft" is its old name and is still read as it) and strict (weak texts are strict
         pairs; the ablation baseline).
@@ -175,7 +175,7 @@ class LossConfig:
     icp: float = 0.0
     rca: float = 0.0
     wca: float = 0.0
-    weak_form: str = "soft_target"
+    weak_form: str = "regularizer"
     weak_spread: bool = False
     weak_warmup: int = 0
     temperature: float = 0.07

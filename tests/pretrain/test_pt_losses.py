@@ -238,7 +238,7 @@ def test_weak_warmup_and_a_schedule_of_ones_own_are_refused_together():
 
 
 def test_weak_form_names():
-    assert LossConfig().weak_form == "soft_target"
+    assert LossConfig().weak_form == "regularizer"  # chosen on validation (pretrain/README.md)
     # "soft" is the old name of the relevance-weighted InfoNCE: read as it, saved as it
     old = load_config(None, {"loss": {"weak_form": "soft", "weak_spread": True}})
     assert old.loss.weak_form == "weighted_infonce" and old.to_dict()["loss"]["weak_form"] == "weighted_infonce"
