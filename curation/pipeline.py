@@ -29,7 +29,7 @@ from curation.config import BuildConfig
 from curation.output import manifest as manifest_lib
 from curation.output import outdir
 from curation.output.card import CARD, render_card
-from curation.output.write import CountInputs, SortIntoRuns, WriteDataset, remove_runs, source_of
+from curation.output.write import CountInputs, SortIntoRuns, WriteDataset, remove_runs
 from curation.progress import ProgressLine, Ticker, progress_enabled
 from curation.read.source import (
     IN_PROCESS_RUNNERS,
@@ -155,8 +155,7 @@ def build_pipeline(p: beam.Pipeline, cfg: BuildConfig, directory: str, progress_
     readers report to ``progress_dir`` when given)."""
     reads = [p | f"Read[{src.name}]" >> ReadSource(src, progress_dir) for src in cfg.sources]
     records, rejects = tuple(r[0] for r in reads), [r[1] for r in reads]
-    sources = [pc | f"Sources{i}" >> beam.Map(source_of) for i, pc in enumerate([*records, *rejects])]
-    tuple(sources) | "CountInputs" >> CountInputs(directory)
+    (*records, *rejects) | "CountInputs" >> CountInputs(directory)
     valid = records | "ValidateImages" >> EachSource(lambda: ValidateImages(cfg.image))
     texts = tuple(v for v, _ in valid) | "NormaliseTexts" >> EachSource(lambda: NormaliseTexts(cfg.text))
     rejects += [r for _, r in valid] + [r for *_, r in texts]

@@ -24,12 +24,15 @@ from __future__ import annotations
 import json
 import math
 import posixpath
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import apache_beam as beam
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.transforms.window import GlobalWindows
+from apache_beam.utils.windowed_value import WindowedValue
 
 from curation.config import OutputConfig
 from curation.output.runs import (
@@ -66,6 +69,11 @@ def row_key(row: dict[str, Any], table: str) -> str:
 
 def shard_of(key: str, num_shards: int) -> int:
     return partition_of(key, num_shards)
+
+
+def shards_for(rows: int, rows_per_shard: int) -> int:
+    """How many shards a table of ``rows`` rows is written as."""
+    return max(1, math.ceil(rows / rows_per_shard))
 
 
 def write_shard(rows: list[dict[str, Any]], table: str, path: str, cfg: OutputConfig) -> int:
@@ -105,25 +113,30 @@ def _write_group(writer: pq.ParquetWriter, rows: list[dict[str, Any]], table: st
 
 
 class _RepartitionFn(beam.DoFn):
-    """(0, Segment) of a run sorted by key -> (shard index, Segment) of the same entries
-    sorted into one new run by (shard, key): one run in memory at a time."""
+    """(0, Segment) of a run sorted by key -> ((shard index, shard count), Segment) of the
+    same entries sorted into one new run by (shard, key): one run in memory at a time.
+    The shard count comes from the row counts of every run (``descriptors``)."""
 
-    def __init__(self, directory: str):
-        self.directory = directory
+    def __init__(self, directory: str, rows_per_shard: int):
+        self.directory, self.rows_per_shard = directory, rows_per_shard
 
-    def process(self, element: tuple[int, Segment], num_shards: int) -> Iterator[tuple[int, Segment]]:
+    def process(self, element: tuple[int, Segment], descriptors: list[tuple[int, Segment]]
+                ) -> Iterator[tuple[tuple[int, int], Segment]]:
         _, segment = element
+        num_shards = shards_for(sum(s.rows for _, s in descriptors), self.rows_per_shard)
         if num_shards == 1:
-            yield 0, segment
+            yield (0, 1), segment
             return
         runs = RunWriter(self.directory, budget=1 << 62)
         for key, value in read_segment(segment):
             runs.add(shard_of(key, num_shards), key, value)
-        yield from runs.flush()
+        for shard, part in runs.flush():
+            yield (shard, num_shards), part
 
 
 class _MergeShardFn(beam.DoFn):
-    """(shard index, its Segments) -> the shard's file name, written by a merge of the runs."""
+    """((shard index, shard count), its Segments) -> the shard's file name, written by a
+    merge of the runs."""
 
     def __init__(self, table: str, directory: str, cfg: OutputConfig):
         self.table = table
@@ -131,8 +144,8 @@ class _MergeShardFn(beam.DoFn):
         self.cfg = cfg
         self.counters = StageCounters(WRITE)
 
-    def process(self, element: tuple[int, Iterable[Segment]], num_shards: int) -> Iterator[str]:
-        index, segments = element
+    def process(self, element: tuple[tuple[int, int], Iterable[Segment]]) -> Iterator[str]:
+        (index, num_shards), segments = element
         name = shard_name(index, num_shards)
         keyed = ((key, decode_row(value)) for key, value in merge_segments(segments))
         n = write_sorted(keyed, self.table, posixpath.join(self.directory, self.table, name), self.cfg)
@@ -187,25 +200,20 @@ class WriteTable(beam.PTransform):
         super().__init__()
         if table not in SCHEMAS:
             raise ValueError(f"unknown table {table!r}")
-        self.table, self.directory, self.cfg, self.run_bytes, self.presorted = table, directory, cfg, run_bytes, presorted
+        self.table, self.directory, self.cfg, self.run_bytes = table, directory, cfg, run_bytes
+        self.presorted = presorted
 
     def expand(self, rows: beam.PCollection) -> beam.PCollection:
         """The shard count from the runs' row counts, each run split by shard
         (``_RepartitionFn``), each shard a merge of its runs (``_MergeShardFn``)."""
         runs = rows if self.presorted else rows | "SortIntoRuns" >> SortIntoRuns(self.table, self.directory, self.run_bytes)
-        per_shard = self.cfg.rows_per_shard
-        num_shards = beam.pvalue.AsSingleton(
-            runs
-            | "Rows" >> beam.Map(lambda run: run[1].rows)
-            | "Count" >> beam.CombineGlobally(sum)
-            | "Shards" >> beam.Map(lambda n: max(1, math.ceil(n / per_shard)))
-        )
-        runs_dir = posixpath.join(self.directory, RUNS, self.table)
+        # the runs' descriptors, a few per bundle, as a side input: their row counts give the shard count
+        repartition = _RepartitionFn(posixpath.join(self.directory, RUNS, self.table), self.cfg.rows_per_shard)
         return (
             runs
-            | "Repartition" >> beam.ParDo(_RepartitionFn(runs_dir), num_shards=num_shards)
+            | "Repartition" >> beam.ParDo(repartition, descriptors=beam.pvalue.AsList(runs))
             | "Group" >> beam.GroupByKey()
-            | "Write" >> beam.ParDo(_MergeShardFn(self.table, self.directory, self.cfg), num_shards=num_shards)
+            | "Write" >> beam.ParDo(_MergeShardFn(self.table, self.directory, self.cfg))
         )
 
 
@@ -224,24 +232,43 @@ def _write_json(obj: dict[str, Any], path: str) -> None:
         handle.write(json.dumps(obj, sort_keys=True, indent=1).encode())
 
 
+class _CountFn(beam.DoFn):
+    """Records, rejects or rows -> (source, how many) per source, once per bundle."""
+
+    def start_bundle(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    def process(self, element: Any) -> None:
+        self.counts[source_of(element)] += 1
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        for source, n in sorted(self.counts.items()):
+            yield GlobalWindows.windowed_value((source, n))
+
+
+def _save_counts(_: Any, counts: Iterable[tuple[str, int]], path: str) -> None:
+    total: Counter[str] = Counter()
+    for source, n in counts:
+        total[source] += n
+    _write_json(dict(total), path)
+
+
 class CountInputs(beam.PTransform):
     """Count input records per source, independently of the outputs, for the manifest's
-    reconciliation (input = output + rejected). Applied to source names (one PCollection
-    or a tuple of them, each counted where it is made); writes ``_counts/inputs.json``."""
+    reconciliation (input = output + rejected). Applied to the read records and rejects
+    (one PCollection or a tuple of them, each counted where it is made, a count per source
+    and bundle); writes ``_counts/inputs.json`` once (a side input of the few counts)."""
 
     def __init__(self, directory: str):
         super().__init__()
         self.directory = directory
 
-    def expand(self, sources: beam.PCollection | tuple[beam.PCollection, ...]) -> beam.PCollection:
+    def expand(self, inputs: beam.PCollection | tuple[beam.PCollection, ...]) -> beam.PCollection:
         path = posixpath.join(self.directory, INPUT_COUNTS)
-        counted = [pc | f"PerSource{i}" >> beam.combiners.Count.PerElement() for i, pc in each_input(sources)]
-        return (
-            flatten(counted, "All")
-            | "Sum" >> beam.CombinePerKey(sum)
-            | "ToDict" >> beam.combiners.ToDict()
-            | "Save" >> beam.Map(lambda d: _write_json(d, path))
-        )
+        counted = [pc | f"PerSource{i}" >> beam.ParDo(_CountFn()) for i, pc in each_input(inputs)]
+        counts = beam.pvalue.AsList(flatten(counted, "All"))
+        pipeline = counted[0].pipeline
+        return pipeline | "Once" >> beam.Create([None]) | "Save" >> beam.Map(_save_counts, counts=counts, path=path)
 
 
 def source_of(element: Any) -> str:
