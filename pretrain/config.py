@@ -102,6 +102,10 @@ class DataConfig:
         modelling (loss.mrfr/mrc/icp); at least one region of an image with any (UNITER/M3P: 0.15).
     concept_mask_prob: share of a text's concept tokens masked for text concept prediction
         (loss.tcp); at least one of a text with any.
+    mpm_mask_prob/mpm_block: masked patch modelling (loss.mpm, SimMIM): the patch grid is cut
+        into squares of mpm_block x mpm_block patches and ceil(share * squares) of them are
+        masked. SimMIM's ViT-B recipe: 0.6 of 32 px squares over 16 px patches, which the
+        defaults (0.6, 2) give the base preset exactly (120 of 196 patches).
     """
 
     split: str = "train"
@@ -121,6 +125,8 @@ class DataConfig:
     cmlm_max_masks: int = 12
     mrm_mask_prob: float = 0.15
     concept_mask_prob: float = 0.15
+    mpm_mask_prob: float = 0.6
+    mpm_block: int = 2
 
 
 @dataclass
@@ -160,6 +166,12 @@ class LossConfig:
         regions (max over them), contrasted over the batch's images (MVP's weakly-supervised
         phrase grounding). wca: word <-> concept: each region concept against the text's
         words (max over them), contrasted over the batch's texts. Need model.concepts.
+    mpm: masked patch modelling (SimMIM): masked patches' embeddings replaced by a learned
+        [MASK] embedding in a second vision pass, their pixels (as the model sees them:
+        augmented, normalised) regressed by one linear layer, L1 over the masked patches only.
+        Needs no regions: MVP's image-side objective for a unimodal stage on any dataset.
+    mpm_norm_pix: regress each patch's pixels normalised by the patch's own mean and
+        standard deviation (MAE's norm_pix_loss) instead of the pixels themselves.
     """
 
     itc: float = 1.0
@@ -175,6 +187,8 @@ class LossConfig:
     icp: float = 0.0
     rca: float = 0.0
     wca: float = 0.0
+    mpm: float = 0.0
+    mpm_norm_pix: bool = False
     weak_form: str = "regularizer"
     weak_spread: bool = False
     weak_warmup: int = 0

@@ -14,6 +14,7 @@ from pretrain.config import (
     ModelConfig,
     PretrainConfig,
 )
+from pretrain.sampling import masked_blocks
 from pretrain.stages import OBJECTIVES, StageError, check_steps
 from schemas import TEXT_KINDS
 
@@ -50,7 +51,7 @@ def _validate_data(d: DataConfig) -> None:
            "data.crop_scale must be [min, max] with 0 < min <= max <= 1")
     for name in ("mask_prob", "span_mask_prob", "cmlm_mask_prob"):
         _check(0 <= getattr(d, name) < 1, f"data.{name} must be in [0, 1)")
-    for name in ("mrm_mask_prob", "concept_mask_prob"):
+    for name in ("mrm_mask_prob", "concept_mask_prob", "mpm_mask_prob"):
         _check(0 < getattr(d, name) < 1, f"data.{name} must be in (0, 1)")
     for name in ("max_masks", "cmlm_max_masks"):
         _check(getattr(d, name) >= 1, f"data.{name} must be at least 1")
@@ -76,6 +77,29 @@ def _validate_objectives(cfg: PretrainConfig) -> None:
                f"concepts.txt) or loss.{name} = 0")
     _check(weights["wca"] == 0 or cfg.model.region_dim > 0,
            f"loss.wca = {weights['wca']} aligns region concepts with words; set model.region_dim/max_regions or loss.wca = 0")
+    _validate_mpm(cfg)
+
+
+def _validate_mpm(cfg: PretrainConfig) -> None:
+    """Masked patch modelling needs a patch grid the masking can cut into squares, some of
+    them masked and some left visible to predict from."""
+    loss, m, d = cfg.loss, cfg.model, cfg.data
+    _check(isinstance(loss.mpm_norm_pix, bool), f"loss.mpm_norm_pix = {loss.mpm_norm_pix!r}; use true or false")
+    _check(isinstance(d.mpm_block, int) and not isinstance(d.mpm_block, bool) and d.mpm_block >= 1,
+           f"data.mpm_block = {d.mpm_block!r}: the side of a masked square in patches, an integer >= 1")
+    if loss.mpm == 0:
+        return
+    grid = m.image_size // m.patch_size
+    fits = [b for b in range(1, grid + 1) if grid % b == 0 and 1 <= masked_blocks((grid // b) ** 2, d.mpm_mask_prob) < (grid // b) ** 2]
+    where = (f"the model's {grid} x {grid} patch grid (model.image_size {m.image_size} / model.patch_size {m.patch_size})")
+    _check(bool(fits), f"loss.mpm = {loss.mpm} predicts masked patches from visible ones, and {where} cannot have both at "
+                       f"data.mpm_mask_prob = {d.mpm_mask_prob}; use a smaller model.patch_size or set loss.mpm = 0")
+    _check(grid % d.mpm_block == 0, f"data.mpm_block = {d.mpm_block} does not divide {where}; use one of {fits}")
+    squares = (grid // d.mpm_block) ** 2
+    count = masked_blocks(squares, d.mpm_mask_prob)
+    _check(count < squares, f"data.mpm_mask_prob = {d.mpm_mask_prob} masks {count} of the {squares} squares of "
+                            f"data.mpm_block = {d.mpm_block} patches in {where}, leaving none visible; lower "
+                            f"data.mpm_mask_prob or use data.mpm_block in {fits}")
 
 
 def validate_config(cfg: PretrainConfig) -> None:

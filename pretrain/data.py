@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from pretrain.concepts import Vocabularies, mask_concepts, region_ids, text_concepts
 from pretrain.config import PretrainConfig
 from pretrain.images import BadSample, decode, random_resized_crop
-from pretrain.sampling import choose_text, mask_parallel, mask_regions, mask_tokens
+from pretrain.sampling import choose_text, mask_parallel, mask_patches, mask_regions, mask_tokens
 from pretrain.shards import (
     PAIR_COLUMNS,
     PARALLEL_COLUMNS,
@@ -96,6 +96,8 @@ def make_sample(row: dict[str, Any], cfg: PretrainConfig, tok: Tokenizer, rng: r
             sample["region_masked"] = mask_regions(sample["regions"][2], cfg.model.max_regions, cfg.data.mrm_mask_prob, rng)
     if vocab is not None and (cfg.model.concepts or cfg.loss.mrc > 0):
         _concept_sample(sample, row, choice.concepts, cfg, vocab, rng, weak)
+    if cfg.loss.mpm > 0:  # masked patch modelling in any stage; drawn last, so no other choice moves
+        sample["patch_masked"] = mask_patches(size // cfg.model.patch_size, cfg.data.mpm_block, cfg.data.mpm_mask_prob, rng)
     return sample
 
 
@@ -149,8 +151,9 @@ def collate(samples: list[dict[str, Any]], parallel: list[dict[str, Any]], tok: 
         batch["region_boxes"] = torch.stack([s["regions"][1] for s in samples])
         counts = torch.tensor([s["regions"][2] for s in samples])
         batch["region_mask"] = torch.arange(batch["regions"].shape[1])[None] < counts[:, None]
-    if "region_masked" in samples[0]:
-        batch["region_masked"] = torch.tensor([s["region_masked"] for s in samples], dtype=torch.bool)
+    for key in ("region_masked", "patch_masked"):
+        if key in samples[0]:
+            batch[key] = torch.tensor([s[key] for s in samples], dtype=torch.bool)
     if "concepts" in samples[0]:
         batch["text_concepts"] = _pad([s["concepts"] for s in samples], -1, width=max_concepts)
         if "concepts_masked" in samples[0]:

@@ -6,7 +6,7 @@ Every loss gives, under DDP, the gradient of the *global-batch* loss:
   compute the full global loss on every rank; the gather's backward sums the W identical
   copies and DDP's average divides by W;
 * per-token/per-row losses (MLM, conditional MLM, ITM, TTM, the relevance regulariser,
-  masked region modelling) return
+  masked region and patch modelling) return
   ``W * local_sum / global_count``, so DDP's average is the global mean even when ranks hold
   different numbers of masked tokens or weak texts.
 
@@ -165,6 +165,17 @@ class RegionFeatureLoss(nn.Module):
         return global_mean(err, target.numel())
 
 
+class MaskedPatchLoss(nn.Module):
+    """MPM (SimMIM): L1 between the predicted and the target pixels of each masked patch,
+    averaged over the M masked patches and a patch's D = patch * patch * 3 values (SimMIM's
+    masked mean of ``F.l1_loss`` over pixels and channels): sum_p |pred_p - x_p|_1 / (M * D).
+    Only masked patches are passed in, so visible ones never count."""
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        err = (pred.float() - target.float()).abs().sum()
+        return global_mean(err, target.numel())
+
+
 class RegionClassLoss(nn.Module):
     """MRC (UNITER/M3P), per masked region, averaged over the M regions: with ``labels``, the
     cross-entropy against the detector's class label (what the trainer feeds: the schema
@@ -220,7 +231,7 @@ class RC3Loss(nn.Module):
     and ``cmlm`` (MLM of one side conditioned on the other). Masked region modelling:
     ``mrfr`` (RegionFeatureLoss) and ``mrc`` (RegionClassLoss, detector labels). MVP's
     concepts: ``tcp``/``icp`` (masked concept recovery, cross-entropy like MLM) and
-    ``rca``/``wca`` (GroundingLoss). Returns each unweighted objective computed and ``loss``,
+    ``rca``/``wca`` (GroundingLoss). Masked patch modelling: ``mpm`` (MaskedPatchLoss). Returns each unweighted objective computed and ``loss``,
     their weighted sum with ``cfg``'s weights (the current stage's).
     """
 
@@ -234,6 +245,7 @@ class RC3Loss(nn.Module):
         self.mrfr = RegionFeatureLoss()
         self.mrc = RegionClassLoss()
         self.grounding = GroundingLoss()
+        self.mpm = MaskedPatchLoss()
 
     def _image_text(self, image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor,
                     relevance: torch.Tensor, is_weak: torch.Tensor, has_anchor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -267,7 +279,8 @@ class RC3Loss(nn.Module):
                 mrc_labels: torch.Tensor | None = None, tcp_logits: torch.Tensor | None = None,
                 tcp_labels: torch.Tensor | None = None, icp_logits: torch.Tensor | None = None,
                 icp_labels: torch.Tensor | None = None, rca: tuple[torch.Tensor, ...] | None = None,
-                wca: tuple[torch.Tensor, ...] | None = None) -> dict[str, torch.Tensor]:
+                wca: tuple[torch.Tensor, ...] | None = None, mpm_pred: torch.Tensor | None = None,
+                mpm_target: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         itc, weak = self._image_text(image_features, text_features, logit_scale, relevance, is_weak, has_anchor)
         out = {"itc": itc}
@@ -283,7 +296,8 @@ class RC3Loss(nn.Module):
         for name, loss, first, second in (("mlm", self.mlm, mlm_logits, mlm_labels), ("itm", self.itm, itm_logits, itm_labels),
                                           ("ttm", self.itm, ttm_logits, ttm_labels), ("cmlm", self.mlm, cmlm_logits, cmlm_labels),
                                           ("mrfr", self.mrfr, mrfr_pred, mrfr_target), ("mrc", self.mrc, mrc_logits, mrc_labels),
-                                          ("tcp", self.mlm, tcp_logits, tcp_labels), ("icp", self.mlm, icp_logits, icp_labels)):
+                                          ("tcp", self.mlm, tcp_logits, tcp_labels), ("icp", self.mlm, icp_logits, icp_labels),
+                                          ("mpm", self.mpm, mpm_pred, mpm_target)):
             if first is not None and second is not None:
                 out[name] = loss(first, second)
         for name, inputs in (("rca", rca), ("wca", wca)):

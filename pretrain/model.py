@@ -5,7 +5,7 @@
 a rank, and the loss owns the cross-rank gather. The only loss-related work done here is
 what needs the encoders themselves: sending ITM/TTM hard negatives through the fusion
 encoder (``pretrain.matching`` is the pure selection), projecting the masked positions for
-MLM and conditional MLM, and predicting masked region features.
+MLM and conditional MLM, and predicting masked region features and masked patches.
 
 CCLM's cross view: the fusion encoder reads either image tokens or another text's tokens as
 its context, so parallel rows get matching (TTM) and conditional MLM through the same
@@ -30,6 +30,7 @@ from pretrain.matching import (
     same_pair_content,
     same_parallel_content,
 )
+from pretrain.mpm import MaskedPatchHead
 from pretrain.mvp import ConceptLevel, RegionHead, grounding_inputs
 from pretrain.stages import OBJECTIVES
 
@@ -52,13 +53,22 @@ class VisionEncoder(nn.Module):
         nn.init.trunc_normal_(self.pos, std=0.02)
         nn.init.trunc_normal_(self.cls, std=0.02)
 
+    def embed(self, images: torch.Tensor, patch_masked: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """[CLS] and patch embeddings plus positions; ``patch_masked``: ((B, N) bool, [MASK]
+        embedding (1, 1, width)), which replaces the embeddings of those patches before the
+        positions are added (SimMIM: a masked patch keeps its position)."""
+        x = self.patch(normalize(images)).flatten(2).transpose(1, 2)
+        if patch_masked is not None:
+            x = torch.where(patch_masked[0][..., None], patch_masked[1].to(x.dtype), x)
+        return torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1) + self.pos
+
     def forward(self, images: torch.Tensor, regions: torch.Tensor | None = None, boxes: torch.Tensor | None = None,
                 region_mask: torch.Tensor | None = None, extra: tuple[torch.Tensor, torch.Tensor] | None = None,
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+                patch_masked: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Tokens [CLS, patches, regions, extra] and their mask (None when all are real);
-        ``extra``: (tokens, mask) appended last (MVP's region-concept tokens)."""
-        x = self.patch(normalize(images)).flatten(2).transpose(1, 2)
-        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1) + self.pos
+        ``extra``: (tokens, mask) appended last (MVP's region-concept tokens);
+        ``patch_masked``: masked patch modelling's masked patches and [MASK] (``embed``)."""
+        x = self.embed(images, patch_masked)
         mask = None
         if regions is not None and hasattr(self, "region_proj"):
             r = self.region_proj(regions) + self.box_proj(boxes) + self.region_type
@@ -161,6 +171,8 @@ class RC3Model(nn.Module):
             self.region_head = RegionHead(cfg, loss)
         if cfg.concepts > 0:
             self.concepts = ConceptLevel(cfg, loss)
+        if loss.mpm > 0:
+            self.mpm = MaskedPatchHead(cfg)
         self.apply(init_weights)
         self.set_stage(loss)
 
@@ -216,6 +228,9 @@ class RC3Model(nn.Module):
             out.update(self._masked_regions(batch, None if self.unimodal else (txt_tokens, txt_mask)))
         if self.on("rca") or self.on("wca"):
             out.update(self._grounding(batch, img_tokens, img_mask, txt_tokens, txt_mask))
+        if hasattr(self, "mpm") and "patch_masked" in batch and self.on("mpm"):  # its own pass: ITC never sees it
+            out["mpm_pred"], out["mpm_target"] = self.mpm(self.vision, batch["images"], batch["patch_masked"],
+                                                          self.loss_cfg.mpm_norm_pix)
         return out
 
     def _parallel(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -1,5 +1,6 @@
 """Per-step choices made for each row: which text variant it shows, which tokens MLM (and
-conditional MLM on parallel text) masks, which regions masked region modelling masks.
+conditional MLM on parallel text) masks, which regions masked region modelling masks, which
+patches masked patch modelling masks.
 
 All are row-local and seeded per sample, so a resumed run makes the same choices as an
 uninterrupted one without replaying any random state.
@@ -7,6 +8,7 @@ uninterrupted one without replaying any random state.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -131,3 +133,19 @@ def mask_regions(count: int, limit: int, prob: float, rng: random.Random) -> lis
     if count and not any(masked):
         masked[rng.randrange(count)] = True
     return masked + [False] * (limit - count)
+
+
+def masked_blocks(blocks: int, prob: float) -> int:
+    """How many of ``blocks`` masked patch modelling masks: ceil(blocks * prob), as SimMIM's
+    MaskGenerator counts them (rounded to 9 decimals first, so 10 * 0.3 is 3, not 4)."""
+    return math.ceil(round(blocks * prob, 9))
+
+
+def mask_patches(grid: int, block: int, prob: float, rng: random.Random) -> list[bool]:
+    """Which patches of a ``grid`` x ``grid`` ViT input masked patch modelling masks, row
+    major: the grid is cut into (grid / block)^2 squares of ``block`` x ``block`` patches and
+    exactly ``masked_blocks`` of them, drawn without replacement, are masked whole (SimMIM's
+    MaskGenerator: mask_patch_size / model_patch_size = block)."""
+    side = grid // block
+    chosen = set(rng.sample(range(side * side), masked_blocks(side * side, prob)))
+    return [(r // block) * side + c // block in chosen for r in range(grid) for c in range(grid)]

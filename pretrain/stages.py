@@ -5,7 +5,7 @@ A stage is ``{name, steps, unimodal, loss}``: ``loss`` holds objective weights o
 objective it does not name weighs 0 in that stage; the other ``[loss]`` settings, such as
 ``weak_form`` or the temperature, hold for every stage). ``unimodal = true`` removes every
 cross-attention: MLM predicts from the text encoder alone, masked region modelling from the
-vision encoder alone, and objectives that need the other modality are refused there.
+vision encoder alone (masked patch modelling always does), and objectives that need the other modality are refused there.
 
 Stages run in order; stage k covers steps [sum of the earlier stages' steps, + its steps),
 and the last stage runs on until ``train.steps`` (so ``--resume --steps N`` lengthens it).
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # Every objective weight of [loss], in the order the loss reports them.
-OBJECTIVES = ("itc", "weak", "ttc", "mlm", "itm", "ttm", "cmlm", "mrfr", "mrc", "tcp", "icp", "rca", "wca")
+OBJECTIVES = ("itc", "weak", "ttc", "mlm", "itm", "ttm", "cmlm", "mrfr", "mrc", "tcp", "icp", "rca", "wca", "mpm")
 # Objectives that need both modalities (or the fusion encoder) and cannot run in a unimodal stage.
 CROSS_MODAL = ("itc", "weak", "itm", "ttm", "cmlm", "rca", "wca")
 
