@@ -160,15 +160,20 @@ def build_pipeline(p: beam.Pipeline, cfg: BuildConfig, directory: str, progress_
     texts = tuple(v for v, _ in valid) | "NormaliseTexts" >> EachSource(lambda: NormaliseTexts(cfg.text))
     rejects += [r for _, r in valid] + [r for *_, r in texts]
     splits = {src.split for src in cfg.sources}
-    pairs, pair_rejects = unique_rows(tuple(t[0] for t in texts), "Pairs", cfg.dedup.key, splits, directory)
-    parallel, parallel_rejects = unique_rows(tuple(t[1] for t in texts), "Parallel", cfg.dedup.key, splits, directory)
+    stages = active_stages(cfg)
+    # without row stages the spine's rows go straight into the writer's runs, split by shard
+    per_shard = None if stages else cfg.output.rows_per_shard
+    pairs, pair_rejects = unique_rows(tuple(t[0] for t in texts), "Pairs", cfg.dedup.key, splits, directory, per_shard)
+    parallel, parallel_rejects = unique_rows(tuple(t[1] for t in texts), "Parallel", cfg.dedup.key, splits, directory,
+                                             per_shard)
     rejects += [pair_rejects, parallel_rejects]
     tables = {"pairs": pairs, "parallel": parallel}
-    for stage in active_stages(cfg):
+    for stage in stages:
         tables, stage_rejects = tables | stage.name >> stage.make(cfg, stage.name, directory)
         rejects.append(stage_rejects)
     all_rejects = tuple(rejects) | "AllRejects" >> SortIntoRuns("rejects", directory)
-    {**tables, "rejects": all_rejects} | "WriteDataset" >> WriteDataset(directory, cfg.output)
+    sharded = () if stages else ("pairs", "parallel")
+    {**tables, "rejects": all_rejects} | "WriteDataset" >> WriteDataset(directory, cfg.output, sharded)
 
 
 def counters(result: Any) -> dict[str, int]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from operator import itemgetter
 from typing import Any
@@ -40,13 +41,22 @@ from curation.clean.dedup import (
 from curation.clean.ids import DUPLICATE_ID, UniqueIds, pick_first, provenance_key
 from curation.clean.keyrecord import KeyRecord
 from curation.clean.splits import AssignSplits, caption_keys
-from curation.output.runs import RUN_BYTES, Segment, decode_row, encode_row, merge_segments
+from curation.output.runs import (
+    RUN_BYTES,
+    RunWriter,
+    Segment,
+    decode_row,
+    encode_row,
+    merge_segments,
+)
 from curation.output.spill import PARTITIONS, SpillFn, each_input, flatten, runs_folder
+from curation.output.write import shard_of, shards_for
 from curation.stages import DEDUP, SPLIT
 from schemas.rows import REJECTS_TAG
 from schemas.stage import StageCounters
 
 RUNS_TAG = "runs"
+KEPT = Counter({"in": 1, "kept": 1})  # a row through the split stage
 
 
 def key_record(row: dict[str, Any], table: str, dedup_key: str) -> tuple:
@@ -91,31 +101,59 @@ class SpillRows(beam.PTransform):
 
 
 class _ApplyFn(beam.DoFn):
-    """(partition, [(kind, Segment)]) -> rows with the decisions applied, and rejects."""
+    """(partition, [(kind, Segment)]) -> rows with the decisions applied, and rejects.
 
-    def __init__(self, table: str, what: str):
-        self.table, self.what = table, what
+    write: None, or (runs folder, rows_per_shard) when no row stage follows: the rows go
+    straight into the writer's runs, sorted by (shard, id), the shard count from the
+    ``counts`` side input (``CountRows``); out come the writer's ((shard, shard count),
+    Segment) descriptors (``curation.output.write.WriteTable(sharded=True)``). A row no
+    decision touches is never decoded then: its encoded bytes go on as they are.
+    """
+
+    def __init__(self, table: str, what: str, write: tuple[str, int] | None = None):
+        self.table, self.what, self.write = table, what, write
         self.dedup = StageCounters(DEDUP)
         self.split = StageCounters(SPLIT)
+        self.runs: RunWriter | None = None
+        self.num_shards = 1
 
-    def process(self, part: tuple[int, Iterable[tuple[str, Segment]]]) -> Iterator[Any]:
+    def start_bundle(self) -> None:
+        self.runs = RunWriter(self.write[0]) if self.write else None
+
+    def process(self, part: tuple[int, Iterable[tuple[str, Segment]]], counts: list[int] | None = None
+                ) -> Iterator[Any]:
         _, tagged = part
         tagged = list(tagged)
+        if self.write:
+            self.num_shards = shards_for(sum(counts), self.write[1])
         rows = merge_segments([s for kind, s in tagged if kind == "rows"])
         decisions = merge_segments([s for kind, s in tagged if kind == "decisions"])
         pending = next(decisions, None)
         for row_id, entries in itertools.groupby(rows, key=itemgetter(0)):
             values = [value for _, value in entries]
-            if len(values) == 1:
-                row = decode_row(values[0])
-            else:
-                row = yield from self.unique(values)
             while pending is not None and pending[0] < row_id:
                 pending = next(decisions, None)
-            decision = None
-            if pending is not None and pending[0] == row_id:
-                decision = decode_row(pending[1])
-            yield from self.decide(row, decision)
+            decision = decode_row(pending[1]) if pending is not None and pending[0] == row_id else None
+            if self.runs is not None and len(values) == 1 and decision is None:
+                if self.table == "pairs":
+                    self.split.add(KEPT)
+                yield from self.spill(row_id, values[0])
+                continue
+            row = decode_row(values[0]) if len(values) == 1 else (yield from self.unique(values))
+            for out in self.decide(row, decision):
+                if self.runs is None or isinstance(out, beam.pvalue.TaggedOutput):
+                    yield out
+                else:
+                    yield from self.spill(row_id, encode_row(out))
+
+    def spill(self, row_id: str, value: bytes) -> Iterator[tuple[tuple[int, int], Segment]]:
+        for shard, segment in self.runs.add(shard_of(row_id, self.num_shards), row_id, value):
+            yield (shard, self.num_shards), segment
+
+    def finish_bundle(self) -> Iterator[Any]:
+        if self.runs is not None:
+            for shard, segment in self.runs.flush():
+                yield GlobalWindows.windowed_value(((shard, self.num_shards), segment))
 
     def unique(self, values: list[bytes]) -> Iterator[Any]:
         """Rows of one id: the rejects of all but the first by provenance; returns that one."""
@@ -135,12 +173,24 @@ class _ApplyFn(beam.DoFn):
         if self.table != "pairs":
             yield row
             return
-        self.split.inc("in")
-        self.split.inc("kept")
+        self.split.add(KEPT)
         if decision is not None and decision[1] != row["split"]:
             self.split.inc(f"moved_{row['split']}_to_{decision[1]}")
             row = {**row, "split": decision[1]}
         yield row
+
+
+class _CountFn(beam.DoFn):
+    """Elements -> how many, once per bundle."""
+
+    def start_bundle(self) -> None:
+        self.n = 0
+
+    def process(self, _: Any) -> None:
+        self.n += 1
+
+    def finish_bundle(self) -> Iterator[Any]:
+        yield GlobalWindows.windowed_value(self.n)
 
 
 def _tag(kind: str):
@@ -153,11 +203,15 @@ class ApplyDecisions(beam.PTransform):
     Applied to a tuple: the descriptors from ``SpillRows``, then any number of
     PCollections of (id, decision). table: "pairs" or "parallel"; what: how a
     duplicate reject names the dedup key; directory: where the decisions' runs go.
+    write: None, or (the writer's runs folder, rows_per_shard, the count of rows that
+    come out, as a PCollection of counts): then the rows go straight into the writer's
+    runs and out come their descriptors (``_ApplyFn``).
     """
 
-    def __init__(self, directory: str, table: str, what: str, partitions: int = PARTITIONS):
+    def __init__(self, directory: str, table: str, what: str, partitions: int = PARTITIONS,
+                 write: tuple[str, int, beam.PCollection] | None = None):
         super().__init__()
-        self.directory, self.table, self.what, self.partitions = directory, table, what, partitions
+        self.directory, self.table, self.what, self.partitions, self.write = directory, table, what, partitions, write
 
     def expand(self, inputs: tuple[beam.PCollection, ...]) -> tuple[beam.PCollection, beam.PCollection]:
         runs, *decisions = inputs
@@ -166,22 +220,33 @@ class ApplyDecisions(beam.PTransform):
             | f"TagDecisions{i}" >> beam.Map(_tag("decisions"))
             for i, pc in enumerate(decisions)  # each where it is made: no decision waits in memory
         ]
+        write, side = None, {}
+        if self.write:
+            folder, per_shard, counts = self.write
+            write, side = (folder, per_shard), {"counts": beam.pvalue.AsList(counts)}
         out = (
             (runs | "TagRows" >> beam.Map(_tag("rows")), *decided)
             | "All" >> beam.Flatten()
             | "ByPartition" >> beam.GroupByKey()
-            | "Apply" >> beam.ParDo(_ApplyFn(self.table, self.what)).with_outputs(REJECTS_TAG, main="rows")
+            | "Apply" >> beam.ParDo(_ApplyFn(self.table, self.what, write), **side).with_outputs(REJECTS_TAG, main="rows")
         )
         return out.rows, out[REJECTS_TAG]
 
 
-def unique_rows(rows: beam.PCollection, name: str, dedup_key: str, splits: Iterable[str], directory: str
-                ) -> tuple[beam.PCollection, beam.PCollection]:
+def unique_rows(rows: beam.PCollection, name: str, dedup_key: str, splits: Iterable[str], directory: str,
+                rows_per_shard: int | None = None) -> tuple[beam.PCollection, beam.PCollection]:
     """Wire the spine's decisions for one table (name "Pairs" or "Parallel") into the
     pipeline as top-level steps (``Spill<name>``, ``UniqueIds<name>``, ``Dedup<name>``,
     ``AssignSplits`` for pairs, ``Apply<name>``); runs go under the staging ``directory``.
     dedup_key: DedupConfig.key; splits: the splits the sources declare. Returns (rows,
-    rejects)."""
+    rejects).
+
+    rows_per_shard: given when no row stage follows (``OutputConfig.rows_per_shard``):
+    the rows go straight into the writer's runs, split by shard (the count of rows is
+    that of the key records dedup kept), and the first PCollection returned holds their
+    descriptors, for ``WriteTable(sharded=True)``: rows are encoded, decoded and sorted
+    into runs once less, and never split again.
+    """
     table = name.lower()
     runs = functools.partial(runs_folder, directory)
     keys, row_runs = rows | f"Spill{name}" >> SpillRows(runs(f"{table}-rows"), table, dedup_key)
@@ -190,6 +255,8 @@ def unique_rows(rows: beam.PCollection, name: str, dedup_key: str, splits: Itera
     decided = [decisions]
     if table == "pairs":
         decided.append(keys | "AssignSplits" >> AssignSplits(splits, runs(f"{table}-leaks")))
+    write = None
+    if rows_per_shard is not None:  # one row comes out per key record kept
+        write = (runs(table), rows_per_shard, keys | f"CountRows{name}" >> beam.ParDo(_CountFn()))
     what = what_is_compared(table, dedup_key)
-    return (row_runs, *decided) | f"Apply{name}" >> ApplyDecisions(runs(f"{table}-decisions"), table, what)
-
+    return (row_runs, *decided) | f"Apply{name}" >> ApplyDecisions(runs(f"{table}-decisions"), table, what, write=write)

@@ -191,27 +191,32 @@ class WriteTable(beam.PTransform):
     table: the table. directory: the staging directory (its ``RUNS`` folder holds the
     sorted runs until ``remove_runs``). cfg: the OutputConfig. run_bytes: what one
     bundle holds in memory before it writes a run. presorted: the input is already run
-    descriptors (``SortIntoRuns``), not rows. Returns the PCollection of written shard
-    file names.
+    descriptors (``SortIntoRuns``), not rows. sharded: the input is already
+    ((shard, shard count), Segment) descriptors of runs sorted by (shard, key)
+    (``curation.clean.keys.unique_rows`` with ``rows_per_shard``). Returns the
+    PCollection of written shard file names.
     """
 
     def __init__(self, table: str, directory: str, cfg: OutputConfig, run_bytes: int = RUN_BYTES,
-                 presorted: bool = False):
+                 presorted: bool = False, sharded: bool = False):
         super().__init__()
         if table not in SCHEMAS:
             raise ValueError(f"unknown table {table!r}")
         self.table, self.directory, self.cfg, self.run_bytes = table, directory, cfg, run_bytes
-        self.presorted = presorted
+        self.presorted, self.sharded = presorted, sharded
 
     def expand(self, rows: beam.PCollection) -> beam.PCollection:
         """The shard count from the runs' row counts, each run split by shard
         (``_RepartitionFn``), each shard a merge of its runs (``_MergeShardFn``)."""
-        runs = rows if self.presorted else rows | "SortIntoRuns" >> SortIntoRuns(self.table, self.directory, self.run_bytes)
-        # the runs' descriptors, a few per bundle, as a side input: their row counts give the shard count
-        repartition = _RepartitionFn(posixpath.join(self.directory, RUNS, self.table), self.cfg.rows_per_shard)
+        if self.sharded:
+            by_shard = rows
+        else:
+            runs = rows if self.presorted else rows | "SortIntoRuns" >> SortIntoRuns(self.table, self.directory, self.run_bytes)
+            # the runs' descriptors, a few per bundle, as a side input: their row counts give the shard count
+            repartition = _RepartitionFn(posixpath.join(self.directory, RUNS, self.table), self.cfg.rows_per_shard)
+            by_shard = runs | "Repartition" >> beam.ParDo(repartition, descriptors=beam.pvalue.AsList(runs))
         return (
-            runs
-            | "Repartition" >> beam.ParDo(repartition, descriptors=beam.pvalue.AsList(runs))
+            by_shard
             | "Group" >> beam.GroupByKey()
             | "Write" >> beam.ParDo(_MergeShardFn(self.table, self.directory, self.cfg))
         )
@@ -281,15 +286,17 @@ class WriteDataset(beam.PTransform):
 
     Applied to a dict {"pairs": rows, "parallel": rows, "rejects": runs}: the rejects come
     from every step, so they arrive as the run descriptors of ``SortIntoRuns("rejects",
-    directory)`` applied to all of them.
+    directory)`` applied to all of them. sharded: the tables that arrive as descriptors of
+    runs already split by shard (``WriteTable(sharded=True)``).
     """
 
-    def __init__(self, directory: str, cfg: OutputConfig):
+    def __init__(self, directory: str, cfg: OutputConfig, sharded: Iterable[str] = ()):
         super().__init__()
         self.directory = directory
         self.cfg = cfg
+        self.sharded = frozenset(sharded)
 
     def expand(self, tables: dict[str, beam.PCollection]) -> dict[str, beam.PCollection]:
-        return {name: tables[name] | f"Write_{name}" >> WriteTable(name, self.directory, self.cfg,
-                                                                   presorted=name == "rejects")
+        return {name: tables[name] | f"Write_{name}" >> WriteTable(name, self.directory, self.cfg, presorted=name == "rejects",
+                                                                   sharded=name in self.sharded)
                 for name in TABLES}
