@@ -46,10 +46,12 @@ def patch_targets(images: torch.Tensor, patch: int, norm_pix: bool = False) -> t
 
 
 class MaskedPatchHead(nn.Module):
-    """The [MASK] embedding (an embedding table of one row, so that it is initialised and
-    left without weight decay like the other embeddings; SimMIM excludes ``mask_token``
-    from weight decay too) and SimMIM's prediction head: one linear layer from the vision
-    width to a patch's pixels (SimMIM's 1x1 convolution to ``stride^2 * 3`` channels)."""
+    """The [MASK] embedding (an embedding table of one row: initialised N(0, 0.02) as
+    SimMIM's ``mask_token``, and, like this model's other embeddings and [CLS], left without
+    weight decay; SimMIM's Swin encoder excludes ``mask_token`` from weight decay, its ViT
+    encoder does not) and SimMIM's prediction head: one linear layer from the vision width to
+    a patch's pixels (SimMIM's 1x1 convolution to ``stride^2 * 3`` channels, then
+    PixelShuffle, computed here at the masked patches only)."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
