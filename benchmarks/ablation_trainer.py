@@ -18,7 +18,7 @@ variants need regions with features (the [regions] stage; with labels for MRC). 
 whose data is missing is skipped with the reason (nothing is made up).
 
 Variants (each on top of the base, pretrain.demo's DEMO_SETTINGS):
-  base       ITC + weak (RC3 soft target) + TTC + MLM + ITM
+  base       ITC + weak (RC3 soft_target: the default when these ran, pinned) + TTC + MLM + ITM
   cclm       + TTM and conditional MLM on parallel text (weight w)
   mvp        + concepts as inputs, TCP, RCA (and ICP, WCA with regions) in one joint stage (w)
   mvp2       the same objectives in MVP's two stages: unimodal (MLM, TCP, [MRFR, ICP]) for
@@ -130,7 +130,9 @@ def train_and_score(data: Path, out: Path, overrides: dict[str, Any], seed: int,
     from pretrain.train import run_training
 
     settings = merge(DEMO_SETTINGS, {"train": {"steps": steps, "warmup_steps": max(1, steps // 10), "seed": seed,
-                                               "device": device}})
+                                               "device": device},
+                                     # the default weak form when the recorded runs ran (now the regulariser)
+                                     "loss": {"weak_form": "soft_target"}})
     cfg = load_config(None, merge(settings, overrides))
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
