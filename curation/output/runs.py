@@ -98,35 +98,39 @@ class RunWriter:
         return segments
 
 
-class _Chunks:
-    """``length`` bytes of an open file, handed out in pieces, read ``chunk`` bytes at a time."""
-
-    def __init__(self, handle: Any, length: int, chunk: int, path: str):
-        self.handle, self.left, self.chunk, self.path = handle, length, chunk, path
-        self.buffer, self.pos = b"", 0
-
-    def take(self, n: int) -> bytes:
-        while len(self.buffer) - self.pos < n:
-            data = self.handle.read(min(max(self.chunk, n), self.left)) if self.left else b""
-            if not data:
-                raise OSError(f"run {self.path} ends inside a record of its segment")
-            self.left -= len(data)
-            self.buffer, self.pos = self.buffer[self.pos:] + data, 0
-        out = self.buffer[self.pos:self.pos + n]
-        self.pos += n
-        return out
-
-
 def read_segment(segment: Segment, chunk: int = READ_CHUNK) -> Iterator[tuple[str, bytes]]:
     """(key, value) entries of one segment, in order, reading ``chunk`` bytes at a time."""
+    header = _HEADER.size
+    unpack = _HEADER.unpack_from
     with FileSystems.open(segment.path, mime_type="application/octet-stream", compression_type=_RAW) as handle:
         handle.seek(segment.offset)
-        reader = _Chunks(handle, segment.length, chunk, segment.path)
+        left, buffer, pos = segment.length, b"", 0
         for _ in range(segment.rows):
-            klen, vlen = _HEADER.unpack(reader.take(_HEADER.size))
-            yield reader.take(klen).decode("utf-8", "surrogatepass"), reader.take(vlen)
-        if reader.left or reader.pos != len(reader.buffer):
+            if len(buffer) - pos < header:
+                buffer, pos, left = _refill(handle, buffer, pos, left, header, chunk, segment)
+            klen, vlen = unpack(buffer, pos)
+            start, end = pos + header, pos + header + klen + vlen
+            if len(buffer) < end:
+                buffer, pos, left = _refill(handle, buffer, pos, left, end - pos, chunk, segment)
+                start, end = header, header + klen + vlen
+            yield buffer[start:start + klen].decode("utf-8", "surrogatepass"), buffer[start + klen:end]
+            pos = end
+        if left or pos != len(buffer):
             raise OSError(f"run {segment.path}: the segment at {segment.offset} holds more than its {segment.rows} rows")
+
+
+def _refill(handle: Any, buffer: bytes, pos: int, left: int, need: int, chunk: int, segment: Segment
+            ) -> tuple[bytes, int, int]:
+    """The unread part of ``buffer`` followed by more of the segment, at least ``need``
+    bytes in all: (buffer, 0, bytes of the segment still unread)."""
+    buffer = buffer[pos:]
+    while len(buffer) < need:
+        data = handle.read(min(max(chunk, need - len(buffer)), left)) if left else b""
+        if not data:
+            raise OSError(f"run {segment.path} ends inside a record of its segment")
+        left -= len(data)
+        buffer += data
+    return buffer, 0, left
 
 
 def merge_segments(segments: Iterable[Segment]) -> Iterator[tuple[str, bytes]]:
