@@ -82,14 +82,24 @@ class _PickFn(beam.DoFn):
 
     def __init__(self) -> None:
         self.counters = StageCounters(DEDUP)
+        self.tally: Counter[str] = Counter()
+
+    def start_bundle(self) -> None:
+        self.tally = Counter()  # counted once a bundle
 
     def process(self, group: tuple[str, list[tuple]]) -> Iterator[Any]:
         _, records = group
         ordered = sorted(records, key=key_identity)
-        self.counters.add(Counter(**{"in": len(ordered), "kept": 1, "rejected_duplicate": len(ordered) - 1}))
+        tally = self.tally
+        tally["in"] += len(ordered)
+        tally["kept"] += 1
+        tally["rejected_duplicate"] += len(ordered) - 1
         yield ordered[0]
         for row_id, kept in losers(map(key_identity, ordered)):
             yield beam.pvalue.TaggedOutput(DECISIONS, (row_id, ("duplicate", kept)))
+
+    def finish_bundle(self) -> None:
+        self.counters.add(self.tally)
 
 
 class Deduplicate(beam.PTransform):

@@ -56,7 +56,6 @@ from schemas.rows import REJECTS_TAG
 from schemas.stage import StageCounters
 
 RUNS_TAG = "runs"
-KEPT = Counter({"in": 1, "kept": 1})  # a row through the split stage
 
 
 def key_record(row: dict[str, Any], table: str, dedup_key: str) -> tuple:
@@ -115,10 +114,11 @@ class _ApplyFn(beam.DoFn):
         self.dedup = StageCounters(DEDUP)
         self.split = StageCounters(SPLIT)
         self.runs: RunWriter | None = None
-        self.num_shards = 1
+        self.num_shards, self.passed = 1, 0
 
     def start_bundle(self) -> None:
         self.runs = RunWriter(self.write[0]) if self.write else None
+        self.passed = 0  # pairs rows through the split stage, counted once a bundle
 
     def process(self, part: tuple[int, Iterable[tuple[str, Segment]]], counts: list[int] | None = None
                 ) -> Iterator[Any]:
@@ -135,8 +135,7 @@ class _ApplyFn(beam.DoFn):
                 pending = next(decisions, None)
             decision = decode_row(pending[1]) if pending is not None and pending[0] == row_id else None
             if self.runs is not None and len(values) == 1 and decision is None:
-                if self.table == "pairs":
-                    self.split.add(KEPT)
+                self.passed += 1
                 yield from self.spill(row_id, values[0])
                 continue
             row = decode_row(values[0]) if len(values) == 1 else (yield from self.unique(values))
@@ -151,6 +150,8 @@ class _ApplyFn(beam.DoFn):
             yield (shard, self.num_shards), segment
 
     def finish_bundle(self) -> Iterator[Any]:
+        if self.passed and self.table == "pairs":
+            self.split.add(Counter({"in": self.passed, "kept": self.passed}))
         if self.runs is not None:
             for shard, segment in self.runs.flush():
                 yield GlobalWindows.windowed_value(((shard, self.num_shards), segment))
@@ -173,7 +174,7 @@ class _ApplyFn(beam.DoFn):
         if self.table != "pairs":
             yield row
             return
-        self.split.add(KEPT)
+        self.passed += 1
         if decision is not None and decision[1] != row["split"]:
             self.split.inc(f"moved_{row['split']}_to_{decision[1]}")
             row = {**row, "split": decision[1]}
