@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from pretrain.images import BadSample
 from pretrain.shards import Dataset, _open, read_unit
+from schemas.dataset import read_dataset_text
 
 CONCEPTS_FILE = "concepts.txt"
 
@@ -57,13 +57,13 @@ class Vocabularies:
 
 def read_concepts(root: str) -> list[str]:
     """The dataset's concept vocabulary (concepts.txt), or a clear error without one."""
-    path = Path(root) / CONCEPTS_FILE
-    if not path.is_file():
+    text = read_dataset_text(root.rstrip("/"), CONCEPTS_FILE)
+    if text is None:
         raise FileNotFoundError(f"{root}: no {CONCEPTS_FILE}; model.concepts needs the dataset's concept vocabulary, "
                                 "which the [concepts] stage writes; build with that stage or set model.concepts = 0")
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    names = [line.strip() for line in text.splitlines()]
     if not names or any(not n for n in names) or len(set(names)) != len(names):
-        raise ValueError(f"{path}: one concept name per line, none empty, none repeated")
+        raise ValueError(f"{root.rstrip('/')}/{CONCEPTS_FILE}: one concept name per line, none empty, none repeated")
     return names
 
 

@@ -58,6 +58,17 @@ def load_manifest(directory: str) -> dict[str, Any]:
     return manifest
 
 
+def read_dataset_text(directory: str, name: str) -> str | None:
+    """The text of the file ``name`` at the dataset root (local or any URI pyarrow opens:
+    ``gs://``, ``s3://``, ``file://``), or None when it is not there."""
+    fs, root = _fs(directory)
+    path = posixpath.join(root, name)
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return None
+    with fs.open_input_stream(path) as handle:
+        return handle.read().decode("utf-8")
+
+
 def shard_paths(directory: str, table: str, manifest: dict[str, Any] | None = None) -> list[str]:
     """Full paths of the shards of ``table`` that the manifest lists."""
     manifest = manifest or load_manifest(directory)

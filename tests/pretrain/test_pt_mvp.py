@@ -11,7 +11,7 @@ import pytest
 import torch
 from pretrain_helpers import CONCEPTS, micro_config, write_dataset
 
-from pretrain.checkpoint import load_checkpoint
+from pretrain.checkpoint import load_checkpoint, resolve_checkpoint
 from pretrain.concepts import Vocabularies, resolve_concepts, scan_region_labels
 from pretrain.config import stage_loss
 from pretrain.data import build_loader
@@ -160,3 +160,19 @@ def test_concept_vocabulary_checks(tmp_path):
     with pytest.raises(BadSample, match="concept 'cat' is not in the run's concepts.txt"):
         vocab.concept_ids(["cat"])
     assert vocab.concept_ids(["cat"], strict=False) == [-1]
+
+
+def test_a_dataset_behind_a_uri_trains_with_its_concepts(tmp_path, dataset):
+    """gs:// and s3:// datasets are read through pyarrow's filesystems; file:// takes the same
+    path offline: the manifest, the shards and concepts.txt all come from the URI."""
+    root, _, _, tok_path = dataset
+    uri = root.resolve().as_uri()
+    assert uri.startswith("file:///")
+    assert resolve_concepts(-1, uri, None) == resolve_concepts(-1, str(root), None) == CONCEPTS
+    assert resolve_concepts(-1, uri + "/", None) == CONCEPTS
+    with pytest.raises(FileNotFoundError, match="no concepts.txt"):
+        resolve_concepts(-1, (tmp_path / "elsewhere").as_uri(), None)
+    cfg = micro_config(model=REGIONS, loss={"tcp": 1.0, "rca": 1.0}, train={"steps": 2, **CPU},
+                       tokenizer={"model": str(tok_path)})
+    assert run_training(cfg, uri, str(tmp_path / "run"), quiet=True)["step"] == 2
+    assert load_checkpoint(resolve_checkpoint(tmp_path / "run"))["concepts"] == CONCEPTS
