@@ -159,21 +159,38 @@ def build_pipeline(p: beam.Pipeline, cfg: BuildConfig, directory: str, progress_
     valid = records | "ValidateImages" >> EachSource(lambda: ValidateImages(cfg.image))
     texts = tuple(v for v, _ in valid) | "NormaliseTexts" >> EachSource(lambda: NormaliseTexts(cfg.text))
     rejects += [r for _, r in valid] + [r for *_, r in texts]
-    splits = {src.split for src in cfg.sources}
     stages = active_stages(cfg)
-    # without row stages the spine's rows go straight into the writer's runs, split by shard
-    per_shard = None if stages else cfg.output.rows_per_shard
-    pairs, pair_rejects = unique_rows(tuple(t[0] for t in texts), "Pairs", cfg.dedup.key, splits, directory, per_shard)
-    parallel, parallel_rejects = unique_rows(tuple(t[1] for t in texts), "Parallel", cfg.dedup.key, splits, directory,
-                                             per_shard)
-    rejects += [pair_rejects, parallel_rejects]
-    tables = {"pairs": pairs, "parallel": parallel}
+    tables = spine_tables(p, cfg, texts, directory, rejects, direct=not stages)
     for stage in stages:
         tables, stage_rejects = tables | stage.name >> stage.make(cfg, stage.name, directory)
         rejects.append(stage_rejects)
     all_rejects = tuple(rejects) | "AllRejects" >> SortIntoRuns("rejects", directory)
     sharded = () if stages else ("pairs", "parallel")
     {**tables, "rejects": all_rejects} | "WriteDataset" >> WriteDataset(directory, cfg.output, sharded)
+
+
+def spine_tables(p: beam.Pipeline, cfg: BuildConfig, texts: tuple[Any, ...], directory: str, rejects: list[Any],
+                 direct: bool) -> dict[str, beam.PCollection]:
+    """{"pairs": rows, "parallel": rows} through the spine's id checks, dedup and splits
+    (``unique_rows``) from each source's (pairs, parallel, rejects) of the text stage;
+    the rejects are appended to ``rejects``.
+
+    direct (no row stage follows): the rows go straight into the writer's runs, split by
+    shard (``WriteDataset(sharded=...)`` takes their descriptors), and each table is made
+    only from the sources whose kind makes its rows (a table no source makes is empty).
+    """
+    splits = {src.split for src in cfg.sources}
+    per_shard = cfg.output.rows_per_shard if direct else None
+    tables = {}
+    for i, (table, name) in enumerate((("pairs", "Pairs"), ("parallel", "Parallel"))):
+        made = tuple(t[i] for t, src in zip(texts, cfg.sources, strict=True)
+                     if not direct or (src.kind == "parallel") == (table == "parallel"))
+        if not made:
+            tables[table] = p | f"No{name}" >> beam.Create([])
+            continue
+        tables[table], table_rejects = unique_rows(made, name, cfg.dedup.key, splits, directory, per_shard)
+        rejects.append(table_rejects)
+    return tables
 
 
 def counters(result: Any) -> dict[str, int]:
