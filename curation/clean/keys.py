@@ -15,6 +15,8 @@ crosses a fused stage in memory, so the rows themselves never do:
    partition streams its rows back in id order beside its decisions: rows sharing an id
    are neighbours there, and the first by provenance is kept (the rule of ``ids.py``);
    a duplicate becomes a ``dedup/duplicate`` reject; a moved row gets its new split.
+   Without row stages after the spine (``unique_rows(..., rows_per_shard)``), the rows go
+   from there straight into the writer's runs, split by shard (``_ApplyFn``).
 
 Memory: one run buffer per bundle and one read chunk per run, whatever the row count.
 """
