@@ -5,8 +5,9 @@ Both paths run the very same functions (``iter_jsonl``, ``load_image_bytes``,
 runs by ``RunWriter``, each shard a ``merge_segments`` of its runs written by
 ``write_sorted``) on the same generated corpus, in the same run, so the ratio measures what
 Beam itself costs: the rows spilled to runs by id and streamed back once the id checks,
-dedup and splits are decided on their key records (grouped on disk), the writer's runs
-split by shard once the shard count is known, the manifest's reconciliation.
+dedup and splits are decided on their key records (grouped on disk), then written
+straight into the writer's runs by shard (this build has no row stage; the shard count
+comes from the key records dedup kept), the rejects table, the manifest's reconciliation.
 Corpus generation is not timed. CPU seconds are this process's and its children's (user +
 sys): on a shared machine they move less than wall seconds.
 
