@@ -23,6 +23,9 @@ Variants (each on top of the base, pretrain.demo's DEMO_SETTINGS):
   mvp        + concepts as inputs, TCP, RCA (and ICP, WCA with regions) in one joint stage (w)
   mvp2       the same objectives in MVP's two stages: unimodal (MLM, TCP, [MRFR, ICP]) for
              --stage1 of the steps, then cross-modal (ITC, weak, TTC, RCA, [WCA], ITM, MLM)
+  mvp2t      mvp2 with TTC (text-text contrastive on parallel rows, a unimodal objective) also
+             in the unimodal stage: text MLM alone leaves the text encoder slow to learn
+             contrastive [CLS] features (benchmarks/RESULTS.md, "Why MVP's two stages fail")
   roi        + regions as inputs only (RC3's ROI + patch input, no new objective): the
              reference for mrm and for the region part of mvp/mvp2, which also feed regions
   mrm        + regions as inputs, MRFR and MRC (w; MRC only with labelled regions)
@@ -34,7 +37,7 @@ tables from the results alone. With 3 seeds the smallest possible sign-flip p-va
 a significant difference needs at least 6 seeds (p >= 1/32 = 0.031).
 
 usage: python benchmarks/ablation_trainer.py --data DS --out OUT [--steps 400] [--seeds 0,1,2]
-           [--variants base,cclm,mvp,mvp2,roi,mrm] [--weights 0.5,1.0] [--stage1 0.3]
+           [--variants base,cclm,mvp,mvp2,mvp2t,roi,mrm] [--weights 0.5,1.0] [--stage1 0.3]
            [--jobs 1] [--device auto] [--report]
 Record the load average beside the numbers (each result records it).
 """
@@ -57,11 +60,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-VARIANTS = ("base", "cclm", "mvp", "mvp2", "roi", "mrm")
+VARIANTS = ("base", "cclm", "mvp", "mvp2", "mvp2t", "roi", "mrm")
 UNWEIGHTED = ("base", "roi")  # no new objective: one run per seed, nothing to choose
 # (variant, reference): what each addition is measured against, paired per seed
 COMPARISONS = (("cclm", "base"), ("mvp", "base"), ("mvp2", "base"), ("roi", "base"), ("mrm", "base"),
-               ("mrm", "roi"), ("mvp", "roi"), ("mvp2", "mvp"))
+               ("mrm", "roi"), ("mvp", "roi"), ("mvp2", "mvp"), ("mvp2t", "mvp2"), ("mvp2t", "mvp"))
 
 
 def data_facts(data: Path) -> dict[str, Any]:
@@ -98,7 +101,7 @@ def variant_config(name: str, w: float, facts: dict[str, Any], steps: int, stage
     if name == "mvp":
         return {"model": model, "loss": mvp}
     first = max(1, int(steps * stage1))
-    uni = {"mlm": 1.0, "tcp": w, **({"mrfr": w, "icp": w} if regions else {})}
+    uni = {"mlm": 1.0, "tcp": w, **({"mrfr": w, "icp": w} if regions else {}), **({"ttc": 1.0} if name == "mvp2t" else {})}
     cross = {"itc": 1.0, "weak": 1.0, "ttc": 1.0, "rca": w, **({"wca": w} if regions else {}), "itm": 1.0, "mlm": 1.0}
     return {"model": model, "schedule": [{"name": "unimodal", "steps": first, "unimodal": True, "loss": uni},
                                          {"name": "crossmodal", "steps": steps - first, "loss": cross}]}

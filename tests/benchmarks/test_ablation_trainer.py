@@ -48,6 +48,9 @@ def test_two_stage_variant_splits_the_same_steps_and_its_first_stage_is_a_valid_
     # the cross-modal stage keeps every objective of the base and the joint variant's grounding
     assert cross.loss == {"itc": 1.0, "weak": 1.0, "ttc": 1.0, "rca": 0.5, "wca": 0.5, "itm": 1.0, "mlm": 1.0}
     assert abl.variant_config("mvp2", 1.0, FACTS, 2, 0.3)["schedule"][0]["steps"] == 1  # at least one step
+    with_ttc = abl.variant_config("mvp2t", 0.5, FACTS, 400, 0.3)["schedule"]
+    assert with_ttc[0]["loss"] == {**uni.loss, "ttc": 1.0} and with_ttc[1] == over["schedule"][1]
+    assert parse_schedule(with_ttc)[0].unimodal  # TTC is text-text: allowed without cross-attention
 
 
 @pytest.mark.parametrize(("name", "facts", "reason"), [
