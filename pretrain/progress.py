@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pretrain.checkpoint import write_text_atomic
+from pretrain.stages import OBJECTIVES
 
 
 def _eta(seconds: float) -> str:
@@ -48,7 +49,7 @@ def _step_of(line: str) -> int | None:
 
 
 # The losses the progress line shows, when the run computes them (metrics.jsonl has all).
-LOSS_KEYS = ("loss", "itc", "weak", "ttc", "mlm", "itm", "ttm", "cmlm", "mrfr", "mrc", "tcp", "icp", "rca", "wca")
+LOSS_KEYS = ("loss", *OBJECTIVES)  # every objective the trainer logs, in the stages' order
 
 class Progress:
     """Writes RUN/metrics.jsonl (from ``start_step`` on, see ``trim_metrics``) and a

@@ -32,7 +32,7 @@ from pretrain.train import CosineSchedule, Run, _wrap, param_groups, train_step
 
 STEPS = 3
 DATA = {"batch_size": 8, "parallel_batch_size": 8, "kind_weights": {"caption": 1, "translation": 1, "codeswitch": 1, "weak": 2}}
-CFGS = {"rc3": {"loss": {"itm": 0.0, "weak_form": "regularizer", "cmlm": 1.0, "mrfr": 1.0},
+CFGS = {"rc3": {"loss": {"itm": 0.0, "weak_form": "regularizer", "cmlm": 1.0, "mrfr": 1.0, "mpm": 1.0},
                 "model": {"region_dim": 6, "max_regions": 4}, "data": DATA},
         "mvp": {"loss": {"itm": 0.0, "mrc": 1.0, "tcp": 1.0, "icp": 1.0, "rca": 1.0, "wca": 1.0},
                 "model": {"region_dim": 6, "max_regions": 4, "concepts": -1, "max_concepts": 4}, "data": DATA}}
