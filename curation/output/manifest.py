@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from importlib import metadata
 from typing import Any
 
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -114,48 +115,78 @@ def _read(path: str, columns: list[str]) -> Any:
         return pq.read_table(handle, columns=columns)
 
 
+class _Tally:
+    """What ``summarise`` counts, accumulated shard by shard, column-wise (no row dicts: a
+    build's rows need not fit in memory, and reading them as Python objects cost more than
+    counting them)."""
+
+    def __init__(self) -> None:
+        self.langs: Counter[str] = Counter()
+        self.by_kind: dict[str, Counter[str]] = {}
+        self.out_by_source: Counter[str] = Counter()
+        self.derived = 0
+        self.relevance = RelevanceHistogram()
+        self.record_rejects: Counter[str] = Counter()  # "stage/reason"
+        self.text_rejects: Counter[str] = Counter()
+        self.rejected_by_source: Counter[str] = Counter()
+
+    def texts(self, langs: list[str], kinds: list[str]) -> None:
+        for lang, kind in zip(langs, kinds, strict=True):
+            self.langs[lang] += 1
+            self.by_kind.setdefault(kind, Counter())[lang] += 1
+
+    def pairs(self, table: Any) -> None:
+        self.out_by_source.update(table.column("source").to_pylist())
+        flat = pc.list_flatten(table.column("texts"))
+        kinds = pc.struct_field(flat, "kind")
+        self.texts(pc.struct_field(flat, "lang").to_pylist(), kinds.to_pylist())
+        weak = flat.filter(pc.equal(kinds, "weak"))  # in row order: the relevance sums add as before
+        fields = (pc.struct_field(weak, name).to_pylist() for name in ("lang", "relevance_scorer", "relevance"))
+        self.relevance.add({"kind": "weak", "lang": lang, "relevance_scorer": scorer, "relevance": r}
+                           for lang, scorer, r in zip(*fields, strict=True))
+
+    def parallel(self, table: Any) -> None:
+        inputs = table.column("source").filter(pc.is_null(table.column("pair_id"))).to_pylist()
+        self.out_by_source.update(inputs)
+        self.derived += table.num_rows - len(inputs)  # rows made by translation are derived, not input records
+        for src, tgt in zip(table.column("src_lang").to_pylist(), table.column("tgt_lang").to_pylist(), strict=True):
+            self.texts([src, tgt], ["parallel", "parallel"])
+
+    def rejects(self, table: Any) -> None:
+        for source, stage, reason, level in zip(*(table.column(c).to_pylist() for c in REJECT_COLUMNS), strict=True):
+            if level == "record":
+                self.record_rejects[f"{stage}/{reason}"] += 1
+                self.rejected_by_source[source] += 1
+            elif level == "text":
+                self.text_rejects[f"{stage}/{reason}"] += 1
+
+
+REJECT_COLUMNS = ["source", "stage", "reason", "level"]
+COLUMNS = {"pairs": ["source", "texts"], "parallel": ["source", "src_lang", "tgt_lang", "pair_id"], "rejects": REJECT_COLUMNS}
+
+
 def summarise(directory: str) -> dict[str, Any]:
     """Count rows, languages and rejects in the written shards of a build directory."""
     files: dict[str, list[dict[str, Any]]] = {}
-    langs: Counter[str] = Counter()
-    by_kind: dict[str, Counter[str]] = {}
-    out_by_source: Counter[str] = Counter()
-    rejects: list[dict[str, Any]] = []
-    derived = 0
-    relevance = RelevanceHistogram()
+    tally = _Tally()
     for table in TABLES:
         files[table] = []
         for path in shard_files(directory, table):
-            columns = {"pairs": ["source", "texts"], "parallel": ["source", "src_lang", "tgt_lang", "origin", "pair_id"]}
-            cols = columns.get(table, ["source", "stage", "reason", "level"])
-            data = _read(path, cols).to_pylist()
+            data = _read(path, COLUMNS[table])
             size, sha256 = shard_digest(path)
-            files[table].append({"path": f"{table}/{posixpath.basename(path)}", "rows": len(data), "size": size,
+            files[table].append({"path": f"{table}/{posixpath.basename(path)}", "rows": data.num_rows, "size": size,
                                  "sha256": sha256})
-            for row in data:
-                if table == "rejects":
-                    rejects.append(row)
-                    continue
-                if row.get("pair_id") is None:  # rows made by translation are derived, not input records
-                    out_by_source[row["source"]] += 1
-                else:
-                    derived += 1
-                texts = row["texts"] if table == "pairs" else [
-                    {"lang": row["src_lang"], "kind": "parallel"}, {"lang": row["tgt_lang"], "kind": "parallel"}
-                ]
-                if table == "pairs":
-                    relevance.add(texts)
-                for text in texts:
-                    langs[text["lang"]] += 1
-                    by_kind.setdefault(text["kind"], Counter())[text["lang"]] += 1
+            getattr(tally, table)(data)
     return {
         "files": files,
-        "languages": dict(sorted(langs.items())),
-        "languages_by_kind": {k: dict(sorted(v.items())) for k, v in sorted(by_kind.items())},
-        "output_by_source": dict(out_by_source),
-        "derived_parallel_rows": derived,
-        "rejects": rejects,
-        "relevance": relevance.result(),
+        "languages": dict(sorted(tally.langs.items())),
+        "languages_by_kind": {k: dict(sorted(v.items())) for k, v in sorted(tally.by_kind.items())},
+        "output_by_source": dict(tally.out_by_source),
+        "derived_parallel_rows": tally.derived,
+        "record_rejects": tally.record_rejects,
+        "text_rejects": tally.text_rejects,
+        "rejected_by_source": tally.rejected_by_source,
+        "relevance": tally.relevance.result(),
     }
 
 
@@ -180,10 +211,9 @@ def _stage_table(input_records: int, record_rejects: Counter[str], ran: tuple[st
 
 def reconcile(inputs: dict[str, int], summary: dict[str, Any], stages: tuple[str, ...] = SPINE) -> dict[str, Any]:
     """Counts for the manifest, with per-source and per-stage checks."""
-    record_rejects = [r for r in summary["rejects"] if r["level"] == "record"]
-    by_reason = Counter(f"{r['stage']}/{r['reason']}" for r in record_rejects)
-    text_by_reason = Counter(f"{r['stage']}/{r['reason']}" for r in summary["rejects"] if r["level"] == "text")
-    rejected_by_source = Counter(r["source"] for r in record_rejects)
+    by_reason, text_by_reason = summary["record_rejects"], summary["text_rejects"]
+    rejected_by_source = summary["rejected_by_source"]
+    rejected = sum(by_reason.values())
     output = sum(summary["output_by_source"].values())
     total_in = sum(inputs.values())
     per_source = {}
@@ -191,11 +221,11 @@ def reconcile(inputs: dict[str, int], summary: dict[str, Any], stages: tuple[str
         i, o, r = inputs.get(source, 0), summary["output_by_source"].get(source, 0), rejected_by_source[source]
         per_source[source] = {"input": i, "output": o, "rejected": r, "reconciled": i == o + r}
     stage_rows = _stage_table(total_in, by_reason, stages)
-    ok = total_in == output + len(record_rejects) and all(s["reconciled"] for s in per_source.values())
+    ok = total_in == output + rejected and all(s["reconciled"] for s in per_source.values())
     return {
         "input_records": total_in,
         "output_records": output,
-        "rejected_records": len(record_rejects),
+        "rejected_records": rejected,
         "rejected_by_reason": dict(sorted(by_reason.items())),
         "rejected_texts": sum(text_by_reason.values()),
         "rejected_texts_by_reason": dict(sorted(text_by_reason.items())),

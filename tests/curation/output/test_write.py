@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from pathlib import Path
 
 import apache_beam as beam
@@ -115,7 +116,8 @@ def test_two_runs_give_identical_bytes(tmp_path):
 
 
 def test_unreconciled_counts_fail():
-    summary = {"files": {"pairs": [{"rows": 3}], "parallel": [], "rejects": []}, "output_by_source": {"s": 3}, "rejects": []}
+    summary = {"files": {"pairs": [{"rows": 3}], "parallel": [], "rejects": []}, "output_by_source": {"s": 3},
+               "record_rejects": Counter(), "text_rejects": Counter(), "rejected_by_source": Counter()}
     counts = manifest_lib.reconcile({"s": 4}, summary)
     assert not counts["reconciled"]
     with pytest.raises(manifest_lib.ReconciliationError, match="s: 4 in, 3 out, 0 rejected"):
