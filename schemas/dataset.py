@@ -41,23 +41,6 @@ def _fs(directory: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), directory
 
 
-def load_manifest(directory: str) -> dict[str, Any]:
-    """Read DIR/manifest.json and refuse an incompatible schema version."""
-    fs, root = _fs(directory)
-    path = posixpath.join(root, "manifest.json")
-    if fs.get_file_info(path).type == pafs.FileType.NotFound:
-        raise DatasetError(f"{directory}: no manifest.json; not an m3curate dataset, or its build did not finish")
-    with fs.open_input_stream(path) as handle:
-        manifest = json.loads(handle.read().decode())
-    found = str(manifest.get("schema_version", "?"))
-    if found.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
-        raise DatasetError(
-            f"{directory}: schema version {found}, this m3curate reads {SCHEMA_VERSION}; rebuild the dataset or "
-            "install the m3curate version that wrote it"
-        )
-    return manifest
-
-
 def read_dataset_text(directory: str, name: str) -> str | None:
     """The text of the file ``name`` at the dataset root (local or any URI pyarrow opens:
     ``gs://``, ``s3://``, ``file://``), or None when it is not there."""
@@ -67,6 +50,21 @@ def read_dataset_text(directory: str, name: str) -> str | None:
         return None
     with fs.open_input_stream(path) as handle:
         return handle.read().decode("utf-8")
+
+
+def load_manifest(directory: str) -> dict[str, Any]:
+    """Read DIR/manifest.json and refuse an incompatible schema version."""
+    text = read_dataset_text(directory, "manifest.json")
+    if text is None:
+        raise DatasetError(f"{directory}: no manifest.json; not an m3curate dataset, or its build did not finish")
+    manifest = json.loads(text)
+    found = str(manifest.get("schema_version", "?"))
+    if found.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+        raise DatasetError(
+            f"{directory}: schema version {found}, this m3curate reads {SCHEMA_VERSION}; rebuild the dataset or "
+            "install the m3curate version that wrote it"
+        )
+    return manifest
 
 
 def shard_paths(directory: str, table: str, manifest: dict[str, Any] | None = None) -> list[str]:
