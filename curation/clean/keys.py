@@ -33,6 +33,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
+from curation.clean import keyrecord as kr
 from curation.clean.dedup import (
     Deduplicate,
     duplicate_reject,
@@ -52,7 +53,7 @@ from curation.output.runs import (
     merge_segments,
 )
 from curation.output.spill import PARTITIONS, SpillFn, each_input, flatten, runs_folder
-from curation.output.write import shard_of, shards_for
+from curation.output.write import CountPerBundle, shard_of, shards_for
 from curation.stages import DEDUP, SPLIT
 from schemas.rows import REJECTS_TAG
 from schemas.stage import StageCounters
@@ -106,8 +107,9 @@ class _ApplyFn(beam.DoFn):
 
     write: None, or (runs folder, rows_per_shard) when no row stage follows: the rows go
     straight into the writer's runs, sorted by (shard, id), the shard count from the
-    ``counts`` side input (``CountRows``); out come the writer's ((shard, shard count),
-    Segment) descriptors (``curation.output.write.WriteTable(sharded=True)``). A row no
+    ``counts`` side input (``CountRows``: (source, count) per bundle); out come the
+    writer's ((shard, shard count), Segment) descriptors
+    (``curation.output.write.WriteTable(sharded=True)``). A row no
     decision touches is never decoded then: its encoded bytes go on as they are.
     """
 
@@ -122,12 +124,12 @@ class _ApplyFn(beam.DoFn):
         self.runs = RunWriter(self.write[0]) if self.write else None
         self.passed = 0  # pairs rows through the split stage, counted once a bundle
 
-    def process(self, part: tuple[int, Iterable[tuple[str, Segment]]], counts: list[int] | None = None
+    def process(self, part: tuple[int, Iterable[tuple[str, Segment]]], counts: list[tuple[str, int]] | None = None
                 ) -> Iterator[Any]:
         _, tagged = part
         tagged = list(tagged)
         if self.write:
-            self.num_shards = shards_for(sum(counts), self.write[1])
+            self.num_shards = shards_for(sum(n for _, n in counts), self.write[1])
         rows = merge_segments([s for kind, s in tagged if kind == "rows"])
         decisions = merge_segments([s for kind, s in tagged if kind == "decisions"])
         pending = next(decisions, None)
@@ -183,19 +185,6 @@ class _ApplyFn(beam.DoFn):
         yield row
 
 
-class _CountFn(beam.DoFn):
-    """Elements -> how many, once per bundle."""
-
-    def start_bundle(self) -> None:
-        self.n = 0
-
-    def process(self, _: Any) -> None:
-        self.n += 1
-
-    def finish_bundle(self) -> Iterator[Any]:
-        yield GlobalWindows.windowed_value(self.n)
-
-
 def _tag(kind: str):
     return lambda part_segment: (part_segment[0], (kind, part_segment[1]))
 
@@ -207,8 +196,8 @@ class ApplyDecisions(beam.PTransform):
     PCollections of (id, decision). table: "pairs" or "parallel"; what: how a
     duplicate reject names the dedup key; directory: where the decisions' runs go.
     write: None, or (the writer's runs folder, rows_per_shard, the count of rows that
-    come out, as a PCollection of counts): then the rows go straight into the writer's
-    runs and out come their descriptors (``_ApplyFn``).
+    come out, as a PCollection of (source, count)): then the rows go straight into the
+    writer's runs and out come their descriptors (``_ApplyFn``).
     """
 
     def __init__(self, directory: str, table: str, what: str, partitions: int = PARTITIONS,
@@ -260,6 +249,6 @@ def unique_rows(rows: beam.PCollection, name: str, dedup_key: str, splits: Itera
         decided.append(keys | "AssignSplits" >> AssignSplits(splits, runs(f"{table}-leaks")))
     write = None
     if rows_per_shard is not None:  # one row comes out per key record kept
-        write = (runs(table), rows_per_shard, keys | f"CountRows{name}" >> beam.ParDo(_CountFn()))
+        write = (runs(table), rows_per_shard, keys | f"CountRows{name}" >> beam.ParDo(CountPerBundle(itemgetter(kr.SOURCE))))
     what = what_is_compared(table, dedup_key)
     return (row_runs, *decided) | f"Apply{name}" >> ApplyDecisions(runs(f"{table}-decisions"), table, what, write=write)

@@ -25,7 +25,7 @@ import json
 import math
 import posixpath
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import apache_beam as beam
@@ -237,14 +237,18 @@ def _write_json(obj: dict[str, Any], path: str) -> None:
         handle.write(json.dumps(obj, sort_keys=True, indent=1).encode())
 
 
-class _CountFn(beam.DoFn):
-    """Records, rejects or rows -> (source, how many) per source, once per bundle."""
+class CountPerBundle(beam.DoFn):
+    """Elements -> (key(element), how many) per key, once per bundle; ``key`` defaults to
+    the source of a record, reject or row (``source_of``)."""
+
+    def __init__(self, key: Callable[[Any], str] | None = None):
+        self.key = key or source_of
 
     def start_bundle(self) -> None:
         self.counts: Counter[str] = Counter()
 
     def process(self, element: Any) -> None:
-        self.counts[source_of(element)] += 1
+        self.counts[self.key(element)] += 1
 
     def finish_bundle(self) -> Iterator[WindowedValue]:
         for source, n in sorted(self.counts.items()):
@@ -270,7 +274,7 @@ class CountInputs(beam.PTransform):
 
     def expand(self, inputs: beam.PCollection | tuple[beam.PCollection, ...]) -> beam.PCollection:
         path = posixpath.join(self.directory, INPUT_COUNTS)
-        counted = [pc | f"PerSource{i}" >> beam.ParDo(_CountFn()) for i, pc in each_input(inputs)]
+        counted = [pc | f"PerSource{i}" >> beam.ParDo(CountPerBundle()) for i, pc in each_input(inputs)]
         counts = beam.pvalue.AsList(flatten(counted, "All"))
         pipeline = counted[0].pipeline
         return pipeline | "Once" >> beam.Create([None]) | "Save" >> beam.Map(_save_counts, counts=counts, path=path)
