@@ -34,7 +34,7 @@ from curation.clean.texts import pair_row
 from curation.config import BuildConfig, SourceConfig, config_from_dict
 from curation.demo.synth import caption, encode_jpeg, render, sample_rng, sample_scene
 from curation.output.runs import RunWriter, decode_row, delete_runs, encode_row, merge_segments
-from curation.output.write import row_key, shard_name, shard_of, write_sorted
+from curation.output.write import row_key, shard_name, shard_of, shards_for, write_sorted
 from curation.pipeline import run_build
 from curation.read.records import RawRecord
 from curation.read.tabular import iter_jsonl
@@ -83,7 +83,7 @@ def plain_loop(cfg: BuildConfig, out: Path) -> dict[str, int]:
             rejected += 1
         else:
             kept[key] = row
-    n_shards = max(1, -(-len(kept) // cfg.output.rows_per_shard))
+    n_shards = shards_for(len(kept), cfg.output.rows_per_shard)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     runs = RunWriter(str(out / "runs"))
     segments: dict[int, list] = defaultdict(list)

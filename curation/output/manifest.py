@@ -149,8 +149,8 @@ class _Tally:
         inputs = table.column("source").filter(pc.is_null(table.column("pair_id"))).to_pylist()
         self.out_by_source.update(inputs)
         self.derived += table.num_rows - len(inputs)  # rows made by translation are derived, not input records
-        for src, tgt in zip(table.column("src_lang").to_pylist(), table.column("tgt_lang").to_pylist(), strict=True):
-            self.texts([src, tgt], ["parallel", "parallel"])
+        langs = table.column("src_lang").to_pylist() + table.column("tgt_lang").to_pylist()
+        self.texts(langs, ["parallel"] * len(langs))
 
     def rejects(self, table: Any) -> None:
         for source, stage, reason, level in zip(*(table.column(c).to_pylist() for c in REJECT_COLUMNS), strict=True):
