@@ -124,19 +124,26 @@ def plan(names: list[str], weights: list[float], seeds: list[int]) -> list[tuple
     return [(n, w, s) for s in seeds for n in names for w in ([0.0] if n in UNWEIGHTED else weights)]
 
 
-def train_and_score(data: Path, out: Path, overrides: dict[str, Any], seed: int, steps: int,
-                    device: str = "auto") -> dict[str, Any]:
-    """One run: train, then mean recall (and per language) on validation and test."""
+def run_config(overrides: dict[str, Any], seed: int, steps: int, device: str = "auto") -> Any:
+    """The PretrainConfig of one run: the demo settings, ``steps`` with a tenth of them
+    warm-up, ``seed``, ``device``, then ``overrides``."""
     from pretrain.config import load_config, merge
     from pretrain.demo import DEMO_SETTINGS
-    from pretrain.evaluate import evaluate
-    from pretrain.train import run_training
 
     settings = merge(DEMO_SETTINGS, {"train": {"steps": steps, "warmup_steps": max(1, steps // 10), "seed": seed,
                                                "device": device},
                                      # the default weak form when the recorded runs ran (now the regulariser)
                                      "loss": {"weak_form": "soft_target"}})
-    cfg = load_config(None, merge(settings, overrides))
+    return load_config(None, merge(settings, overrides))
+
+
+def train_and_score(data: Path, out: Path, overrides: dict[str, Any], seed: int, steps: int,
+                    device: str = "auto") -> dict[str, Any]:
+    """One run: train, then mean recall (and per language) on validation and test."""
+    from pretrain.evaluate import evaluate
+    from pretrain.train import run_training
+
+    cfg = run_config(overrides, seed, steps, device)
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
     run_training(cfg, str(data), str(out), quiet=True)

@@ -37,13 +37,11 @@ import ablation_trainer as A  # noqa: E402
 SEED, STEPS, SHARE = 0, 400, 0.3
 
 
-def _settings(data: Path, over: dict[str, Any], steps: int) -> Any:
-    from pretrain.config import load_config, merge
-    from pretrain.demo import DEMO_SETTINGS
+def _settings(over: dict[str, Any], steps: int) -> Any:
+    """The trainer ablation's run config (seed 0, CPU), without periodic checkpoints."""
+    from pretrain.config import merge
 
-    base = merge(DEMO_SETTINGS, {"train": {"steps": steps, "warmup_steps": steps // 10, "seed": SEED, "device": "cpu",
-                                           "ckpt_every": 10_000}, "loss": {"weak_form": "soft_target"}})
-    return load_config(None, merge(base, over))
+    return A.run_config(merge(over, {"train": {"ckpt_every": 10_000}}), SEED, steps, "cpu")
 
 
 def _mlm_through_fusion() -> None:
@@ -66,7 +64,7 @@ def stage1(args: argparse.Namespace) -> dict[str, Any]:
         over["schedule"][0]["loss"] = json.loads(args.uni)
     if args.mlm_fusion:
         _mlm_through_fusion()
-    run_training(_settings(args.data, over, STEPS), str(args.data), str(args.out / f"s1_{args.name}"),
+    run_training(_settings(over, STEPS), str(args.data), str(args.out / f"s1_{args.name}"),
                  stop_at=over["schedule"][0]["steps"], quiet=True)
     return {"stage1": args.name}
 
@@ -99,7 +97,7 @@ def stage2(args: argparse.Namespace) -> dict[str, Any]:
     over = {"model": mvp2["model"], "loss": dict(mvp2["schedule"][1]["loss"]),
             "init": str(_init(args, args.out / f"s1_{args.start}"))}
     out = args.out / args.name
-    run_training(_settings(args.data, over, cross), str(args.data), str(out), stop_at=args.steps, quiet=True)
+    run_training(_settings(over, cross), str(args.data), str(out), stop_at=args.steps, quiet=True)
     logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return {"stage2": args.name, **{str(d["step"]): {k: round(d[k], 2) for k in ("itc", "ttc", "rca", "wca", "mlm") if k in d}
                                     for d in logged if "step" in d}}
